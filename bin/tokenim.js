@@ -1,0 +1,15 @@
+#!/usr/bin/env node
+// Entry point of the `tokenim` command. In the repository Node runs the TypeScript sources
+// directly (type stripping, Node >= 22.13); Node refuses to strip types inside node_modules, so
+// when tokenim is installed as a package we load the sources through tsx instead.
+const [major, minor] = process.versions.node.split('.').map(Number)
+if (major < 22 || (major === 22 && minor < 13)) {
+  console.error(`tokenim needs Node.js >= 22.13 (this is ${process.versions.node}); run scripts/ensure-node.sh`)
+  process.exit(1)
+}
+const main = new URL('../src/cli/main.ts', import.meta.url)
+if (main.pathname.includes('/node_modules/')) {
+  const { register } = await import('tsx/esm/api')
+  register()
+}
+await import(main.href)
