@@ -1,0 +1,6 @@
+export { startApiServer, MAX_BODY_BYTES } from './server.ts'
+export type { ApiServer, ApiServerInit, Route, Routes, ApiRequest } from './server.ts'
+export { callApi } from './client.ts'
+export type { ApiEndpoint } from './client.ts'
+export { acquireDaemonLock, lockedBy } from './lock.ts'
+export type { DaemonLock } from './lock.ts'
