@@ -1,0 +1,512 @@
+/**
+ * Wire format and end-to-end encryption of `/tokenim/msg/1.0.0`.
+ *
+ * Every frame is one dag-cbor map, sent with an unsigned-varint length prefix, at most
+ * {@link MAX_FRAME_BYTES}. Two frame types, both versioned (`v: 1`):
+ *
+ * - message envelope `{ v: 1, t: 'msg', id, from, to, ts, epk, spk, ct }`
+ *   - `id`: UUIDv7 text; `from`/`to`: lowercase 0x addresses; `ts`: sender's clock (unix ms)
+ *   - `epk`: the sender's ephemeral X25519 public key (32 bytes, fresh per message)
+ *   - `spk`: the sender's static messaging public key (32 bytes; must equal the key in the sender's
+ *     wallet-signed device record, else `FORGED_SENDER`)
+ *   - `ct`: AES-256-GCM ciphertext || 16-byte tag of the dag-cbor body `{ text, attachment? }`
+ * - receipt `{ v: 1, t: 'rcpt', id, from, to, status, ts, mac }` written by the recipient (`to`) of
+ *   message `id`; `mac` is HMAC-SHA256 under a key only the two parties can derive.
+ *
+ * Keys of a message (sender S, recipient R, ephemeral E):
+ * ```
+ * ikm   = X25519(e, R) || X25519(s, R)                       // ephemeral-static || static-static
+ * okm   = HKDF-SHA256(ikm, salt = "tokenim/v1/msg", info = "tokenim/v1/msg/key" || E || S || R, 44)
+ * key   = okm[0..32], nonce = okm[32..44]                    // fresh E: the key is used once
+ * aad   = dag-cbor({ v, t, id, from, to, ts, epk, spk })     // the header: every field but ct
+ * ```
+ * Receipt key: `HKDF-SHA256(X25519(s, R), salt = "tokenim/v1/rcpt", info = "tokenim/v1/rcpt/key" || S || R, 32)`,
+ * `mac = HMAC-SHA256(key, "tokenim/v1/rcpt\n" || dag-cbor({ v, t, id, from, to, status, ts }))`.
+ *
+ * All functions here are pure (no I/O); decoders are strict and every rejection is a typed
+ * {@link MessagingError}.
+ */
+import * as dagCbor from '@ipld/dag-cbor'
+import {
+  aeadDecrypt,
+  aeadEncrypt,
+  constantTimeEqual,
+  hkdf,
+  hmacSha256,
+  x25519GenerateKeyPair,
+  x25519SharedSecret
+} from '../crypto/index.ts'
+import { isTokenimError } from '../errors.ts'
+import { MessagingError, MessagingErrorCode, malformed } from './errors.ts'
+import { isMessageId, newMessageId } from './ids.ts'
+
+/** The stream protocol of direct messages. */
+export const MSG_PROTOCOL = '/tokenim/msg/1.0.0'
+/** Version of the frames this code writes and the only one it reads. */
+export const ENVELOPE_VERSION = 1
+/**
+ * Largest frame (after the length prefix) a peer may send or receive: 256 KiB. A text message is
+ * well below it; attachments travel by CID, not inside frames.
+ */
+export const MAX_FRAME_BYTES = 256 * 1024
+/** Longest text accepted by {@link sealMessage} (UTF-16 code units); leaves room for the header. */
+export const MAX_TEXT_LENGTH = 64 * 1024
+
+export const MSG_SALT = 'tokenim/v1/msg'
+export const MSG_KEY_INFO = 'tokenim/v1/msg/key'
+export const RECEIPT_SALT = 'tokenim/v1/rcpt'
+export const RECEIPT_KEY_INFO = 'tokenim/v1/rcpt/key'
+export const RECEIPT_MAC_DOMAIN = 'tokenim/v1/rcpt\n'
+
+const KEY_LENGTH = 32
+const GCM_TAG_LENGTH = 16
+const ADDRESS_RE = /^0x[0-9a-f]{40}$/
+const SHA256_HEX_RE = /^[0-9a-f]{64}$/
+const MSG_KEYS = ['ct', 'epk', 'from', 'id', 'spk', 't', 'to', 'ts', 'v']
+const RCPT_KEYS = ['from', 'id', 'mac', 'status', 't', 'to', 'ts', 'v']
+const ATTACHMENT_KEYS = ['cid', 'key', 'mime', 'name', 'sha256', 'size']
+
+/** The statuses a receipt can carry (only `delivered` today). */
+export const RECEIPT_STATUSES = ['delivered'] as const
+export type ReceiptStatus = typeof RECEIPT_STATUSES[number]
+
+/** Reference to an attachment carried inside the encrypted body (filled by the attachments issue). */
+export interface MessageAttachment {
+  /** CID of the encrypted content */
+  cid: string
+  /** content key as text */
+  key: string
+  name: string
+  mime: string
+  /** plaintext size in bytes */
+  size: number
+  /** lowercase hex sha-256 of the plaintext */
+  sha256: string
+}
+
+/** The plaintext of a message. */
+export interface MessageBody {
+  text: string
+  attachment?: MessageAttachment
+}
+
+export interface EnvelopeHeader {
+  v: 1
+  t: 'msg'
+  id: string
+  from: string
+  to: string
+  ts: number
+  epk: Uint8Array
+  spk: Uint8Array
+}
+
+export interface Envelope extends EnvelopeHeader {
+  ct: Uint8Array
+}
+
+export interface Receipt {
+  v: 1
+  t: 'rcpt'
+  /** id of the acknowledged message */
+  id: string
+  /** sender of the acknowledged message */
+  from: string
+  /** recipient of the acknowledged message (who writes the receipt) */
+  to: string
+  status: ReceiptStatus
+  /** recipient's clock when it stored the message (unix ms) */
+  ts: number
+  mac: Uint8Array
+}
+
+export type Frame = Envelope | Receipt
+
+/** Our X25519 messaging key pair (raw 32-byte keys). */
+export interface MessagingKeyPair {
+  privateKey: Uint8Array
+  publicKey: Uint8Array
+}
+
+export interface SealInput {
+  from: string
+  to: string
+  body: MessageBody
+  /** default: a new UUIDv7 */
+  id?: string
+  /** default: Date.now() */
+  ts?: number
+}
+
+export interface SealedMessage {
+  envelope: Envelope
+  /** the encoded frame (without the length prefix) */
+  bytes: Uint8Array
+}
+
+export interface OpenedMessage {
+  id: string
+  from: string
+  to: string
+  ts: number
+  body: MessageBody
+}
+
+// ---------------------------------------------------------------------------------------------
+// sealing and opening
+
+/**
+ * Encrypt a message from `input.from` (our key pair `self`) to `input.to` (their messaging key
+ * `recipientKey`, from their device record).
+ */
+export function sealMessage (input: SealInput, self: MessagingKeyPair, recipientKey: Uint8Array): SealedMessage {
+  const from = argAddress(input.from, 'from')
+  const to = argAddress(input.to, 'to')
+  if (from === to) throw argError('cannot send a message to oneself')
+  const id = input.id ?? newMessageId()
+  if (!isMessageId(id)) throw argError('id must be a UUIDv7 string')
+  const ts = input.ts ?? Date.now()
+  if (!isTime(ts)) throw argError('ts must be a non-negative integer (ms)')
+  checkKey(self.publicKey, 'own public key')
+  checkKey(recipientKey, 'recipient key')
+  const plaintext = encodeBody(input.body)
+
+  const eph = x25519GenerateKeyPair()
+  const header: EnvelopeHeader = { v: 1, t: 'msg', id, from, to, ts, epk: eph.publicKey, spk: self.publicKey }
+  const { key, nonce } = messageKey(
+    x25519SharedSecret(eph.privateKey, recipientKey),
+    x25519SharedSecret(self.privateKey, recipientKey),
+    eph.publicKey, self.publicKey, recipientKey)
+  eph.privateKey.fill(0)
+  const ct = aeadEncrypt(key, nonce, plaintext, headerBytes(header))
+  key.fill(0)
+  const envelope: Envelope = { ...header, ct }
+  const bytes = encodeFrame(envelope)
+  if (bytes.length > MAX_FRAME_BYTES) {
+    throw new MessagingError(MessagingErrorCode.FRAME_TOO_LARGE, `message is larger than ${MAX_FRAME_BYTES} bytes`, { size: bytes.length })
+  }
+  return { envelope, bytes }
+}
+
+export interface OpenOptions {
+  /** our address: the envelope must be addressed to it (`WRONG_RECIPIENT`) */
+  self: string
+  /** our messaging key pair */
+  keys: MessagingKeyPair
+  /** the messaging key in the claimed sender's verified device record */
+  senderKey: Uint8Array
+}
+
+/**
+ * Authenticate and decrypt an envelope. Throws `WRONG_RECIPIENT` (not for us), `FORGED_SENDER`
+ * (sealed with a key that is not the sender's published one), `DECRYPT_FAILED` (tampered, or the
+ * sender does not hold the static key it claims), `MALFORMED_FRAME` (bad body).
+ */
+export function openMessage (envelope: Envelope, options: OpenOptions): OpenedMessage {
+  checkRecipient(envelope, options.self)
+  checkKey(options.senderKey, 'sender key')
+  if (!constantTimeEqual(envelope.spk, options.senderKey)) {
+    throw new MessagingError(MessagingErrorCode.FORGED_SENDER, 'the envelope was not sealed with the sender\'s published messaging key', { id: envelope.id, from: envelope.from })
+  }
+  let dhEs: Uint8Array, dhSs: Uint8Array
+  try {
+    dhEs = x25519SharedSecret(options.keys.privateKey, envelope.epk)
+    dhSs = x25519SharedSecret(options.keys.privateKey, options.senderKey)
+  } catch (err) {
+    if (isTokenimError(err)) throw malformed('invalid X25519 public key', { id: envelope.id })
+    throw err
+  }
+  const { key, nonce } = messageKey(dhEs, dhSs, envelope.epk, options.senderKey, options.keys.publicKey)
+  let plaintext: Uint8Array
+  try {
+    plaintext = aeadDecrypt(key, nonce, envelope.ct, headerBytes(envelope))
+  } catch (err) {
+    if (isTokenimError(err, 'DECRYPT_FAILED')) {
+      throw new MessagingError(MessagingErrorCode.DECRYPT_FAILED, 'the envelope does not authenticate (tampered, or not from its claimed sender)', { id: envelope.id, from: envelope.from })
+    }
+    throw err
+  } finally {
+    key.fill(0)
+  }
+  return { id: envelope.id, from: envelope.from, to: envelope.to, ts: envelope.ts, body: decodeBody(plaintext) }
+}
+
+/** `WRONG_RECIPIENT` unless the envelope is addressed to `self`. */
+export function checkRecipient (envelope: Envelope, self: string): void {
+  if (envelope.to !== self.toLowerCase()) {
+    throw new MessagingError(MessagingErrorCode.WRONG_RECIPIENT, 'the envelope is addressed to someone else', { id: envelope.id, to: envelope.to })
+  }
+}
+
+function messageKey (dhEs: Uint8Array, dhSs: Uint8Array, epk: Uint8Array, spk: Uint8Array, rpk: Uint8Array): { key: Uint8Array, nonce: Uint8Array } {
+  const ikm = concat(dhEs, dhSs)
+  const okm = hkdf(ikm, MSG_SALT, concat(utf8(MSG_KEY_INFO), epk, spk, rpk), KEY_LENGTH + 12)
+  ikm.fill(0)
+  dhEs.fill(0)
+  dhSs.fill(0)
+  return { key: okm.subarray(0, KEY_LENGTH), nonce: okm.subarray(KEY_LENGTH) }
+}
+
+function headerBytes (h: EnvelopeHeader): Uint8Array {
+  return dagCbor.encode({ v: h.v, t: h.t, id: h.id, from: h.from, to: h.to, ts: h.ts, epk: h.epk, spk: h.spk })
+}
+
+// ---------------------------------------------------------------------------------------------
+// receipts
+
+export interface ReceiptKeys {
+  /** our messaging key pair */
+  keys: MessagingKeyPair
+  /** the other party's messaging key (from its verified device record) */
+  peerKey: Uint8Array
+}
+
+/**
+ * Make the receipt for message `id` from `from` to `to` (we are `to`, the recipient).
+ * `peerKey` is the sender's messaging key.
+ */
+export function createReceipt (fields: { id: string, from: string, to: string, ts?: number, status?: ReceiptStatus }, keys: ReceiptKeys): Receipt {
+  const receipt: Omit<Receipt, 'mac'> = {
+    v: 1,
+    t: 'rcpt',
+    id: fields.id,
+    from: argAddress(fields.from, 'from'),
+    to: argAddress(fields.to, 'to'),
+    status: fields.status ?? 'delivered',
+    ts: fields.ts ?? Date.now()
+  }
+  if (!isMessageId(receipt.id)) throw argError('id must be a UUIDv7 string')
+  if (!isTime(receipt.ts)) throw argError('ts must be a non-negative integer (ms)')
+  // we are the message's recipient: S = their key, R = ours
+  const mac = receiptMac(receipt, keys.keys.privateKey, keys.peerKey, keys.peerKey, keys.keys.publicKey)
+  return { ...receipt, mac }
+}
+
+/**
+ * Check a receipt for the message `expected` that we (`expected.from`) sent: same id, from and to,
+ * and a MAC only the recipient (or we) could make. Throws `FORGED_RECEIPT`.
+ */
+export function verifyReceipt (receipt: Receipt, expected: { id: string, from: string, to: string }, keys: ReceiptKeys): Receipt {
+  if (receipt.id !== expected.id || receipt.from !== expected.from.toLowerCase() || receipt.to !== expected.to.toLowerCase()) {
+    throw new MessagingError(MessagingErrorCode.FORGED_RECEIPT, 'the receipt is for another message', { id: expected.id, receiptId: receipt.id })
+  }
+  let mac: Uint8Array
+  try {
+    // we sent the message: S = ours, R = theirs
+    mac = receiptMac(receipt, keys.keys.privateKey, keys.peerKey, keys.keys.publicKey, keys.peerKey)
+  } catch (err) {
+    if (isTokenimError(err)) throw new MessagingError(MessagingErrorCode.FORGED_RECEIPT, 'the receipt cannot be checked with the recipient\'s key', { id: expected.id })
+    throw err
+  }
+  if (!constantTimeEqual(mac, receipt.mac)) {
+    throw new MessagingError(MessagingErrorCode.FORGED_RECEIPT, 'the receipt does not authenticate', { id: expected.id })
+  }
+  return receipt
+}
+
+/** `senderKey`/`recipientKey` are the message's S and R (one of them ours, the other `peerKey`). */
+function receiptMac (r: Omit<Receipt, 'mac'>, ownPrivate: Uint8Array, peerKey: Uint8Array, senderKey: Uint8Array, recipientKey: Uint8Array): Uint8Array {
+  const ss = x25519SharedSecret(ownPrivate, peerKey)
+  const key = hkdf(ss, RECEIPT_SALT, concat(utf8(RECEIPT_KEY_INFO), senderKey, recipientKey), KEY_LENGTH)
+  ss.fill(0)
+  const body = dagCbor.encode({ v: r.v, t: r.t, id: r.id, from: r.from, to: r.to, status: r.status, ts: r.ts })
+  const mac = hmacSha256(key, concat(utf8(RECEIPT_MAC_DOMAIN), body))
+  key.fill(0)
+  return mac
+}
+
+// ---------------------------------------------------------------------------------------------
+// encoding
+
+/** Encode a frame (dag-cbor, canonical). Does not add the length prefix. */
+export function encodeFrame (frame: Frame): Uint8Array {
+  if (frame.t === 'msg') {
+    return dagCbor.encode({ v: frame.v, t: frame.t, id: frame.id, from: frame.from, to: frame.to, ts: frame.ts, epk: frame.epk, spk: frame.spk, ct: frame.ct })
+  }
+  return dagCbor.encode({ v: frame.v, t: frame.t, id: frame.id, from: frame.from, to: frame.to, status: frame.status, ts: frame.ts, mac: frame.mac })
+}
+
+/**
+ * Decode one frame, strictly: at most {@link MAX_FRAME_BYTES} (`FRAME_TOO_LARGE`), canonical dag-cbor,
+ * exactly the fields of its type with the right types and lengths (`MALFORMED_FRAME`). Never throws
+ * anything but a MessagingError.
+ */
+export function decodeFrame (bytes: Uint8Array): Frame {
+  if (!(bytes instanceof Uint8Array)) throw malformed('frame must be bytes')
+  if (bytes.length > MAX_FRAME_BYTES) {
+    throw new MessagingError(MessagingErrorCode.FRAME_TOO_LARGE, `frame is larger than ${MAX_FRAME_BYTES} bytes`, { size: bytes.length })
+  }
+  if (bytes.length === 0) throw malformed('empty frame')
+  let value: unknown
+  try {
+    value = dagCbor.decode(bytes)
+  } catch {
+    throw malformed('not dag-cbor')
+  }
+  if (!isPlainMap(value)) throw malformed('not a map')
+  if (value.v !== ENVELOPE_VERSION) throw malformed('unsupported version', { v: typeof value.v === 'number' ? value.v : undefined })
+  let frame: Frame
+  if (value.t === 'msg') {
+    frame = checkEnvelope(value)
+  } else if (value.t === 'rcpt') {
+    frame = checkReceipt(value)
+  } else {
+    throw malformed('unknown frame type')
+  }
+  const again = encodeFrame(frame)
+  if (!sameBytes(again, bytes)) throw malformed('not canonically encoded')
+  return frame
+}
+
+/** Decode a frame that must be a message envelope. */
+export function decodeEnvelope (bytes: Uint8Array): Envelope {
+  const frame = decodeFrame(bytes)
+  if (frame.t !== 'msg') throw malformed('expected a message envelope')
+  return frame
+}
+
+/** Decode a frame that must be a receipt. */
+export function decodeReceipt (bytes: Uint8Array): Receipt {
+  const frame = decodeFrame(bytes)
+  if (frame.t !== 'rcpt') throw malformed('expected a receipt')
+  return frame
+}
+
+function checkEnvelope (m: Record<string, unknown>): Envelope {
+  exactKeys(m, MSG_KEYS)
+  const id = field(m.id, isMessageId, 'id')
+  const from = field(m.from, isAddress, 'from')
+  const to = field(m.to, isAddress, 'to')
+  if (from === to) throw malformed('from and to are the same address')
+  const ts = field(m.ts, isTime, 'ts')
+  const epk = field(m.epk, isKey, 'epk')
+  const spk = field(m.spk, isKey, 'spk')
+  const ct = field(m.ct, (x): x is Uint8Array => x instanceof Uint8Array && x.length >= GCM_TAG_LENGTH, 'ct')
+  return { v: 1, t: 'msg', id, from, to, ts, epk: copy(epk), spk: copy(spk), ct: copy(ct) }
+}
+
+function checkReceipt (m: Record<string, unknown>): Receipt {
+  exactKeys(m, RCPT_KEYS)
+  const id = field(m.id, isMessageId, 'id')
+  const from = field(m.from, isAddress, 'from')
+  const to = field(m.to, isAddress, 'to')
+  if (from === to) throw malformed('from and to are the same address')
+  const status = field(m.status, (x): x is ReceiptStatus => typeof x === 'string' && (RECEIPT_STATUSES as readonly string[]).includes(x), 'status')
+  const ts = field(m.ts, isTime, 'ts')
+  const mac = field(m.mac, (x): x is Uint8Array => x instanceof Uint8Array && x.length === 32, 'mac')
+  return { v: 1, t: 'rcpt', id, from, to, status, ts, mac: copy(mac) }
+}
+
+/** Encode a plaintext body `{ text, attachment? }` (validated). */
+export function encodeBody (body: MessageBody): Uint8Array {
+  if (typeof body !== 'object' || body === null) throw argError('body must be an object')
+  if (typeof body.text !== 'string') throw argError('text must be a string')
+  if (body.text.length > MAX_TEXT_LENGTH) throw argError(`text is longer than ${MAX_TEXT_LENGTH} characters`)
+  if (body.attachment === undefined) return dagCbor.encode({ text: body.text })
+  const a = body.attachment
+  try {
+    checkAttachment(a as unknown as Record<string, unknown>)
+  } catch (err) {
+    throw argError(`attachment is invalid: ${(err as Error).message}`)
+  }
+  return dagCbor.encode({ text: body.text, attachment: { cid: a.cid, key: a.key, name: a.name, mime: a.mime, size: a.size, sha256: a.sha256 } })
+}
+
+/** Decode a plaintext body strictly (`MALFORMED_FRAME`). */
+export function decodeBody (bytes: Uint8Array): MessageBody {
+  let value: unknown
+  try {
+    value = dagCbor.decode(bytes)
+  } catch {
+    throw malformed('body is not dag-cbor')
+  }
+  if (!isPlainMap(value)) throw malformed('body is not a map')
+  const keys = Object.keys(value).sort()
+  if (!(keys.length === 1 && keys[0] === 'text') && !(keys.length === 2 && keys[0] === 'attachment' && keys[1] === 'text')) {
+    throw malformed('body has unexpected fields')
+  }
+  const text = field(value.text, (x): x is string => typeof x === 'string', 'text')
+  if (value.attachment === undefined) return { text }
+  if (!isPlainMap(value.attachment)) throw malformed('attachment is not a map')
+  return { text, attachment: checkAttachment(value.attachment) }
+}
+
+function checkAttachment (a: Record<string, unknown>): MessageAttachment {
+  if (!isPlainMap(a)) throw malformed('attachment is not a map')
+  exactKeys(a, ATTACHMENT_KEYS)
+  const text = (max: number, min = 0) => (x: unknown): x is string => typeof x === 'string' && x.length >= min && x.length <= max
+  return {
+    cid: field(a.cid, text(512, 1), 'attachment.cid'),
+    key: field(a.key, text(512, 1), 'attachment.key'),
+    name: field(a.name, text(1024), 'attachment.name'),
+    mime: field(a.mime, text(255), 'attachment.mime'),
+    size: field(a.size, isTime, 'attachment.size'),
+    sha256: field(a.sha256, (x): x is string => typeof x === 'string' && SHA256_HEX_RE.test(x), 'attachment.sha256')
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// helpers
+
+function isPlainMap (v: unknown): v is Record<string, unknown> {
+  return typeof v === 'object' && v !== null && !Array.isArray(v) && !(v instanceof Uint8Array) &&
+    (Object.getPrototypeOf(v) === Object.prototype || Object.getPrototypeOf(v) === null)
+}
+
+function exactKeys (m: Record<string, unknown>, expected: string[]): void {
+  const keys = Object.keys(m).sort()
+  if (keys.length !== expected.length || keys.some((k, i) => k !== expected[i])) throw malformed('unexpected fields')
+}
+
+function field<T> (value: unknown, check: (v: unknown) => v is T, name: string): T {
+  if (!check(value)) throw malformed(`bad ${name}`, { field: name })
+  return value
+}
+
+export function isAddress (v: unknown): v is string {
+  return typeof v === 'string' && ADDRESS_RE.test(v)
+}
+
+function isTime (v: unknown): v is number {
+  return typeof v === 'number' && Number.isSafeInteger(v) && v >= 0
+}
+
+function isKey (v: unknown): v is Uint8Array {
+  return v instanceof Uint8Array && v.length === KEY_LENGTH
+}
+
+function checkKey (v: unknown, name: string): void {
+  if (!isKey(v)) throw argError(`${name} must be 32 bytes`)
+}
+
+function argAddress (v: unknown, name: string): string {
+  if (typeof v !== 'string' || !ADDRESS_RE.test(v.toLowerCase())) throw argError(`${name} must be a 0x address`)
+  return v.toLowerCase()
+}
+
+function argError (message: string): MessagingError {
+  return new MessagingError(MessagingErrorCode.INVALID_MESSAGE_ARGUMENT, message)
+}
+
+function copy (b: Uint8Array): Uint8Array {
+  return new Uint8Array(b)
+}
+
+function sameBytes (a: Uint8Array, b: Uint8Array): boolean {
+  if (a.length !== b.length) return false
+  for (let i = 0; i < a.length; i++) if (a[i] !== b[i]) return false
+  return true
+}
+
+function concat (...parts: Uint8Array[]): Uint8Array {
+  let n = 0
+  for (const p of parts) n += p.length
+  const out = new Uint8Array(n)
+  let o = 0
+  for (const p of parts) { out.set(p, o); o += p.length }
+  return out
+}
+
+function utf8 (s: string): Uint8Array {
+  return new TextEncoder().encode(s)
+}

@@ -1,0 +1,39 @@
+/**
+ * End-to-end encrypted direct messages between wallet addresses over `/tokenim/msg/1.0.0`:
+ * envelope format and crypto (envelope.ts), message ids (ids.ts).
+ */
+export { MessagingError, MessagingErrorCode } from './errors.ts'
+export { newMessageId, isMessageId, messageIdTime, UUID_V7_RE } from './ids.ts'
+export {
+  MSG_PROTOCOL,
+  ENVELOPE_VERSION,
+  MAX_FRAME_BYTES,
+  MAX_TEXT_LENGTH,
+  RECEIPT_STATUSES,
+  sealMessage,
+  openMessage,
+  checkRecipient,
+  createReceipt,
+  verifyReceipt,
+  encodeFrame,
+  decodeFrame,
+  decodeEnvelope,
+  decodeReceipt,
+  encodeBody,
+  decodeBody
+} from './envelope.ts'
+export type {
+  Envelope,
+  EnvelopeHeader,
+  Receipt,
+  ReceiptStatus,
+  Frame,
+  MessageBody,
+  MessageAttachment,
+  MessagingKeyPair,
+  SealInput,
+  SealedMessage,
+  OpenedMessage,
+  OpenOptions,
+  ReceiptKeys
+} from './envelope.ts'

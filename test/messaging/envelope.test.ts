@@ -1,0 +1,257 @@
+import assert from 'node:assert/strict'
+import { randomBytes } from 'node:crypto'
+import * as dagCbor from '@ipld/dag-cbor'
+import { x25519GenerateKeyPair } from '../../src/crypto/index.ts'
+import { isTokenimError } from '../../src/errors.ts'
+import {
+  createReceipt,
+  decodeBody,
+  decodeEnvelope,
+  decodeFrame,
+  decodeReceipt,
+  encodeBody,
+  encodeFrame,
+  isMessageId,
+  MAX_FRAME_BYTES,
+  messageIdTime,
+  newMessageId,
+  openMessage,
+  sealMessage,
+  verifyReceipt
+} from '../../src/messaging/index.ts'
+import type { Envelope, Receipt } from '../../src/messaging/index.ts'
+
+const ALICE = '0x' + 'a1'.repeat(20)
+const BOB = '0x' + 'b2'.repeat(20)
+const CAROL = '0x' + 'c3'.repeat(20)
+
+function rejects (fn: () => unknown, code: string): void {
+  assert.throws(fn, (err: unknown) => {
+    assert.ok(isTokenimError(err, code), `expected ${code}, got ${(err as Error)?.name}: ${(err as { code?: string })?.code} ${(err as Error)?.message}`)
+    return true
+  })
+}
+
+/** Re-encode a decoded map with one field changed (bypassing our encoder). */
+function mutate (bytes: Uint8Array, change: (m: Record<string, unknown>) => void): Uint8Array {
+  const m = dagCbor.decode(bytes) as Record<string, unknown>
+  change(m)
+  return dagCbor.encode(m)
+}
+
+describe('messaging/envelope', () => {
+  const alice = x25519GenerateKeyPair()
+  const bob = x25519GenerateKeyPair()
+  const mallory = x25519GenerateKeyPair()
+
+  function seal (text = 'hello bob'): { envelope: Envelope, bytes: Uint8Array } {
+    return sealMessage({ from: ALICE, to: BOB, body: { text } }, alice, bob.publicKey)
+  }
+
+  function open (bytes: Uint8Array, senderKey = alice.publicKey): ReturnType<typeof openMessage> {
+    return openMessage(decodeEnvelope(bytes), { self: BOB, keys: bob, senderKey })
+  }
+
+  describe('message ids', () => {
+    it('are UUIDv7, unique and sortable by time', () => {
+      const ids = Array.from({ length: 2000 }, () => newMessageId())
+      assert.equal(new Set(ids).size, ids.length)
+      for (const id of ids) assert.ok(isMessageId(id), id)
+      assert.deepEqual([...ids].sort(), ids, 'ids of one process are monotonic')
+      const t = Date.now()
+      assert.ok(Math.abs(messageIdTime(newMessageId(t)) - t) <= 1)
+      assert.ok(newMessageId(1000) < newMessageId(Date.now() + 10_000))
+    })
+  })
+
+  describe('seal/open', () => {
+    it('round-trips text and attachment', () => {
+      const { envelope, bytes } = seal('hi ✓ 🚀')
+      assert.ok(bytes.length < 400)
+      assert.deepEqual(decodeFrame(bytes), envelope)
+      const opened = open(bytes)
+      assert.equal(opened.body.text, 'hi ✓ 🚀')
+      assert.equal(opened.from, ALICE)
+      assert.equal(opened.to, BOB)
+      assert.equal(opened.id, envelope.id)
+      assert.equal(opened.ts, envelope.ts)
+
+      const attachment = { cid: 'bafyfake', key: 'k'.repeat(43), name: 'a.png', mime: 'image/png', size: 12, sha256: 'ab'.repeat(32) }
+      const sealed = sealMessage({ from: ALICE.toUpperCase().replace('0X', '0x'), to: BOB, body: { text: '', attachment }, id: newMessageId(), ts: 5 }, alice, bob.publicKey)
+      assert.deepEqual(open(sealed.bytes).body, { text: '', attachment })
+    })
+
+    it('uses a fresh ephemeral key per message', () => {
+      const a = seal('same')
+      const b = seal('same')
+      assert.notDeepEqual(a.envelope.epk, b.envelope.epk)
+      assert.notDeepEqual(a.envelope.ct, b.envelope.ct)
+    })
+
+    it('rejects tampered ciphertext with DECRYPT_FAILED', () => {
+      const { bytes } = seal()
+      for (const i of [0, 5, -1]) {
+        const bad = mutate(bytes, m => { const ct = new Uint8Array(m.ct as Uint8Array); ct[(ct.length + i) % ct.length] ^= 1; m.ct = ct })
+        rejects(() => open(bad), 'DECRYPT_FAILED')
+      }
+      rejects(() => open(mutate(bytes, m => { m.ct = (m.ct as Uint8Array).subarray(0, 20) })), 'DECRYPT_FAILED')
+    })
+
+    it('rejects tampered associated data (id, ts, from, epk) with DECRYPT_FAILED', () => {
+      const { bytes } = seal()
+      rejects(() => open(mutate(bytes, m => { m.id = newMessageId() })), 'DECRYPT_FAILED')
+      rejects(() => open(mutate(bytes, m => { m.ts = (m.ts as number) + 1 })), 'DECRYPT_FAILED')
+      rejects(() => open(mutate(bytes, m => { m.epk = x25519GenerateKeyPair().publicKey })), 'DECRYPT_FAILED')
+      // claimed sender changed to Carol (whose published key Bob looks up is Carol's): the key is Alice's → forged
+      rejects(() => open(mutate(bytes, m => { m.from = CAROL }), x25519GenerateKeyPair().publicKey), 'FORGED_SENDER')
+      // Carol's record is replaced by Alice's key (attacker controls the lookup): still tied to `from` through the AAD? no —
+      // the keys match, so only the AAD binds the address: it must fail
+      rejects(() => open(mutate(bytes, m => { m.from = CAROL })), 'DECRYPT_FAILED')
+    })
+
+    it('rejects a forged sender', () => {
+      // Mallory seals with her own key but claims to be Alice
+      const forged = sealMessage({ from: ALICE, to: BOB, body: { text: 'from alice, honest' } }, mallory, bob.publicKey)
+      rejects(() => open(forged.bytes), 'FORGED_SENDER')
+      // Mallory also writes Alice's public key into spk: she lacks Alice's private key, so the static-static DH differs
+      const withAliceKey = mutate(forged.bytes, m => { m.spk = alice.publicKey })
+      rejects(() => open(withAliceKey), 'DECRYPT_FAILED')
+      const spoofed = sealMessage({ from: ALICE, to: BOB, body: { text: 'x' } }, { privateKey: mallory.privateKey, publicKey: alice.publicKey }, bob.publicKey)
+      rejects(() => open(spoofed.bytes), 'DECRYPT_FAILED')
+    })
+
+    it('rejects a message for someone else', () => {
+      const toCarol = sealMessage({ from: ALICE, to: CAROL, body: { text: 'x' } }, alice, bob.publicKey)
+      rejects(() => open(toCarol.bytes), 'WRONG_RECIPIENT')
+      // readdressed to Bob by an attacker: AAD mismatch
+      rejects(() => open(mutate(toCarol.bytes, m => { m.to = BOB })), 'DECRYPT_FAILED')
+      // sealed to Carol's key but addressed to Bob
+      const wrongKey = sealMessage({ from: ALICE, to: BOB, body: { text: 'x' } }, alice, x25519GenerateKeyPair().publicKey)
+      rejects(() => open(wrongKey.bytes), 'DECRYPT_FAILED')
+    })
+
+    it('rejects low-order ephemeral keys as malformed', () => {
+      const { bytes } = seal()
+      rejects(() => open(mutate(bytes, m => { m.epk = new Uint8Array(32) })), 'MALFORMED_FRAME')
+    })
+
+    it('refuses to seal oversized text or bad arguments', () => {
+      rejects(() => seal('x'.repeat(70_000)), 'INVALID_MESSAGE_ARGUMENT')
+      rejects(() => sealMessage({ from: ALICE, to: ALICE, body: { text: 'x' } }, alice, alice.publicKey), 'INVALID_MESSAGE_ARGUMENT')
+      rejects(() => sealMessage({ from: 'alice', to: BOB, body: { text: 'x' } }, alice, bob.publicKey), 'INVALID_MESSAGE_ARGUMENT')
+      rejects(() => sealMessage({ from: ALICE, to: BOB, body: { text: 'x' } }, alice, new Uint8Array(5)), 'INVALID_MESSAGE_ARGUMENT')
+    })
+  })
+
+  describe('strict decoding', () => {
+    it('rejects oversized frames with FRAME_TOO_LARGE', () => {
+      rejects(() => decodeFrame(new Uint8Array(MAX_FRAME_BYTES + 1)), 'FRAME_TOO_LARGE')
+      const { bytes } = seal()
+      const huge = mutate(bytes, m => { m.ct = new Uint8Array(MAX_FRAME_BYTES) })
+      rejects(() => decodeFrame(huge), 'FRAME_TOO_LARGE')
+    })
+
+    it('rejects garbage, wrong shapes and non-canonical encodings with MALFORMED_FRAME', () => {
+      const { bytes } = seal()
+      const cases: Uint8Array[] = [
+        new Uint8Array(0),
+        Uint8Array.from([0xff]),
+        new TextEncoder().encode('{"v":1,"t":"msg"}'),
+        dagCbor.encode([1, 2, 3]),
+        dagCbor.encode('msg'),
+        dagCbor.encode(null),
+        dagCbor.encode({}),
+        mutate(bytes, m => { m.v = 2 }),
+        mutate(bytes, m => { m.t = 'other' }),
+        mutate(bytes, m => { m.extra = 1 }),
+        mutate(bytes, m => { delete m.spk }),
+        mutate(bytes, m => { m.id = 'not-a-uuid' }),
+        mutate(bytes, m => { m.id = crypto.randomUUID() }),
+        mutate(bytes, m => { m.from = ALICE.toUpperCase() }),
+        mutate(bytes, m => { m.to = ALICE }),
+        mutate(bytes, m => { m.ts = -1 }),
+        mutate(bytes, m => { m.ts = 1.5 }),
+        mutate(bytes, m => { m.ts = 2n ** 60n }),
+        mutate(bytes, m => { m.epk = new Uint8Array(31) }),
+        mutate(bytes, m => { m.spk = 'key' }),
+        mutate(bytes, m => { m.ct = new Uint8Array(15) }),
+        bytes.subarray(0, bytes.length - 1),
+        Uint8Array.from([...bytes, 0])
+      ]
+      for (const [i, c] of cases.entries()) {
+        assert.throws(() => decodeFrame(c), (err: unknown) => isTokenimError(err, 'MALFORMED_FRAME'), `case ${i}`)
+      }
+      // a receipt where a message is expected and vice versa
+      rejects(() => decodeReceipt(bytes), 'MALFORMED_FRAME')
+    })
+
+    it('decodes bodies strictly', () => {
+      assert.deepEqual(decodeBody(encodeBody({ text: 'x' })), { text: 'x' })
+      rejects(() => encodeBody({ text: 'x', attachment: { cid: 'c', key: 'k', name: '', mime: '', size: 1, sha256: 'zz' } }), 'INVALID_MESSAGE_ARGUMENT')
+      const bad = [
+        dagCbor.encode({ text: 1 }),
+        dagCbor.encode({ text: 'x', extra: 1 }),
+        dagCbor.encode({ text: 'x', attachment: null }),
+        dagCbor.encode({ text: 'x', attachment: { cid: 'c', key: 'k', name: '', mime: '', size: -1, sha256: 'ab'.repeat(32) } }),
+        dagCbor.encode([]),
+        Uint8Array.from([0xa1])
+      ]
+      for (const b of bad) rejects(() => decodeBody(b), 'MALFORMED_FRAME')
+    })
+
+    it('survives thousands of random inputs with typed errors only', function () {
+      this.timeout(20_000)
+      const { bytes } = seal()
+      for (let i = 0; i < 3000; i++) {
+        let input: Uint8Array
+        if (i % 3 === 0) {
+          input = randomBytes(Math.floor(Math.random() * 600))
+        } else {
+          input = new Uint8Array(bytes)
+          const flips = 1 + Math.floor(Math.random() * 4)
+          for (let k = 0; k < flips; k++) input[Math.floor(Math.random() * input.length)] = Math.floor(Math.random() * 256)
+        }
+        try {
+          const frame = decodeFrame(input)
+          if (frame.t === 'msg') open(encodeFrame(frame))
+        } catch (err) {
+          assert.ok(isTokenimError(err), `untyped error: ${String(err)}`)
+          assert.ok(['MALFORMED_FRAME', 'FRAME_TOO_LARGE', 'DECRYPT_FAILED', 'FORGED_SENDER', 'WRONG_RECIPIENT'].includes((err as { code: string }).code), (err as Error).message)
+        }
+      }
+    })
+  })
+
+  describe('receipts', () => {
+    function receipt (): { receipt: Receipt, id: string } {
+      const { envelope } = seal()
+      return { id: envelope.id, receipt: createReceipt({ id: envelope.id, from: ALICE, to: BOB }, { keys: bob, peerKey: alice.publicKey }) }
+    }
+
+    it('round-trip and verify', () => {
+      const { receipt: r, id } = receipt()
+      const decoded = decodeReceipt(encodeFrame(r))
+      assert.deepEqual(decoded, r)
+      assert.equal(decoded.status, 'delivered')
+      verifyReceipt(decoded, { id, from: ALICE, to: BOB }, { keys: alice, peerKey: bob.publicKey })
+    })
+
+    it('rejects forged or mismatched receipts with FORGED_RECEIPT', () => {
+      const { receipt: r, id } = receipt()
+      const expected = { id, from: ALICE, to: BOB }
+      const aliceKeys = { keys: alice, peerKey: bob.publicKey }
+      // made by Mallory, who does not hold Bob's key
+      const forged = createReceipt({ id, from: ALICE, to: BOB }, { keys: mallory, peerKey: alice.publicKey })
+      rejects(() => verifyReceipt(forged, expected, aliceKeys), 'FORGED_RECEIPT')
+      rejects(() => verifyReceipt({ ...r, ts: r.ts + 1 }, expected, aliceKeys), 'FORGED_RECEIPT')
+      rejects(() => verifyReceipt({ ...r, mac: new Uint8Array(32) }, expected, aliceKeys), 'FORGED_RECEIPT')
+      rejects(() => verifyReceipt(r, { ...expected, id: newMessageId() }, aliceKeys), 'FORGED_RECEIPT')
+      rejects(() => verifyReceipt(r, { ...expected, to: CAROL }, aliceKeys), 'FORGED_RECEIPT')
+      // a receipt replayed for another message of the same pair
+      const other = newMessageId()
+      rejects(() => verifyReceipt({ ...r, id: other }, { ...expected, id: other }, aliceKeys), 'FORGED_RECEIPT')
+      rejects(() => decodeReceipt(mutate(encodeFrame(r), m => { m.status = 'read' })), 'MALFORMED_FRAME')
+      rejects(() => decodeReceipt(mutate(encodeFrame(r), m => { m.mac = new Uint8Array(31) })), 'MALFORMED_FRAME')
+    })
+  })
+})
