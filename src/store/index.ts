@@ -1,0 +1,10 @@
+/** The node's level database: messages, conversations, contacts, outbox, seen ids, backup index, meta. */
+export { openStore, repairStore, Store, StoreSnapshot, SCHEMA_VERSION } from './store.ts'
+export type { OpenStoreOptions, RebuildResult } from './store.ts'
+export { StoreErrorCode } from './errors.ts'
+export { MESSAGE_DIRECTIONS, MESSAGE_STATUSES } from './types.ts'
+export type {
+  AddMessagesResult, AttachmentRef, BackupRecord, ConsistencyProblem, Contact, ConversationSummary,
+  MessageDirection, MessageQuery, MessageStatus, OutboxEntry, ReplicaStatus, StoredMessage
+} from './types.ts'
+export { MAX_ID_LENGTH, MAX_TEXT_LENGTH, isAddress, normalizeMessage } from './validate.ts'

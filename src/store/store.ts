@@ -1,0 +1,900 @@
+/**
+ * The level 10 (LevelDB) database of a tokenim node, at `<dataDir>/store`.
+ *
+ * Keys are UTF-8 text; values are CBOR (cborg, maps in the record's field order, byte strings for
+ * Uint8Array) unless noted. Sublevels (level prefixes them as `!name!`):
+ *
+ *   meta        name                                  → value          ('schemaVersion' → 1, checked on open)
+ *   msg         <conversation>!<ts:16 digits>!<id>    → StoredMessage  (per-conversation order by (ts, id))
+ *   msg-id      <id>                                  → msg key (utf8) (uniqueness + lookups by id)
+ *   conv        <peer address>                        → ConversationSummary (written in the same batch as rows)
+ *   contact     <address>                             → Contact
+ *   outbox      <message id>                          → OutboxEntry    (envelope as CBOR bytes)
+ *   outbox-due  <nextAttemptAt:16 digits>!<id>        → '' (utf8)      (due entries in time order)
+ *   backup      <version:16 digits>                   → BackupRecord
+ *   seen        <envelope id>                         → ts             (replay protection)
+ *   seen-ts     <ts:16 digits>!<envelope id>          → '' (utf8)      (pruning in time order)
+ *
+ * Addresses are lowercase `0x` + 40 hex (42 characters), so a conversation's rows are the range
+ * [`<conv>!`, `<conv>"`) and the whole `msg` sublevel is conversation by conversation in time order.
+ * ts/versions are zero-padded decimal (16 digits covers Number.MAX_SAFE_INTEGER), so text order is
+ * numeric order. Ids are printable ASCII, so (ts, id) order is the same in JS and in LevelDB.
+ *
+ * Every write that touches several keys is one LevelDB batch (atomic). Writes that read before they
+ * write (uniqueness, counts) are serialised by an in-process lock; LevelDB's LOCK file keeps other
+ * processes out.
+ */
+import { Level } from 'level'
+import * as cborg from 'cborg'
+import { TokenimError } from '../errors.ts'
+import { ensurePrivateDir } from '../util/fs.ts'
+import { log } from '../util/log.ts'
+import { StoreErrorCode, invalidArgument, invalidMessage, toOpenError, toStoreError } from './errors.ts'
+import {
+  checkAddress, checkId, checkStatus, checkTime, normalizeBackup, normalizeContact, normalizeMessage,
+  normalizeOutboxEntry
+} from './validate.ts'
+import type {
+  AddMessagesResult, BackupRecord, ConsistencyProblem, Contact, ConversationSummary, MessageQuery,
+  MessageStatus, OutboxEntry, StoredMessage
+} from './types.ts'
+
+const logger = log('store')
+
+/** The schema this code reads and writes. */
+export const SCHEMA_VERSION = 1
+const SCHEMA_KEY = 'schemaVersion'
+const SEP = '!'
+/** the character after SEP: upper bound of a `<prefix>!` range */
+const SEP_END = '"'
+const NUM_WIDTH = 16
+const ADDRESS_LENGTH = 42
+const CHUNK = 512
+
+export function padNum (n: number): string {
+  return String(n).padStart(NUM_WIDTH, '0')
+}
+
+export function messageKey (conversation: string, ts: number, id: string): string {
+  return `${conversation}${SEP}${padNum(ts)}${SEP}${id}`
+}
+
+export function parseMessageKey (key: string): { conversation: string, ts: number, id: string } | undefined {
+  const tsStart = ADDRESS_LENGTH + 1
+  const idStart = tsStart + NUM_WIDTH + 1
+  if (key.length <= idStart || key[ADDRESS_LENGTH] !== SEP || key[idStart - 1] !== SEP) return undefined
+  const ts = Number(key.slice(tsStart, idStart - 1))
+  if (!Number.isSafeInteger(ts)) return undefined
+  return { conversation: key.slice(0, ADDRESS_LENGTH), ts, id: key.slice(idStart) }
+}
+
+const cborCodec = {
+  name: 'tokenim-cbor',
+  format: 'view' as const,
+  // no map sorting: records are built in a fixed field order, which is then kept on disk and on read
+  encode: (v: unknown): Uint8Array => cborg.encode(v, { mapSorter: undefined }),
+  decode: (b: Uint8Array): unknown => cborg.decode(b)
+}
+
+/** the CBOR value encoding, typed for one sublevel's records (validated before they are written) */
+function cbor<T> (): { name: string, format: 'view', encode: (v: T) => Uint8Array, decode: (b: Uint8Array) => T } {
+  return cborCodec as { name: string, format: 'view', encode: (v: T) => Uint8Array, decode: (b: Uint8Array) => T }
+}
+
+function db0 (path: string, createIfMissing: boolean): Level<string, Uint8Array> {
+  return new Level<string, Uint8Array>(path, { keyEncoding: 'utf8', valueEncoding: 'view', createIfMissing })
+}
+type Root = ReturnType<typeof db0>
+function subs (db: Root) {
+  return {
+    meta: db.sublevel<string, unknown>('meta', { keyEncoding: 'utf8', valueEncoding: cbor<unknown>() }),
+    msg: db.sublevel<string, StoredMessage>('msg', { keyEncoding: 'utf8', valueEncoding: cbor<StoredMessage>() }),
+    msgId: db.sublevel<string, string>('msg-id', { keyEncoding: 'utf8', valueEncoding: 'utf8' }),
+    conv: db.sublevel<string, ConversationSummary>('conv', { keyEncoding: 'utf8', valueEncoding: cbor<ConversationSummary>() }),
+    contact: db.sublevel<string, Contact>('contact', { keyEncoding: 'utf8', valueEncoding: cbor<Contact>() }),
+    outbox: db.sublevel<string, OutboxEntry>('outbox', { keyEncoding: 'utf8', valueEncoding: cbor<OutboxEntry>() }),
+    outboxDue: db.sublevel<string, string>('outbox-due', { keyEncoding: 'utf8', valueEncoding: 'utf8' }),
+    backup: db.sublevel<string, BackupRecord>('backup', { keyEncoding: 'utf8', valueEncoding: cbor<BackupRecord>() }),
+    seen: db.sublevel<string, number>('seen', { keyEncoding: 'utf8', valueEncoding: cbor<number>() }),
+    seenTs: db.sublevel<string, string>('seen-ts', { keyEncoding: 'utf8', valueEncoding: 'utf8' })
+  }
+}
+type Subs = ReturnType<typeof subs>
+type Snapshot = ReturnType<Root['snapshot']>
+type Batch = ReturnType<Root['batch']>
+
+/** Serialises read-modify-write operations within this process. */
+class Lock {
+  #tail: Promise<void> = Promise.resolve()
+  run<T> (fn: () => Promise<T>): Promise<T> {
+    const result = this.#tail.then(fn)
+    this.#tail = result.then(() => {}, () => {})
+    return result
+  }
+}
+
+function outboxFromDb (e: OutboxEntry): OutboxEntry {
+  return { ...e, envelope: new Uint8Array(e.envelope) }
+}
+
+function dueKey (nextAttemptAt: number, id: string): string {
+  return `${padNum(nextAttemptAt)}${SEP}${id}`
+}
+
+function isNewer (ts: number, id: string, than: { lastTs: number, lastMessageId: string }): boolean {
+  return ts > than.lastTs || (ts === than.lastTs && id > than.lastMessageId)
+}
+
+function bump (sum: ConversationSummary | undefined, m: StoredMessage): ConversationSummary {
+  if (sum === undefined) return { peer: m.conversation, count: 1, firstTs: m.ts, lastTs: m.ts, lastMessageId: m.id }
+  const newer = isNewer(m.ts, m.id, sum)
+  return {
+    peer: sum.peer,
+    count: sum.count + 1,
+    firstTs: Math.min(sum.firstTs, m.ts),
+    lastTs: newer ? m.ts : sum.lastTs,
+    lastMessageId: newer ? m.id : sum.lastMessageId
+  }
+}
+
+function range (conversation: string | undefined, q: MessageQuery): { gte?: string, lt?: string } {
+  if (conversation === undefined) return {}
+  const since = q.since === undefined ? undefined : Math.max(0, Math.ceil(q.since))
+  const until = q.until === undefined ? undefined : Math.floor(q.until)
+  return {
+    gte: since === undefined ? `${conversation}${SEP}` : `${conversation}${SEP}${padNum(since)}${SEP}`,
+    lt: until === undefined || until >= Number.MAX_SAFE_INTEGER
+      ? `${conversation}${SEP_END}`
+      : `${conversation}${SEP}${padNum(Math.max(0, until + 1))}${SEP}`
+  }
+}
+
+function checkQuery (q: MessageQuery): void {
+  for (const f of ['since', 'until'] as const) {
+    const v = q[f]
+    if (v !== undefined && (typeof v !== 'number' || Number.isNaN(v))) throw invalidArgument(`${f} must be a number (ms)`, { field: f })
+  }
+  if (q.limit !== undefined && (!Number.isInteger(q.limit) || q.limit < 0)) throw invalidArgument('limit must be a non-negative integer', { field: 'limit' })
+}
+
+/** Reads shared by Store and StoreSnapshot. */
+class Reader {
+  readonly s: Subs
+  readonly path: string
+  constructor (s: Subs, path: string) {
+    this.s = s
+    this.path = path
+  }
+
+  async getMessage (id: string, snapshot?: Snapshot): Promise<StoredMessage | undefined> {
+    try {
+      const key = await this.s.msgId.get(id, { snapshot })
+      if (key === undefined) return undefined
+      return await this.s.msg.get(key, { snapshot })
+    } catch (err) {
+      throw toStoreError(err, this.path)
+    }
+  }
+
+  async * messages (conversation: string | undefined, q: MessageQuery, snapshot?: Snapshot): AsyncGenerator<StoredMessage> {
+    const conv = conversation === undefined ? undefined : checkAddress(conversation, 'conversation')
+    checkQuery(q)
+    if (q.limit === 0) return
+    const filter = conv === undefined && (q.since !== undefined || q.until !== undefined)
+    const since = q.since ?? -Infinity
+    const until = q.until ?? Infinity
+    let left = q.limit ?? Infinity
+    const it = this.s.msg.values({
+      ...range(conv, q),
+      reverse: q.reverse === true,
+      ...(q.limit !== undefined && !filter ? { limit: q.limit } : {}),
+      snapshot
+    })
+    try {
+      for await (const m of it) {
+        if (filter && (m.ts < since || m.ts > until)) continue
+        yield m
+        if (--left <= 0) break
+      }
+    } catch (err) {
+      throw toStoreError(err, this.path)
+    } finally {
+      await it.close().catch(() => {})
+    }
+  }
+
+  async conversation (peer: string, snapshot?: Snapshot): Promise<ConversationSummary | undefined> {
+    const key = checkAddress(peer, 'peer')
+    try {
+      return await this.s.conv.get(key, { snapshot })
+    } catch (err) {
+      throw toStoreError(err, this.path)
+    }
+  }
+
+  async conversations (snapshot?: Snapshot): Promise<ConversationSummary[]> {
+    try {
+      return await this.s.conv.values({ snapshot }).all()
+    } catch (err) {
+      throw toStoreError(err, this.path)
+    }
+  }
+
+  async countMessages (conversation?: string, snapshot?: Snapshot): Promise<number> {
+    if (conversation !== undefined) return (await this.conversation(conversation, snapshot))?.count ?? 0
+    let total = 0
+    try {
+      for await (const c of this.s.conv.values({ snapshot })) total += c.count
+    } catch (err) {
+      throw toStoreError(err, this.path)
+    }
+    return total
+  }
+}
+
+export interface OpenStoreOptions {
+  /** create the database when missing (default true); false → STORE_NOT_FOUND */
+  createIfMissing?: boolean
+}
+
+/**
+ * Open (creating if needed) the store at `path` (normally `<dataDir>/store`).
+ * Throws STORE_LOCKED, STORE_CORRUPT, STORE_SCHEMA_UNKNOWN, STORE_NOT_FOUND or STORE_IO.
+ */
+export async function openStore (path: string, opts: OpenStoreOptions = {}): Promise<Store> {
+  const createIfMissing = opts.createIfMissing ?? true
+  if (createIfMissing) await ensurePrivateDir(path)
+  const db = db0(path, createIfMissing)
+  try {
+    await db.open()
+  } catch (err) {
+    throw toOpenError(err, path)
+  }
+  try {
+    const s = subs(db)
+    const version = await s.meta.get(SCHEMA_KEY)
+    if (version === undefined) {
+      let empty = true
+      for await (const _ of db.keys({ limit: 1 })) empty = false
+      if (!empty) {
+        throw new TokenimError(StoreErrorCode.CORRUPT,
+          `the message store at ${path} has data but no schema version: run \`tokenim repair\` (or restore from a backup)`, { path })
+      }
+      await s.meta.put(SCHEMA_KEY, SCHEMA_VERSION)
+      logger('created store at %s (schema %d)', path, SCHEMA_VERSION)
+    } else if (version !== SCHEMA_VERSION) {
+      throw new TokenimError(StoreErrorCode.SCHEMA_UNKNOWN,
+        `the message store at ${path} has schema version ${JSON.stringify(version)}, this tokenim understands version ${SCHEMA_VERSION}: upgrade tokenim (or use a different data dir)`,
+        { path, found: typeof version === 'number' || typeof version === 'string' ? version : String(version), supported: SCHEMA_VERSION })
+    }
+    return new Store(db, s, path)
+  } catch (err) {
+    await db.close().catch(() => {})
+    throw toStoreError(err, path)
+  }
+}
+
+/**
+ * Run LevelDB's repair on a closed store (salvages what it can from damaged table/log files), then
+ * open it and rebuild the derived indexes (see Store.rebuildIndexes). For `tokenim repair`.
+ */
+export async function repairStore (path: string): Promise<{ store: Store, fixes: RebuildResult }> {
+  const repair = (Level as unknown as { repair?: (location: string) => Promise<void> }).repair
+  if (repair !== undefined) {
+    try {
+      await repair.call(Level, path)
+    } catch (err) {
+      throw toOpenError(err, path)
+    }
+  }
+  const store = await openStore(path, { createIfMissing: false })
+  try {
+    return { store, fixes: await store.rebuildIndexes() }
+  } catch (err) {
+    await store.close()
+    throw err
+  }
+}
+
+export interface RebuildResult {
+  /** conversation summaries rewritten or removed */
+  conversations: number
+  /** byId entries added or corrected */
+  indexFixed: number
+  /** byId entries removed (pointing to no row) */
+  indexRemoved: number
+}
+
+/**
+ * A point-in-time read view (LevelDB snapshot): e.g. the backup reads conversation counts and streams
+ * every message from the same state while the node keeps writing. Close it when done.
+ */
+export class StoreSnapshot {
+  readonly #r: Reader
+  readonly #snap: Snapshot
+  constructor (r: Reader, snap: Snapshot) {
+    this.#r = r
+    this.#snap = snap
+  }
+
+  getMessage (id: string): Promise<StoredMessage | undefined> { return this.#r.getMessage(id, this.#snap) }
+  messages (conversation?: string, q: MessageQuery = {}): AsyncIterable<StoredMessage> { return this.#r.messages(conversation, q, this.#snap) }
+  allMessages (): AsyncIterable<StoredMessage> { return this.#r.messages(undefined, {}, this.#snap) }
+  conversations (): Promise<ConversationSummary[]> { return this.#r.conversations(this.#snap) }
+  conversation (peer: string): Promise<ConversationSummary | undefined> { return this.#r.conversation(peer, this.#snap) }
+  countMessages (conversation?: string): Promise<number> { return this.#r.countMessages(conversation, this.#snap) }
+  async close (): Promise<void> { await this.#snap.close() }
+  async [Symbol.asyncDispose] (): Promise<void> { await this.close() }
+}
+
+export class Store {
+  readonly path: string
+  readonly #db: Root
+  readonly #s: Subs
+  readonly #r: Reader
+  readonly #lock = new Lock()
+
+  /** use openStore() */
+  constructor (db: Root, s: Subs, path: string) {
+    this.#db = db
+    this.#s = s
+    this.path = path
+    this.#r = new Reader(s, path)
+  }
+
+  get isOpen (): boolean { return this.#db.status === 'open' }
+
+  async close (): Promise<void> {
+    // let queued writes finish first
+    await this.#lock.run(async () => {})
+    await this.#db.close()
+  }
+
+  async [Symbol.asyncDispose] (): Promise<void> { await this.close() }
+
+  /** A consistent read view; see StoreSnapshot. */
+  snapshot (): StoreSnapshot {
+    try {
+      return new StoreSnapshot(this.#r, this.#db.snapshot())
+    } catch (err) {
+      throw toStoreError(err, this.path)
+    }
+  }
+
+  async #write (build: (b: Batch) => void): Promise<void> {
+    let b: Batch | undefined
+    try {
+      b = this.#db.batch()
+      build(b)
+      await b.write()
+    } catch (err) {
+      await b?.close().catch(() => {})
+      throw toStoreError(err, this.path)
+    }
+  }
+
+  async #guard<T> (fn: () => Promise<T>): Promise<T> {
+    try {
+      return await fn()
+    } catch (err) {
+      throw toStoreError(err, this.path)
+    }
+  }
+
+  // ---- messages ----
+
+  /** Add one message. `{ added: false }` if its id is already stored (nothing changes then). */
+  async addMessage (msg: StoredMessage): Promise<{ added: boolean }> {
+    const r = await this.addMessages([msg])
+    return { added: r.added === 1 }
+  }
+
+  /**
+   * Import messages: validated first (any invalid one → INVALID_MESSAGE with info.index, nothing
+   * written), then written in ONE batch together with the conversation summaries. Idempotent by id:
+   * ids already stored, or repeated within the call (first wins), are skipped.
+   */
+  async addMessages (msgs: Iterable<StoredMessage>): Promise<AddMessagesResult> {
+    const clean = validateAll(msgs)
+    return await this.#lock.run(async () => {
+      const fresh = await this.#freshMessages(clean)
+      if (fresh.length > 0) {
+        const sums = await this.#bumpedSummaries(fresh)
+        await this.#write(b => this.#putMessages(b, fresh, sums))
+      }
+      return { added: fresh.length, skipped: clean.length - fresh.length }
+    })
+  }
+
+  /**
+   * Store an outgoing message and its outbox entry in one batch. If the message id is already stored
+   * nothing changes and `{ added: false }` is returned.
+   */
+  async addOutgoing (msg: StoredMessage, entry: OutboxEntry): Promise<{ added: boolean }> {
+    const m = normalizeMessage(msg)
+    const e = normalizeOutboxEntry(entry)
+    if (m.direction !== 'out') throw invalidMessage('addOutgoing needs direction "out"', { id: m.id, field: 'direction' })
+    if (e.id !== m.id) throw invalidArgument('outbox entry id must equal the message id', { field: 'id' })
+    if (e.to !== m.to) throw invalidArgument('outbox entry to must equal the message to', { field: 'to' })
+    return await this.#lock.run(async () => {
+      const fresh = await this.#freshMessages([m])
+      if (fresh.length === 0) return { added: false }
+      const sums = await this.#bumpedSummaries(fresh)
+      const old = await this.#guard(() => this.#s.outbox.get(e.id))
+      await this.#write(b => {
+        this.#putMessages(b, fresh, sums)
+        this.#putOutbox(b, e, old)
+      })
+      return { added: true }
+    })
+  }
+
+  async #freshMessages (clean: StoredMessage[]): Promise<StoredMessage[]> {
+    const unique = new Map<string, StoredMessage>()
+    for (const m of clean) if (!unique.has(m.id)) unique.set(m.id, m)
+    const ids = [...unique.keys()]
+    const existing = await this.#guard(() => this.#s.msgId.getMany(ids))
+    return ids.filter((_, i) => existing[i] === undefined).map(id => unique.get(id) as StoredMessage)
+  }
+
+  async #bumpedSummaries (fresh: StoredMessage[]): Promise<Map<string, ConversationSummary>> {
+    const peers = [...new Set(fresh.map(m => m.conversation))]
+    const current = await this.#guard(() => this.#s.conv.getMany(peers))
+    const sums = new Map<string, ConversationSummary | undefined>(peers.map((p, i) => [p, current[i]]))
+    for (const m of fresh) sums.set(m.conversation, bump(sums.get(m.conversation), m))
+    return sums as Map<string, ConversationSummary>
+  }
+
+  #putMessages (b: Batch, fresh: StoredMessage[], sums: Map<string, ConversationSummary>): void {
+    for (const m of fresh) {
+      const key = messageKey(m.conversation, m.ts, m.id)
+      b.put(key, m, { sublevel: this.#s.msg })
+      b.put(m.id, key, { sublevel: this.#s.msgId })
+    }
+    for (const [peer, sum] of sums) b.put(peer, sum, { sublevel: this.#s.conv })
+  }
+
+  getMessage (id: string): Promise<StoredMessage | undefined> {
+    return this.#r.getMessage(id)
+  }
+
+  /** Set a message's status; returns the updated message. MESSAGE_NOT_FOUND if the id is unknown. */
+  async updateMessageStatus (id: string, status: MessageStatus): Promise<StoredMessage> {
+    checkId(id)
+    checkStatus(status)
+    return await this.#lock.run(async () => {
+      const key = await this.#guard(() => this.#s.msgId.get(id))
+      const msg = key === undefined ? undefined : await this.#guard(() => this.#s.msg.get(key))
+      if (key === undefined || msg === undefined) {
+        throw new TokenimError(StoreErrorCode.MESSAGE_NOT_FOUND, `no message with id ${id}`, { id })
+      }
+      if (msg.status === status) return msg
+      const updated = { ...msg, status }
+      await this.#guard(() => this.#s.msg.put(key, updated))
+      return updated
+    })
+  }
+
+  /**
+   * Stream messages, oldest first ((ts, id) order) unless `reverse`. With a conversation the range is
+   * read directly; without one every conversation is streamed in turn (address order), each in time
+   * order, filtered by since/until. since/until are inclusive ms bounds on `ts`.
+   */
+  messages (conversation?: string, q: MessageQuery = {}): AsyncIterable<StoredMessage> {
+    return this.#r.messages(conversation, q)
+  }
+
+  /**
+   * Every message, conversation by conversation, each in (ts, id) order; streamed from one LevelDB
+   * iterator (a consistent point-in-time view), so memory does not grow with history.
+   */
+  allMessages (): AsyncIterable<StoredMessage> {
+    return this.#r.messages(undefined, {})
+  }
+
+  conversations (): Promise<ConversationSummary[]> { return this.#r.conversations() }
+  conversation (peer: string): Promise<ConversationSummary | undefined> { return this.#r.conversation(peer) }
+  /** Total messages (sum of the conversation counts), or one conversation's count. */
+  countMessages (conversation?: string): Promise<number> { return this.#r.countMessages(conversation) }
+
+  /**
+   * Compare the conversation summaries and the byId index with the message rows, streaming (keys only,
+   * from one snapshot). Returns at most `limit` problems (default 1000); [] means consistent.
+   */
+  async checkConsistency (opts: { limit?: number } = {}): Promise<ConsistencyProblem[]> {
+    const limit = opts.limit ?? 1000
+    const problems: ConsistencyProblem[] = []
+    const add = (p: ConsistencyProblem): void => { if (problems.length < limit) problems.push(p) }
+    const snapshot = this.#db.snapshot()
+    try {
+      const peersWithRows = new Set<string>()
+      let cur: { peer: string, count: number, firstTs: number, lastTs: number, lastMessageId: string } | undefined
+      const finish = async (): Promise<void> => {
+        if (cur === undefined) return
+        peersWithRows.add(cur.peer)
+        const sum = await this.#s.conv.get(cur.peer, { snapshot })
+        if (sum === undefined) {
+          add({ kind: 'missing-conversation', conversation: cur.peer, expected: cur.count, actual: 0, message: `conversation ${cur.peer} has ${cur.count} messages but no summary` })
+        } else {
+          if (sum.count !== cur.count) {
+            add({ kind: 'count-mismatch', conversation: cur.peer, expected: cur.count, actual: sum.count, message: `conversation ${cur.peer}: summary count ${sum.count}, rows ${cur.count}` })
+          }
+          if (sum.firstTs !== cur.firstTs || sum.lastTs !== cur.lastTs || sum.lastMessageId !== cur.lastMessageId) {
+            add({ kind: 'bounds-mismatch', conversation: cur.peer, message: `conversation ${cur.peer}: summary first/last (${sum.firstTs}, ${sum.lastTs}, ${sum.lastMessageId}) differ from rows (${cur.firstTs}, ${cur.lastTs}, ${cur.lastMessageId})` })
+          }
+        }
+      }
+      let chunk: Array<{ key: string, id: string }> = []
+      const checkChunk = async (): Promise<void> => {
+        if (chunk.length === 0) return
+        const found = await this.#s.msgId.getMany(chunk.map(c => c.id), { snapshot })
+        chunk.forEach((c, i) => {
+          if (found[i] !== c.key) add({ kind: 'index-missing', id: c.id, message: `message ${c.id} is missing from the id index` })
+        })
+        chunk = []
+      }
+      for await (const key of this.#s.msg.keys({ snapshot })) {
+        const k = parseMessageKey(key)
+        if (k === undefined) {
+          add({ kind: 'bad-row', message: `unparseable message key ${JSON.stringify(key.slice(0, 200))}` })
+          continue
+        }
+        if (cur === undefined || cur.peer !== k.conversation) {
+          await finish()
+          cur = { peer: k.conversation, count: 0, firstTs: k.ts, lastTs: k.ts, lastMessageId: k.id }
+        }
+        cur.count++
+        // keys come in (ts, id) order: the last key seen is the newest
+        cur.lastTs = k.ts
+        cur.lastMessageId = k.id
+        chunk.push({ key, id: k.id })
+        if (chunk.length >= CHUNK) await checkChunk()
+      }
+      await finish()
+      await checkChunk()
+      for await (const sum of this.#s.conv.values({ snapshot })) {
+        if (!peersWithRows.has(sum.peer)) {
+          add({ kind: 'empty-conversation', conversation: sum.peer, expected: 0, actual: sum.count, message: `conversation ${sum.peer} has a summary (count ${sum.count}) but no messages` })
+        }
+      }
+      let refs: Array<[string, string]> = []
+      const checkRefs = async (): Promise<void> => {
+        if (refs.length === 0) return
+        const has = await this.#s.msg.hasMany(refs.map(r => r[1]), { snapshot })
+        refs.forEach(([id, key], i) => {
+          if (!has[i] || parseMessageKey(key)?.id !== id) add({ kind: 'index-dangling', id, message: `id index entry ${id} points to no message` })
+        })
+        refs = []
+      }
+      for await (const entry of this.#s.msgId.iterator({ snapshot })) {
+        refs.push(entry)
+        if (refs.length >= CHUNK) await checkRefs()
+      }
+      await checkRefs()
+    } catch (err) {
+      throw toStoreError(err, this.path)
+    } finally {
+      await snapshot.close().catch(() => {})
+    }
+    return problems
+  }
+
+  /**
+   * Recompute every conversation summary and the byId index from the message rows (the rows are the
+   * truth). Streaming; summaries are replaced in one batch at the end, index fixes in chunks. For
+   * `tokenim repair` after checkConsistency found problems.
+   */
+  async rebuildIndexes (): Promise<RebuildResult> {
+    return await this.#lock.run(async () => {
+      const result: RebuildResult = { conversations: 0, indexFixed: 0, indexRemoved: 0 }
+      const sums = new Map<string, ConversationSummary>()
+      let chunk: Array<{ key: string, id: string }> = []
+      const fixChunk = async (): Promise<void> => {
+        if (chunk.length === 0) return
+        const found = await this.#s.msgId.getMany(chunk.map(c => c.id))
+        const wrong = chunk.filter((c, i) => found[i] !== c.key)
+        if (wrong.length > 0) {
+          await this.#write(b => { for (const c of wrong) b.put(c.id, c.key, { sublevel: this.#s.msgId }) })
+          result.indexFixed += wrong.length
+        }
+        chunk = []
+      }
+      try {
+        for await (const key of this.#s.msg.keys()) {
+          const k = parseMessageKey(key)
+          if (k === undefined) continue
+          const prev = sums.get(k.conversation)
+          sums.set(k.conversation, prev === undefined
+            ? { peer: k.conversation, count: 1, firstTs: k.ts, lastTs: k.ts, lastMessageId: k.id }
+            : { ...prev, count: prev.count + 1, lastTs: k.ts, lastMessageId: k.id })
+          chunk.push({ key, id: k.id })
+          if (chunk.length >= CHUNK) await fixChunk()
+        }
+        await fixChunk()
+        const stale: string[] = []
+        for await (const [peer, sum] of this.#s.conv.iterator()) {
+          const want = sums.get(peer)
+          if (want === undefined) stale.push(peer)
+          else if (want.count === sum.count && want.firstTs === sum.firstTs && want.lastTs === sum.lastTs && want.lastMessageId === sum.lastMessageId) sums.delete(peer)
+        }
+        result.conversations = stale.length + sums.size
+        await this.#write(b => {
+          for (const peer of stale) b.del(peer, { sublevel: this.#s.conv })
+          for (const [peer, sum] of sums) b.put(peer, sum, { sublevel: this.#s.conv })
+        })
+        let refs: Array<[string, string]> = []
+        const dropDangling = async (): Promise<void> => {
+          if (refs.length === 0) return
+          const has = await this.#s.msg.hasMany(refs.map(r => r[1]))
+          const bad = refs.filter(([id, key], i) => !has[i] || parseMessageKey(key)?.id !== id)
+          if (bad.length > 0) {
+            await this.#write(b => { for (const [id] of bad) b.del(id, { sublevel: this.#s.msgId }) })
+            result.indexRemoved += bad.length
+          }
+          refs = []
+        }
+        for await (const entry of this.#s.msgId.iterator()) {
+          refs.push(entry)
+          if (refs.length >= CHUNK) await dropDangling()
+        }
+        await dropDangling()
+      } catch (err) {
+        throw toStoreError(err, this.path)
+      }
+      logger('rebuilt indexes: %o', result)
+      return result
+    })
+  }
+
+  // ---- contacts ----
+
+  /** Add or rename a contact (addedAt is kept from the first time). `name` undefined removes the name. */
+  async setContact (address: string, name?: string): Promise<Contact> {
+    const addr = checkAddress(address)
+    return await this.#lock.run(async () => {
+      const old = await this.#guard(() => this.#s.contact.get(addr))
+      const c = normalizeContact({ address: addr, name, addedAt: old?.addedAt ?? Date.now() })
+      await this.#guard(() => this.#s.contact.put(addr, c))
+      return c
+    })
+  }
+
+  async getContact (address: string): Promise<Contact | undefined> {
+    const addr = checkAddress(address)
+    return await this.#guard(() => this.#s.contact.get(addr))
+  }
+
+  /** All contacts in address order. */
+  async contacts (): Promise<Contact[]> {
+    return await this.#guard(() => this.#s.contact.values().all())
+  }
+
+  async deleteContact (address: string): Promise<boolean> {
+    const addr = checkAddress(address)
+    return await this.#lock.run(async () => {
+      if (!(await this.#guard(() => this.#s.contact.has(addr)))) return false
+      await this.#guard(() => this.#s.contact.del(addr))
+      return true
+    })
+  }
+
+  // ---- outbox ----
+
+  #putOutbox (b: Batch, e: OutboxEntry, old: OutboxEntry | undefined): void {
+    if (old !== undefined) b.del(dueKey(old.nextAttemptAt, old.id), { sublevel: this.#s.outboxDue })
+    b.put(e.id, e, { sublevel: this.#s.outbox })
+    b.put(dueKey(e.nextAttemptAt, e.id), '', { sublevel: this.#s.outboxDue })
+  }
+
+  #delOutbox (b: Batch, old: OutboxEntry): void {
+    b.del(old.id, { sublevel: this.#s.outbox })
+    b.del(dueKey(old.nextAttemptAt, old.id), { sublevel: this.#s.outboxDue })
+  }
+
+  /** Add or replace the outbox entry for entry.id (attempts defaults to 0). */
+  async enqueue (entry: OutboxEntry): Promise<void> {
+    const e = normalizeOutboxEntry(entry)
+    await this.#lock.run(async () => {
+      const old = await this.#guard(() => this.#s.outbox.get(e.id))
+      await this.#write(b => this.#putOutbox(b, e, old))
+    })
+  }
+
+  async getOutbox (id: string): Promise<OutboxEntry | undefined> {
+    checkId(id)
+    const e = await this.#guard(() => this.#s.outbox.get(id))
+    return e === undefined ? undefined : outboxFromDb(e)
+  }
+
+  async #outboxByDue (lt: string | undefined, limit: number | undefined): Promise<OutboxEntry[]> {
+    return await this.#guard(async () => {
+      const keys = await this.#s.outboxDue.keys({ ...(lt !== undefined ? { lt } : {}), ...(limit !== undefined ? { limit } : {}) }).all()
+      if (keys.length === 0) return []
+      const ids = keys.map(k => k.slice(NUM_WIDTH + 1))
+      const entries = await this.#s.outbox.getMany(ids)
+      return entries.filter((e): e is OutboxEntry => e !== undefined).map(outboxFromDb)
+    })
+  }
+
+  /** Entries with nextAttemptAt <= now, earliest first (at most `limit`). */
+  async dueOutbox (now: number, limit?: number): Promise<OutboxEntry[]> {
+    checkTime(now, 'now')
+    if (limit !== undefined && (!Number.isInteger(limit) || limit < 0)) throw invalidArgument('limit must be a non-negative integer', { field: 'limit' })
+    if (limit === 0) return []
+    return await this.#outboxByDue(`${padNum(now + 1)}${SEP}`, limit)
+  }
+
+  /** Every outbox entry, earliest nextAttemptAt first. */
+  async outbox (): Promise<OutboxEntry[]> {
+    return await this.#outboxByDue(undefined, undefined)
+  }
+
+  async outboxSize (): Promise<number> {
+    return await this.#guard(async () => {
+      let n = 0
+      for await (const _ of this.#s.outbox.keys()) n++
+      return n
+    })
+  }
+
+  /** Record a failed attempt: attempts + 1, lastError, new time. Returns the entry, or undefined if none. */
+  async rescheduleOutbox (id: string, nextAttemptAt: number, error?: string): Promise<OutboxEntry | undefined> {
+    checkId(id)
+    checkTime(nextAttemptAt, 'nextAttemptAt')
+    return await this.#lock.run(async () => {
+      const old = await this.#guard(() => this.#s.outbox.get(id))
+      if (old === undefined) return undefined
+      const e = normalizeOutboxEntry({ ...old, attempts: old.attempts + 1, nextAttemptAt, lastError: error ?? old.lastError })
+      await this.#write(b => this.#putOutbox(b, e, old))
+      return outboxFromDb(e)
+    })
+  }
+
+  async #finishOutgoing (id: string, status: 'delivered' | 'failed', error?: string): Promise<boolean> {
+    checkId(id)
+    return await this.#lock.run(async () => {
+      const old = await this.#guard(() => this.#s.outbox.get(id))
+      const key = await this.#guard(() => this.#s.msgId.get(id))
+      const msg = key === undefined ? undefined : await this.#guard(() => this.#s.msg.get(key))
+      const update = msg !== undefined && msg.direction === 'out' && msg.status !== status && msg.status !== 'delivered'
+      if (old === undefined && !update) return false
+      await this.#write(b => {
+        if (old !== undefined) this.#delOutbox(b, old)
+        if (update && key !== undefined) b.put(key, { ...msg, status }, { sublevel: this.#s.msg })
+      })
+      if (error !== undefined) logger('message %s failed: %s', id, error)
+      return true
+    })
+  }
+
+  /**
+   * A delivery receipt arrived: remove the outbox entry and set the (outgoing) message's status to
+   * delivered, in one batch. Returns false when there was nothing to change.
+   */
+  async markDelivered (id: string): Promise<boolean> {
+    return await this.#finishOutgoing(id, 'delivered')
+  }
+
+  /** Give up on a delivery: remove the outbox entry and set the message's status to failed (one batch). */
+  async markFailed (id: string, error?: string): Promise<boolean> {
+    return await this.#finishOutgoing(id, 'failed', error)
+  }
+
+  // ---- seen (replay protection) ----
+
+  /** Record an envelope id; true if it was new, false if already seen (a replay). */
+  async markSeen (id: string, ts: number): Promise<boolean> {
+    checkId(id)
+    checkTime(ts, 'ts')
+    return await this.#lock.run(async () => {
+      if (await this.#guard(() => this.#s.seen.has(id))) return false
+      await this.#write(b => {
+        b.put(id, ts, { sublevel: this.#s.seen })
+        b.put(`${padNum(ts)}${SEP}${id}`, '', { sublevel: this.#s.seenTs })
+      })
+      return true
+    })
+  }
+
+  async hasSeen (id: string): Promise<boolean> {
+    checkId(id)
+    return await this.#guard(() => this.#s.seen.has(id))
+  }
+
+  /** Forget ids seen before `olderThan` (ms, exclusive). Returns how many were removed. */
+  async pruneSeen (olderThan: number): Promise<number> {
+    checkTime(olderThan, 'olderThan')
+    return await this.#lock.run(async () => {
+      let removed = 0
+      let keys: string[] = []
+      const flush = async (): Promise<void> => {
+        if (keys.length === 0) return
+        const batch = keys
+        await this.#write(b => {
+          for (const k of batch) {
+            b.del(k, { sublevel: this.#s.seenTs })
+            b.del(k.slice(NUM_WIDTH + 1), { sublevel: this.#s.seen })
+          }
+        })
+        removed += batch.length
+        keys = []
+      }
+      await this.#guard(async () => {
+        for await (const k of this.#s.seenTs.keys({ lt: padNum(olderThan) })) {
+          keys.push(k)
+          if (keys.length >= CHUNK) await flush()
+        }
+        await flush()
+      })
+      return removed
+    })
+  }
+
+  // ---- backups index ----
+
+  /** Insert or replace the record of rec.version. */
+  async putBackup (rec: BackupRecord): Promise<void> {
+    const r = normalizeBackup(rec)
+    await this.#lock.run(() => this.#guard(() => this.#s.backup.put(padNum(r.version), r)))
+  }
+
+  async getBackup (version: number): Promise<BackupRecord | undefined> {
+    if (!Number.isSafeInteger(version) || version < 0) throw invalidArgument('version must be a non-negative integer', { field: 'version' })
+    return await this.#guard(() => this.#s.backup.get(padNum(version)))
+  }
+
+  /** All backup records, oldest version first. */
+  async backups (): Promise<BackupRecord[]> {
+    return await this.#guard(() => this.#s.backup.values().all())
+  }
+
+  /** The highest version (anchored or not), or undefined. */
+  async latestBackup (): Promise<BackupRecord | undefined> {
+    return await this.#guard(async () => (await this.#s.backup.values({ reverse: true, limit: 1 }).all())[0])
+  }
+
+  async deleteBackup (version: number): Promise<boolean> {
+    if (!Number.isSafeInteger(version) || version < 0) throw invalidArgument('version must be a non-negative integer', { field: 'version' })
+    return await this.#lock.run(async () => {
+      const key = padNum(version)
+      if (!(await this.#guard(() => this.#s.backup.has(key)))) return false
+      await this.#guard(() => this.#s.backup.del(key))
+      return true
+    })
+  }
+
+  // ---- meta ----
+
+  async getMeta<T = unknown> (key: string): Promise<T | undefined> {
+    if (typeof key !== 'string' || key.length === 0) throw invalidArgument('meta key must be a non-empty string', { field: 'key' })
+    return await this.#guard(async () => (await this.#s.meta.get(key)) as T | undefined)
+  }
+
+  /** Set a meta value (any CBOR-encodable value; undefined deletes). 'schemaVersion' is reserved. */
+  async setMeta (key: string, value: unknown): Promise<void> {
+    if (typeof key !== 'string' || key.length === 0) throw invalidArgument('meta key must be a non-empty string', { field: 'key' })
+    if (key === SCHEMA_KEY) throw invalidArgument(`meta key ${SCHEMA_KEY} is reserved`, { field: 'key' })
+    await this.#lock.run(() => this.#guard(async () => {
+      if (value === undefined) await this.#s.meta.del(key)
+      else await this.#s.meta.put(key, value)
+    }))
+  }
+}
+
+function validateAll (msgs: Iterable<StoredMessage>): StoredMessage[] {
+  if (msgs === null || typeof msgs !== 'object' || typeof (msgs as Iterable<unknown>)[Symbol.iterator] !== 'function') {
+    throw invalidArgument('addMessages needs an iterable of messages')
+  }
+  const clean: StoredMessage[] = []
+  let index = 0
+  for (const m of msgs) {
+    try {
+      clean.push(normalizeMessage(m))
+    } catch (err) {
+      if (err instanceof TokenimError) throw new TokenimError(err.code, `${err.message} (at index ${index})`, { ...err.info, index })
+      throw err
+    }
+    index++
+  }
+  return clean
+}
