@@ -1,0 +1,401 @@
+/**
+ * One libp2p node per device, with Helia on it.
+ *
+ * libp2p 3: TCP, noise, yamux, identify (+ push), ping and a kad-dht server under our own protocol
+ * (`/tokenim/kad/1.0.0`, private and loopback addresses kept). Peers are found through a configured
+ * bootstrap list and, optionally, mDNS. There is no public bootstrap and no delegated routing.
+ *
+ * Helia 7 runs on the same libp2p node (`createHeliaLight` + `withLibp2pLight` + `withBitswap`), with a
+ * level blockstore in `<dataDir>/blocks` and a level datastore in `<dataDir>/datastore` (the datastore
+ * also keeps libp2p's peer store and the DHT's records).
+ *
+ * @example
+ * ```ts
+ * const node = await createP2PNode({ privateKey, dataDir, bootstrap: ['/ip4/…/tcp/…/p2p/12D3…'] })
+ * await node.start()
+ * await node.handle('/tokenim/msg/1.0.0', (stream, connection) => { … })
+ * const stream = await node.dialProtocol(peerId, '/tokenim/msg/1.0.0', { signal })
+ * await node.stop()
+ * ```
+ */
+import { EventEmitter } from 'node:events'
+import { mkdir } from 'node:fs/promises'
+import { join } from 'node:path'
+import { noise } from '@chainsafe/libp2p-noise'
+import { yamux } from '@chainsafe/libp2p-yamux'
+import { withBitswap } from '@helia/bitswap'
+import { withLibp2pLight } from '@helia/libp2p'
+import type { HeliaWithLibp2p } from '@helia/libp2p'
+import * as dagCbor from '@ipld/dag-cbor'
+import { bootstrap } from '@libp2p/bootstrap'
+import { identify, identifyPush } from '@libp2p/identify'
+import type { Identify, IdentifyPush } from '@libp2p/identify'
+import type { Connection, Libp2p, PeerId, PrivateKey, Stream, StreamHandler, StreamHandlerOptions, AbortOptions, Libp2pEvents } from '@libp2p/interface'
+import { kadDHT, passthroughMapper } from '@libp2p/kad-dht'
+import type { KadDHT, SelectFn, ValidateFn } from '@libp2p/kad-dht'
+import { mdns } from '@libp2p/mdns'
+import { peerIdFromPrivateKey, peerIdFromString } from '@libp2p/peer-id'
+import { ping } from '@libp2p/ping'
+import type { Ping } from '@libp2p/ping'
+import { tcp } from '@libp2p/tcp'
+import { multiaddr, isMultiaddr } from '@multiformats/multiaddr'
+import type { Multiaddr } from '@multiformats/multiaddr'
+import { LevelBlockstore } from 'blockstore-level'
+import { LevelDatastore } from 'datastore-level'
+import { createHeliaLight } from 'helia'
+import type { Libp2pOptions } from 'libp2p'
+import { log } from '../util/log.ts'
+import { P2PError, P2PErrorCode, notStarted } from './errors.ts'
+import { deviceRecordDhtSelector, deviceRecordDhtValidator, DEVICE_RECORD_DHT_NAMESPACE } from './identity.ts'
+
+/** kad-dht protocol of the tokenim network (kept apart from the public IPFS DHT). */
+export const DHT_PROTOCOL = '/tokenim/kad/1.0.0'
+/** Listen address used when none is given: loopback only, random port. */
+export const DEFAULT_LISTEN = ['/ip4/127.0.0.1/tcp/0']
+/** Default timeout of dial and dialProtocol. */
+export const DEFAULT_DIAL_TIMEOUT_MS = 10_000
+/** How often, while we have no connection at all, the bootstrap peers are dialled again. */
+export const DEFAULT_BOOTSTRAP_REDIAL_MS = 30_000
+
+/** The libp2p services every tokenim node runs. */
+export interface P2PServices extends Record<string, unknown> {
+  identify: Identify
+  identifyPush: IdentifyPush
+  ping: Ping
+  dht: KadDHT
+}
+
+export type P2PLibp2p = Libp2p<P2PServices>
+export type P2PHelia = HeliaWithLibp2p<P2PServices>
+
+export interface DhtRecordHooks {
+  /** throws if `value` is not acceptable under `key` */
+  validator: ValidateFn
+  /** index of the best of several values for one key */
+  selector: SelectFn
+}
+
+export interface P2PNodeInit {
+  /** the device key (libp2p Ed25519); it gives the node its peer id */
+  privateKey: PrivateKey
+  /** `<dataDir>/blocks` and `<dataDir>/datastore` hold Helia's blocks and libp2p/Helia state */
+  dataDir: string
+  /** listen multiaddrs (default loopback, random port; a daemon passes `/ip4/0.0.0.0/tcp/0`) */
+  listen?: string[]
+  /** addresses to announce instead of the listen addresses (e.g. a port-forwarded public address) */
+  announce?: string[]
+  /** bootstrap peers: multiaddrs ending in `/p2p/<peerId>` */
+  bootstrap?: string[]
+  /** discover peers on the LAN with mDNS (default false) */
+  mdns?: boolean
+  /**
+   * validator and selector for DHT keys in the `tokenim` namespace. Default: the wallet-signed
+   * device record rules of src/identity. Every node must run the same rules.
+   */
+  dhtRecord?: DhtRecordHooks
+  /** connection limits */
+  maxConnections?: number
+  /** how often to re-dial the bootstrap peers while we have no connection (ms, default 30 s) */
+  bootstrapRedialMs?: number
+}
+
+export interface P2PNodeEvents {
+  /** a connection to a peer opened (first connection) */
+  'peer:connect': [PeerId]
+  /** the last connection to a peer closed */
+  'peer:disconnect': [PeerId]
+  /** identify finished for a peer: its protocols and listen addresses are known */
+  'peer:identify': [{ peerId: PeerId, protocols: string[], multiaddrs: Multiaddr[] }]
+  /** our own dialable addresses changed */
+  'addresses': [Multiaddr[]]
+}
+
+export interface DialOptions extends AbortOptions {
+  /** ms; default {@link DEFAULT_DIAL_TIMEOUT_MS}, ignored when a signal is given */
+  timeoutMs?: number
+}
+
+/** What `dial`/`dialProtocol` accept: a PeerId, a peer id string, a Multiaddr or a multiaddr string. */
+export type DialTarget = PeerId | Multiaddr | string
+
+type State = 'new' | 'starting' | 'started' | 'stopping' | 'stopped'
+
+/**
+ * A tokenim device's network node: libp2p + Helia + level stores, started and stopped together.
+ * A node starts once; after `stop()` make a new one (with the same data dir) to run again.
+ */
+export class P2PNode {
+  readonly peerId: PeerId
+  readonly events = new EventEmitter<P2PNodeEvents>()
+  readonly helia: P2PHelia
+  readonly dataDir: string
+
+  private readonly blockstore: LevelBlockstore
+  private readonly datastore: LevelDatastore
+  private readonly handlers = new Map<string, { handler: StreamHandler, options?: StreamHandlerOptions }>()
+  private readonly bootstrapList: string[]
+  private readonly bootstrapRedialMs: number
+  private readonly log = log('p2p:node')
+  private state: State = 'new'
+  private stopping?: Promise<void>
+  private redialTimer?: NodeJS.Timeout
+  private readonly detach: Array<() => void> = []
+
+  /** Use {@link createP2PNode}. */
+  constructor (init: P2PNodeInit, helia: P2PHelia, blockstore: LevelBlockstore, datastore: LevelDatastore) {
+    this.peerId = peerIdFromPrivateKey(init.privateKey)
+    this.dataDir = init.dataDir
+    this.helia = helia
+    this.blockstore = blockstore
+    this.datastore = datastore
+    this.bootstrapList = init.bootstrap ?? []
+    this.bootstrapRedialMs = init.bootstrapRedialMs ?? DEFAULT_BOOTSTRAP_REDIAL_MS
+  }
+
+  get status (): State {
+    return this.state
+  }
+
+  /** The libp2p node. Throws `P2P_NOT_STARTED` before `start()` (Helia creates it when it starts). */
+  get libp2p (): P2PLibp2p {
+    if (this.state !== 'started' && this.state !== 'stopping') throw notStarted()
+    return this.helia.libp2p
+  }
+
+  /** Open the stores, start libp2p and Helia, register the stream handlers given so far. */
+  async start (): Promise<void> {
+    if (this.state === 'started') return
+    if (this.state !== 'new') {
+      throw new P2PError(P2PErrorCode.P2P_START_FAILED, `a ${this.state} node cannot be started again; create a new one`, { state: this.state })
+    }
+    this.state = 'starting'
+    try {
+      await mkdir(this.dataDir, { recursive: true, mode: 0o700 })
+      await this.blockstore.open()
+      await this.datastore.open()
+      await this.helia.start()
+    } catch (err) {
+      this.state = 'started' // let stop() release whatever opened
+      await this.stop().catch(() => {})
+      throw new P2PError(P2PErrorCode.P2P_START_FAILED, `the p2p node could not start: ${(err as Error).message}`, { dataDir: this.dataDir }, { cause: err })
+    }
+    this.state = 'started'
+    const libp2p = this.helia.libp2p
+    for (const [protocol, { handler, options }] of this.handlers) {
+      await libp2p.handle(protocol, handler, options)
+    }
+    this.forward(libp2p)
+    this.scheduleRedial()
+    this.log('started %p on %s', this.peerId, this.multiaddrs().map(String).join(', '))
+  }
+
+  /**
+   * Close streams and connections, stop libp2p and Helia, close the level stores, clear timers.
+   * Idempotent; concurrent calls share one shutdown.
+   */
+  async stop (): Promise<void> {
+    if (this.state === 'new') {
+      this.state = 'stopped'
+      return
+    }
+    if (this.stopping != null) return await this.stopping
+    if (this.state === 'stopped') return
+    this.stopping = this.doStop()
+    await this.stopping
+  }
+
+  private async doStop (): Promise<void> {
+    this.state = 'stopping'
+    clearTimeout(this.redialTimer)
+    this.redialTimer = undefined
+    for (const off of this.detach.splice(0)) off()
+    const errors: unknown[] = []
+    try {
+      await this.helia.stop()
+    } catch (err) {
+      errors.push(err)
+    }
+    for (const store of [this.blockstore, this.datastore]) {
+      try {
+        await store.close()
+      } catch (err) {
+        errors.push(err)
+      }
+    }
+    this.state = 'stopped'
+    this.events.removeAllListeners()
+    if (errors.length > 0) this.log.error('errors while stopping: %o', errors.map(e => (e as Error).message))
+    this.log('stopped %p', this.peerId)
+  }
+
+  /** Our dialable addresses, each ending in `/p2p/<our peer id>`. Empty when not started. */
+  multiaddrs (): Multiaddr[] {
+    if (this.state !== 'started') return []
+    return this.helia.libp2p.getMultiaddrs()
+  }
+
+  /** Peers we currently have a connection to. */
+  connectedPeers (): PeerId[] {
+    if (this.state !== 'started') return []
+    return this.helia.libp2p.getPeers()
+  }
+
+  /** Open (or reuse) a connection. Errors become `DIAL_FAILED`. */
+  async dial (target: DialTarget, options: DialOptions = {}): Promise<Connection> {
+    const libp2p = this.requireStarted()
+    const to = parseDialTarget(target)
+    try {
+      return await libp2p.dial(to, { signal: options.signal ?? AbortSignal.timeout(options.timeoutMs ?? DEFAULT_DIAL_TIMEOUT_MS) })
+    } catch (err) {
+      throw dialFailed(to, err)
+    }
+  }
+
+  /** Open a stream for `protocol` on a (new or existing) connection. Errors become `DIAL_FAILED`. */
+  async dialProtocol (target: DialTarget, protocol: string | string[], options: DialOptions = {}): Promise<Stream> {
+    const libp2p = this.requireStarted()
+    const to = parseDialTarget(target)
+    try {
+      return await libp2p.dialProtocol(to, protocol, { signal: options.signal ?? AbortSignal.timeout(options.timeoutMs ?? DEFAULT_DIAL_TIMEOUT_MS) })
+    } catch (err) {
+      throw dialFailed(to, err, protocol)
+    }
+  }
+
+  /**
+   * Register a stream handler (libp2p 3: `(stream, connection) => void | Promise<void>`). Works before
+   * `start()` too: the handler is registered when the node starts.
+   */
+  async handle (protocol: string, handler: StreamHandler, options?: StreamHandlerOptions): Promise<void> {
+    this.handlers.set(protocol, { handler, options })
+    if (this.state === 'started') await this.helia.libp2p.handle(protocol, handler, options)
+  }
+
+  async unhandle (protocol: string): Promise<void> {
+    this.handlers.delete(protocol)
+    if (this.state === 'started') await this.helia.libp2p.unhandle(protocol)
+  }
+
+  /** Number of peers in the DHT routing table (0 when not started). Useful to wait for readiness. */
+  routingTableSize (): number {
+    if (this.state !== 'started') return 0
+    const dht = this.helia.libp2p.services.dht as KadDHT & { routingTable?: { size: number } }
+    return dht.routingTable?.size ?? 0
+  }
+
+  private requireStarted (): P2PLibp2p {
+    if (this.state !== 'started') throw notStarted()
+    return this.helia.libp2p
+  }
+
+  private forward (libp2p: P2PLibp2p): void {
+    const on = <K extends keyof Libp2pEvents>(name: K, fn: (evt: Libp2pEvents[K]) => void): void => {
+      libp2p.addEventListener(name, fn)
+      this.detach.push(() => { libp2p.removeEventListener(name, fn) })
+    }
+    on('peer:connect', (evt) => { this.events.emit('peer:connect', evt.detail) })
+    on('peer:disconnect', (evt) => {
+      this.events.emit('peer:disconnect', evt.detail)
+      if (libp2p.getConnections().length === 0) this.scheduleRedial()
+    })
+    on('peer:identify', (evt) => {
+      const { peerId, protocols, listenAddrs } = evt.detail
+      this.events.emit('peer:identify', { peerId, protocols, multiaddrs: listenAddrs })
+    })
+    on('self:peer:update', () => { this.events.emit('addresses', this.multiaddrs()) })
+  }
+
+  /** While we have no connection, dial the bootstrap peers again now and then (the bootstrap module dials once). */
+  private scheduleRedial (): void {
+    if (this.bootstrapList.length === 0 || this.redialTimer != null || this.state !== 'started') return
+    this.redialTimer = setTimeout(() => {
+      this.redialTimer = undefined
+      if (this.state !== 'started') return
+      const libp2p = this.helia.libp2p
+      if (libp2p.getConnections().length === 0) {
+        for (const addr of this.bootstrapList) {
+          libp2p.dial(multiaddr(addr), { signal: AbortSignal.timeout(DEFAULT_DIAL_TIMEOUT_MS) }).catch((err: Error) => {
+            this.log('bootstrap redial to %s failed: %s', addr, err.message)
+          })
+        }
+        this.scheduleRedial()
+      }
+    }, this.bootstrapRedialMs)
+    this.redialTimer.unref()
+  }
+}
+
+/**
+ * Build a node (nothing is opened or started yet; call `start()`).
+ * Throws `INVALID_P2P_ARGUMENT` for unparsable listen/bootstrap addresses.
+ */
+export async function createP2PNode (init: P2PNodeInit): Promise<P2PNode> {
+  const listen = init.listen ?? DEFAULT_LISTEN
+  const bootstrapList = init.bootstrap ?? []
+  for (const addr of [...listen, ...(init.announce ?? [])]) parseMultiaddr(addr)
+  for (const addr of bootstrapList) {
+    if (parseMultiaddr(addr).getComponents().findLast(c => c.name === 'p2p') == null) {
+      throw new P2PError(P2PErrorCode.INVALID_P2P_ARGUMENT, `bootstrap address must end in /p2p/<peer id>: ${addr}`, { addr })
+    }
+  }
+  const hooks = init.dhtRecord ?? { validator: deviceRecordDhtValidator, selector: deviceRecordDhtSelector }
+
+  const blockstore = new LevelBlockstore(join(init.dataDir, 'blocks'))
+  const datastore = new LevelDatastore(join(init.dataDir, 'datastore'))
+
+  const peerDiscovery: NonNullable<Libp2pOptions['peerDiscovery']> = []
+  if (bootstrapList.length > 0) peerDiscovery.push(bootstrap({ list: bootstrapList, timeout: 0 }))
+  if (init.mdns === true) peerDiscovery.push(mdns())
+
+  const helia = withBitswap(withLibp2pLight(createHeliaLight({ blockstore, datastore, codecs: [dagCbor] }), {
+    privateKey: init.privateKey,
+    addresses: { listen, announce: init.announce },
+    transports: [tcp()],
+    connectionEncrypters: [noise()],
+    streamMuxers: [yamux()],
+    peerDiscovery,
+    connectionManager: {
+      maxConnections: init.maxConnections ?? 300,
+      dialTimeout: DEFAULT_DIAL_TIMEOUT_MS,
+      maxParallelDials: 50,
+      inboundConnectionThreshold: 20
+    },
+    services: {
+      identify: identify(),
+      identifyPush: identifyPush(),
+      ping: ping(),
+      dht: kadDHT({
+        protocol: DHT_PROTOCOL,
+        clientMode: false,
+        peerInfoMapper: passthroughMapper,
+        validators: { [DEVICE_RECORD_DHT_NAMESPACE]: hooks.validator },
+        selectors: { [DEVICE_RECORD_DHT_NAMESPACE]: hooks.selector }
+      })
+    }
+  }))
+  return new P2PNode(init, helia, blockstore, datastore)
+}
+
+function parseMultiaddr (addr: string): Multiaddr {
+  try {
+    return multiaddr(addr)
+  } catch (err) {
+    throw new P2PError(P2PErrorCode.INVALID_P2P_ARGUMENT, `not a multiaddr: ${addr}`, { addr }, { cause: err })
+  }
+}
+
+function parseDialTarget (target: DialTarget): PeerId | Multiaddr {
+  if (typeof target !== 'string') return target
+  if (target.startsWith('/')) return parseMultiaddr(target)
+  try {
+    return peerIdFromString(target)
+  } catch (err) {
+    throw new P2PError(P2PErrorCode.INVALID_P2P_ARGUMENT, `not a peer id or multiaddr: ${target}`, { target }, { cause: err })
+  }
+}
+
+function dialFailed (to: PeerId | Multiaddr, err: unknown, protocol?: string | string[]): P2PError {
+  const target = isMultiaddr(to) ? to.toString() : to.toString()
+  return new P2PError(P2PErrorCode.DIAL_FAILED, `could not reach ${target}${protocol != null ? ` for ${String(protocol)}` : ''}: ${(err as Error)?.message ?? String(err)}`,
+    { target, protocol, reason: (err as Error)?.name }, { cause: err })
+}

@@ -1,0 +1,101 @@
+import assert from 'node:assert/strict'
+import { CID } from 'multiformats/cid'
+import * as raw from 'multiformats/codecs/raw'
+import { sha256 } from 'multiformats/hashes/sha2'
+import { createP2PNode, framed, getBlock, isP2PNotStarted } from './imports.ts'
+import { loadOrCreateDeviceKey } from '../../src/identity/index.ts'
+import { Harness, waitFor } from './helpers.ts'
+
+async function rawBlock (text: string): Promise<{ cid: CID, bytes: Uint8Array }> {
+  const bytes = new TextEncoder().encode(text)
+  return { cid: CID.createV1(raw.code, await sha256.digest(bytes)), bytes }
+}
+
+describe('p2p node', function () {
+  this.timeout(60_000)
+  const h = new Harness()
+  afterEach(async () => { await h.cleanup() })
+
+  it('starts on loopback, stops idempotently and refuses to start again', async () => {
+    const node = await h.node()
+    const addrs = node.multiaddrs().map(String)
+    assert.ok(addrs.length > 0)
+    assert.ok(addrs.every(a => a.startsWith('/ip4/127.0.0.1/tcp/') && a.endsWith(`/p2p/${node.peerId.toString()}`)), addrs.join())
+    await Promise.all([node.stop(), node.stop()])
+    await node.stop()
+    assert.equal(node.status, 'stopped')
+    assert.throws(() => node.libp2p, isP2PNotStarted)
+    await assert.rejects(node.start(), { code: 'P2P_START_FAILED' })
+  })
+
+  it('rejects a bootstrap address without a peer id', async () => {
+    const dataDir = await h.dir()
+    const privateKey = await loadOrCreateDeviceKey(dataDir)
+    await assert.rejects(createP2PNode({ privateKey, dataDir, bootstrap: ['/ip4/127.0.0.1/tcp/1'] }), { code: 'INVALID_P2P_ARGUMENT' })
+  })
+
+  it('connects through a bootstrap peer and exchanges length-prefixed frames on a custom protocol', async () => {
+    const a = await h.node()
+    const proto = '/tokenim/test-echo/1.0.0'
+    await a.handle(proto, async (stream) => {
+      const f = framed(stream, { maxFrameBytes: 1024 })
+      const signal = AbortSignal.timeout(5_000)
+      for (let frame = await f.read({ signal }); frame != null; frame = await f.read({ signal })) {
+        await f.write(frame.slice().reverse(), { signal })
+      }
+      await f.close({ signal })
+    })
+    const b = await h.node({ bootstrap: [a.multiaddrs()[0].toString()] })
+    await waitFor(() => b.connectedPeers().some(p => p.equals(a.peerId)), 'b connected to a')
+
+    const f = framed(await b.dialProtocol(a.peerId, proto), { maxFrameBytes: 1024 })
+    const signal = AbortSignal.timeout(5_000)
+    await f.write(Uint8Array.from([1, 2, 3]), { signal })
+    assert.deepEqual(await f.read({ signal }), Uint8Array.from([3, 2, 1]))
+    await f.write(new Uint8Array(0), { signal })
+    assert.deepEqual(await f.read({ signal }), new Uint8Array(0))
+    await f.close({ signal })
+    assert.equal(await f.read({ signal }), null)
+
+    // over-long frames are refused on both sides
+    const g = framed(await b.dialProtocol(a.peerId, proto), { maxFrameBytes: 4096 })
+    await assert.rejects(framed(g.stream, { maxFrameBytes: 10 }).write(new Uint8Array(11)), { code: 'MESSAGE_TOO_LARGE' })
+    await g.write(new Uint8Array(2000), { signal })
+    await assert.rejects(g.read({ signal }))
+
+    await assert.rejects(b.dialProtocol(a.peerId, '/tokenim/nothing/1.0.0'), { code: 'DIAL_FAILED' })
+  })
+
+  it('fetches a block over bitswap, pins it, and keeps blocks and peer id across a restart', async () => {
+    const a = await h.node()
+    const dirB = await h.dir()
+    const b = await h.node({ dataDir: dirB, bootstrap: [a.multiaddrs()[0].toString()] })
+    await waitFor(() => b.connectedPeers().some(p => p.equals(a.peerId)), 'b connected to a')
+
+    const { cid, bytes } = await rawBlock(`hello tokenim ${Date.now()}`)
+    await a.helia.blockstore.put(cid, bytes)
+    const got = await getBlock(b.helia.blockstore, cid, { signal: AbortSignal.timeout(15_000) })
+    assert.deepEqual(got, bytes)
+
+    for await (const _ of b.helia.pins.add(cid, { signal: AbortSignal.timeout(15_000) })) { /* drain */ }
+    assert.equal(await b.helia.pins.isPinned(cid), true)
+
+    const peerId = b.peerId.toString()
+    await b.stop()
+    await a.stop()
+    const again = await h.node({ dataDir: dirB })
+    assert.equal(again.peerId.toString(), peerId)
+    assert.equal(await again.helia.blockstore.has(cid), true)
+    assert.deepEqual(await getBlock(again.helia.blockstore, cid, { offline: true }), bytes)
+    assert.equal(await again.helia.pins.isPinned(cid), true)
+  })
+
+  it('refuses a second node on the same data dir while the first runs', async () => {
+    const dataDir = await h.dir()
+    await h.node({ dataDir })
+    const privateKey = await loadOrCreateDeviceKey(dataDir)
+    const second = await createP2PNode({ privateKey, dataDir })
+    await assert.rejects(second.start(), { code: 'P2P_START_FAILED' })
+    await second.stop()
+  })
+})
