@@ -1,0 +1,80 @@
+import { dirname, join } from 'node:path'
+import { fileURLToPath } from 'node:url'
+import { ContractFactory, JsonRpcProvider, Network } from 'ethers'
+import { TokenimError } from '../errors.ts'
+import { log } from '../util/log.ts'
+import { DEV_CHAIN_ID } from './client.ts'
+import { ChainErrorCode } from './errors.ts'
+import type { ChainProfile } from './profile.ts'
+import { registryArtifact } from './registry-artifact.ts'
+
+const debug = log('chain:devnet')
+
+/** The package root (where Hardhat keeps its cache), resolved from this file, not from the cwd. */
+const PROJECT_ROOT = join(dirname(fileURLToPath(import.meta.url)), '..', '..')
+
+export interface DevnetOptions {
+  /** TCP port; 0 or undefined picks a free one */
+  port?: number
+  /** interface to bind; loopback only by default */
+  host?: string
+}
+
+export interface Devnet {
+  /** the chain profile of this devnet: `{ rpc, chainId: 31337, registry, startBlock }` */
+  profile: ChainProfile
+  rpc: string
+  chainId: number
+  registry: string
+  /** stop the chain and close its sockets (idempotent) */
+  stop: () => Promise<void>
+}
+
+/**
+ * Start a real local EVM (Hardhat 3's in-process EDR chain behind its JSON-RPC server, chain id
+ * 31337, automining, 20 funded dev accounts) and deploy BackupRegistry from the committed
+ * artifact with the first dev account. Everything lives in this process; `stop()` releases it.
+ */
+export async function startDevnet (options: DevnetOptions = {}): Promise<Devnet> {
+  const host = options.host ?? '127.0.0.1'
+  // Hardhat is loaded only when a devnet is started (it is heavy); the inline config uses no
+  // plugins, so neither a config file nor Hardhat's dev plugins are needed at runtime.
+  const { createHardhatRuntimeEnvironment } = await import('hardhat/hre')
+  const hre = await createHardhatRuntimeEnvironment({
+    networks: { default: { type: 'edr-simulated', chainId: DEV_CHAIN_ID } }
+  }, {}, PROJECT_ROOT)
+  const server = await hre.network.createServer('default', host, options.port ?? 0)
+  let listening: { address: string, port: number }
+  try {
+    listening = await server.listen()
+  } catch (err) {
+    await server.close().catch(() => {})
+    const code = (err as NodeJS.ErrnoException).code
+    throw new TokenimError(code === 'EADDRINUSE' ? 'PORT_IN_USE' : ChainErrorCode.ERROR,
+      `cannot start the devnet on ${host}:${options.port ?? 0}${code !== undefined ? ` (${code})` : ''}`, { host, port: options.port ?? 0 }, { cause: err })
+  }
+  const rpc = `http://${host.includes(':') ? `[${host}]` : host}:${listening.port}`
+  const provider = new JsonRpcProvider(rpc, Network.from(DEV_CHAIN_ID), { staticNetwork: true, batchMaxCount: 1, cacheTimeout: -1 })
+  let stopped: Promise<void> | undefined
+  const stop = async (): Promise<void> => {
+    stopped ??= (async () => {
+      provider.destroy()
+      await server.close()
+      debug('devnet on %s stopped', rpc)
+    })()
+    await stopped
+  }
+  try {
+    const deployer = await provider.getSigner(0)
+    const factory = new ContractFactory(registryArtifact.abi, registryArtifact.bytecode, deployer)
+    const contract = await factory.deploy()
+    const receipt = await contract.deploymentTransaction()?.wait(1)
+    const registry = await contract.getAddress()
+    const profile: ChainProfile = { rpc, chainId: DEV_CHAIN_ID, registry, startBlock: receipt?.blockNumber ?? 0 }
+    debug('devnet on %s, registry %s', rpc, registry)
+    return { profile, rpc, chainId: DEV_CHAIN_ID, registry, stop }
+  } catch (err) {
+    await stop().catch(() => {})
+    throw new TokenimError(ChainErrorCode.ERROR, 'cannot deploy BackupRegistry on the devnet', { rpc }, { cause: err })
+  }
+}
