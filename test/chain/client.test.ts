@@ -7,6 +7,7 @@ import { fileURLToPath } from 'node:url'
 import { promisify } from 'node:util'
 import * as dagCbor from '@ipld/dag-cbor'
 import { Wallet, parseEther } from 'ethers'
+import type { Signer } from 'ethers'
 import { CID } from 'multiformats/cid'
 import { sha256 } from 'multiformats/hashes/sha2'
 import { isTokenimError } from '../../src/errors.ts'
@@ -36,7 +37,7 @@ describe('chain client against a local devnet', function () {
   let devnet: Devnet
   let profile: ChainProfile
   const clients: RegistryClient[] = []
-  const client = (p: ChainProfile, signer?: Wallet, opts?: ConstructorParameters<typeof RegistryClient>[2]): RegistryClient => {
+  const client = (p: ChainProfile, signer?: Signer, opts?: ConstructorParameters<typeof RegistryClient>[2]): RegistryClient => {
     const c = new RegistryClient(p, signer, opts)
     clients.push(c)
     return c
