@@ -33,7 +33,11 @@ export const IdentityErrorCode = {
   DEVICE_RECORD_FROM_FUTURE: 'DEVICE_RECORD_FROM_FUTURE',
   /** a private file (keystore, device key) is readable or writable by group/others */
   INSECURE_FILE_MODE: 'INSECURE_FILE_MODE',
-  /** a backup passphrase was required or given in a way that does not match the stored KDF params */
+  /** a backup was made with a passphrase (KDF params present) but none, or an empty one, was given */
+  PASSPHRASE_REQUIRED: 'PASSPHRASE_REQUIRED',
+  /** the keystore password is empty (refused when creating a keystore) */
+  EMPTY_PASSWORD: 'EMPTY_PASSWORD',
+  /** deriveBackupKey was given a root key that is not 32 bytes */
   INVALID_BACKUP_KDF: 'INVALID_BACKUP_KDF'
 } as const
 
