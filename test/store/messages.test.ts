@@ -1,6 +1,7 @@
 import assert from 'node:assert/strict'
 import { join } from 'node:path'
-import { openStore, isTokenimError } from './imports.ts'
+import { openStore } from '../../src/store/index.ts'
+import { isTokenimError } from '../../src/errors.ts'
 import type { Store, StoredMessage } from '../../src/store/index.ts'
 import { ME, collect, deleteKey, msg, peer, tamper, tempDir } from './helpers.ts'
 

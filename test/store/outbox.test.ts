@@ -1,0 +1,102 @@
+import assert from 'node:assert/strict'
+import { join } from 'node:path'
+import { openStore } from '../../src/store/index.ts'
+import { isTokenimError } from '../../src/errors.ts'
+import type { OutboxEntry, Store } from '../../src/store/index.ts'
+import { msg, peer, tempDir } from './helpers.ts'
+
+function entry (id: string, nextAttemptAt: number, over: Partial<OutboxEntry> = {}): OutboxEntry {
+  return { id, to: peer(1), attempts: 0, nextAttemptAt, envelope: new Uint8Array([1, 2, 3, id.length]), ...over }
+}
+
+describe('store: outbox and seen', () => {
+  let cleanup: () => Promise<void>
+  let path: string
+  let store: Store
+
+  beforeEach(async () => {
+    const t = await tempDir()
+    cleanup = t.cleanup
+    path = join(t.dir, 'store')
+    store = await openStore(path)
+  })
+
+  afterEach(async () => {
+    if (store.isOpen) await store.close()
+    await cleanup()
+  })
+
+  it('addOutgoing writes message and outbox entry together, once', async () => {
+    const m = msg({ direction: 'out', peer: peer(1) })
+    assert.deepEqual(await store.addOutgoing(m, entry(m.id, 100)), { added: true })
+    assert.deepEqual(await store.addOutgoing(m, entry(m.id, 999)), { added: false })
+    assert.equal(await store.outboxSize(), 1)
+    assert.equal((await store.getOutbox(m.id))?.nextAttemptAt, 100)
+    assert.equal(await store.countMessages(peer(1)), 1)
+    // invalid entry → nothing written
+    const m2 = msg({ direction: 'out', peer: peer(1) })
+    await assert.rejects(store.addOutgoing(m2, entry('other', 1)), (e: unknown) => isTokenimError(e, 'INVALID_ARGUMENT'))
+    await assert.rejects(store.addOutgoing(m2, { ...entry(m2.id, 1), envelope: 'nope' as unknown as Uint8Array }), (e: unknown) => isTokenimError(e, 'INVALID_ARGUMENT'))
+    assert.equal(await store.getMessage(m2.id), undefined)
+    assert.equal(await store.outboxSize(), 1)
+  })
+
+  it('dueOutbox by nextAttemptAt, reschedule, markDelivered', async () => {
+    const ms = [msg({ direction: 'out' }), msg({ direction: 'out' }), msg({ direction: 'out' })]
+    await store.addOutgoing(ms[0], entry(ms[0].id, 300))
+    await store.addOutgoing(ms[1], entry(ms[1].id, 100))
+    await store.addOutgoing(ms[2], entry(ms[2].id, 200))
+    assert.deepEqual((await store.dueOutbox(50)).map(e => e.id), [])
+    assert.deepEqual((await store.dueOutbox(200)).map(e => e.id), [ms[1].id, ms[2].id])
+    assert.deepEqual((await store.dueOutbox(1000, 1)).map(e => e.id), [ms[1].id])
+    assert.deepEqual((await store.outbox()).map(e => e.id), [ms[1].id, ms[2].id, ms[0].id])
+    const got = (await store.dueOutbox(100))[0]
+    assert.deepEqual(got.envelope, new Uint8Array([1, 2, 3, ms[1].id.length]))
+    assert.equal(Object.getPrototypeOf(got.envelope), Uint8Array.prototype)
+
+    const r = await store.rescheduleOutbox(ms[1].id, 500, 'peer unreachable')
+    assert.equal(r?.attempts, 1)
+    assert.equal(r?.lastError, 'peer unreachable')
+    assert.deepEqual((await store.dueOutbox(300)).map(e => e.id), [ms[2].id, ms[0].id])
+    assert.deepEqual((await store.dueOutbox(500)).map(e => e.id), [ms[2].id, ms[0].id, ms[1].id])
+    assert.equal((await store.rescheduleOutbox(ms[1].id, 600))?.attempts, 2)
+    assert.equal(await store.rescheduleOutbox('unknown', 600), undefined)
+
+    assert.equal(await store.markDelivered(ms[2].id), true)
+    assert.equal((await store.getMessage(ms[2].id))?.status, 'delivered')
+    assert.equal(await store.getOutbox(ms[2].id), undefined)
+    assert.equal(await store.markDelivered(ms[2].id), false)
+    assert.deepEqual((await store.dueOutbox(10_000)).map(e => e.id), [ms[0].id, ms[1].id])
+
+    assert.equal(await store.markFailed(ms[0].id, 'gave up'), true)
+    assert.equal((await store.getMessage(ms[0].id))?.status, 'failed')
+    assert.equal(await store.outboxSize(), 1)
+  })
+
+  it('enqueue replaces an entry and its due time; the outbox survives a reopen', async () => {
+    await store.enqueue(entry('e1', 100))
+    await store.enqueue(entry('e1', 900, { attempts: 3 }))
+    assert.equal(await store.outboxSize(), 1)
+    assert.deepEqual(await store.dueOutbox(500), [])
+    await store.close()
+    store = await openStore(path)
+    const [e] = await store.dueOutbox(900)
+    assert.equal(e.id, 'e1')
+    assert.equal(e.attempts, 3)
+  })
+
+  it('markSeen is true once per id; pruneSeen forgets old ids', async () => {
+    assert.equal(await store.markSeen('env-1', 1000), true)
+    assert.equal(await store.markSeen('env-1', 1000), false)
+    assert.equal(await store.markSeen('env-1', 5000), false)
+    assert.equal(await store.markSeen('env-2', 2000), true)
+    assert.equal(await store.markSeen('env-3', 3000), true)
+    const concurrent = await Promise.all([store.markSeen('env-4', 4000), store.markSeen('env-4', 4000)])
+    assert.deepEqual(concurrent.sort(), [false, true])
+    assert.equal(await store.pruneSeen(2500), 2)
+    assert.equal(await store.hasSeen('env-1'), false)
+    assert.equal(await store.hasSeen('env-3'), true)
+    assert.equal(await store.markSeen('env-1', 6000), true)
+    await assert.rejects(store.markSeen('', 1), (e: unknown) => isTokenimError(e, 'INVALID_ARGUMENT'))
+  })
+})
