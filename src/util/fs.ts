@@ -1,6 +1,6 @@
 import { randomBytes } from 'node:crypto'
 import { constants } from 'node:fs'
-import { mkdir, open, rename, rm, stat, chmod } from 'node:fs/promises'
+import { mkdir, open, rename, rm, stat, chmod, link } from 'node:fs/promises'
 import { dirname, basename, join } from 'node:path'
 import { TokenimError } from '../errors.ts'
 
@@ -40,10 +40,13 @@ export async function writeFileAtomic (path: string, data: Uint8Array | string |
     await handle.close()
     handle = undefined
     await chmod(tmp, mode)
-    if (options.exclusive === true && await exists(path)) {
-      throw new TokenimError('FILE_EXISTS', `refusing to overwrite ${path}`, { path })
+    if (options.exclusive === true) {
+      // link() fails with EEXIST if the target appeared meanwhile: no check-then-rename race
+      await link(tmp, path)
+      await rm(tmp, { force: true })
+    } else {
+      await rename(tmp, path)
     }
-    await rename(tmp, path)
     await fsyncDir(dir)
   } catch (err) {
     await handle?.close().catch(() => {})
