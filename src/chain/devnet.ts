@@ -1,12 +1,12 @@
 import { dirname, join } from 'node:path'
 import { fileURLToPath } from 'node:url'
-import { ContractFactory, JsonRpcProvider, Network } from 'ethers'
+import { JsonRpcProvider, Network } from 'ethers'
 import { TokenimError } from '../errors.ts'
 import { log } from '../util/log.ts'
 import { DEV_CHAIN_ID } from './client.ts'
 import { ChainErrorCode } from './errors.ts'
 import type { ChainProfile } from './profile.ts'
-import { registryArtifact } from './registry-artifact.ts'
+import { deployWith } from './deploy.ts'
 
 const debug = log('chain:devnet')
 
@@ -65,12 +65,9 @@ export async function startDevnet (options: DevnetOptions = {}): Promise<Devnet>
     await stopped
   }
   try {
-    const deployer = await provider.getSigner(0)
-    const factory = new ContractFactory(registryArtifact.abi, registryArtifact.bytecode, deployer)
-    const contract = await factory.deploy()
-    const receipt = await contract.deploymentTransaction()?.wait(1)
-    const registry = await contract.getAddress()
-    const profile: ChainProfile = { rpc, chainId: DEV_CHAIN_ID, registry, startBlock: receipt?.blockNumber ?? 0 }
+    // the first of Hardhat's funded dev accounts, unlocked on the node (eth_sendTransaction)
+    const profile = await deployWith(provider, await provider.getSigner(0), DEV_CHAIN_ID, rpc)
+    const { registry } = profile
     debug('devnet on %s, registry %s', rpc, registry)
     return { profile, rpc, chainId: DEV_CHAIN_ID, registry, stop }
   } catch (err) {

@@ -12,6 +12,8 @@ export {
   writeChainProfile
 } from './profile.ts'
 export type { ChainProfile, ResolveChainProfileOptions } from './profile.ts'
+export { deployRegistry } from './deploy.ts'
+export type { DeployRegistryOptions } from './deploy.ts'
 export { startDevnet } from './devnet.ts'
 export type { Devnet, DevnetOptions } from './devnet.ts'
 export { ChainErrorCode, toChainError } from './errors.ts'

@@ -11,7 +11,7 @@ import type { Signer } from 'ethers'
 import { CID } from 'multiformats/cid'
 import { sha256 } from 'multiformats/hashes/sha2'
 import { isTokenimError } from '../../src/errors.ts'
-import { RegistryClient, cidFromDigest, startDevnet } from '../../src/chain/index.ts'
+import { RegistryClient, cidFromDigest, deployRegistry, startDevnet } from '../../src/chain/index.ts'
 import type { ChainProfile, Devnet } from '../../src/chain/index.ts'
 
 const digest = (n: number): string => '0x' + n.toString(16).padStart(2, '0').repeat(32)
@@ -199,6 +199,17 @@ describe('chain client against a local devnet', function () {
       setTimeout(() => controller.abort(), 50)
       await assert.rejects(pending, hasCode('CHAIN_ABORTED'))
     })
+  })
+
+  it('deployRegistry deploys a second registry with a private key, checking the chain id', async function () {
+    const deployer = Wallet.createRandom()
+    await client(profile).ensureFunds(deployer.address)
+    const second = await deployRegistry({ rpc: profile.rpc, privateKey: deployer.privateKey, chainId: 31337 })
+    assert.notEqual(second.registry, profile.registry)
+    assert.equal(second.chainId, 31337)
+    await client(second).checkDeployed()
+    await assert.rejects(deployRegistry({ rpc: profile.rpc, privateKey: deployer.privateKey, chainId: 5 }), hasCode('WRONG_CHAIN_ID'))
+    await assert.rejects(deployRegistry({ rpc: profile.rpc, privateKey: Wallet.createRandom().privateKey }), hasCode('INSUFFICIENT_FUNDS'))
   })
 
   it('ensureFunds leaves funded accounts alone and does not mint on other chains', async function () {
