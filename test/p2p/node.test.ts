@@ -28,6 +28,12 @@ describe('p2p node', function () {
     await assert.rejects(node.start(), { code: 'P2P_START_FAILED' })
   })
 
+  it('starts and stops cleanly with mDNS on', async () => {
+    const node = await h.node({ mdns: true })
+    assert.equal(node.status, 'started')
+    await node.stop()
+  })
+
   it('rejects a bootstrap address without a peer id', async () => {
     const dataDir = await h.dir()
     const privateKey = await loadOrCreateDeviceKey(dataDir)
