@@ -1,0 +1,298 @@
+/**
+ * The bundle builder: streams the store into segments, seals them, and writes blocks bottom-up (segments,
+ * then the manifest node, then the root) so that a root never points at nothing.
+ */
+import type { CID } from 'multiformats/cid'
+import type { KdfParams } from '../crypto/index.ts'
+import { sha256 } from '../crypto/index.ts'
+import { isTokenimError } from '../errors.ts'
+import type { Contact, StoredMessage } from '../store/index.ts'
+import { log } from '../util/log.ts'
+import { checksumAddress, isAddressLike } from './address.ts'
+import { dagCborCid, digestOfRoot, putBlock, rawCid, toCid } from './blocks.ts'
+import type { BlockStore } from './blocks.ts'
+import {
+  DEFAULT_SEGMENT_BYTES, DEFAULT_SEGMENT_SIZE, FORMAT_NAME, FORMAT_VERSION, MAX_ROOT_BLOCK, MAX_SEGMENT_BLOCK,
+  MAX_MANIFEST_BLOCK, MAX_SEGMENT_BYTES, MAX_SEGMENT_PLAINTEXT, MAX_SEGMENT_SIZE, MIN_SEGMENT_BYTES, SHA2_256
+} from './constants.ts'
+import { BackupErrorCode, backupError, invalidArgument, throwIfAborted } from './errors.ts'
+import { checkSegmentMessage, compareMessages, encode, encodeHeader, encodeLinks, encodeManifest, encodeManifestNode, encodeSegment, toSegmentMessage } from './schema.ts'
+import type { Manifest, ManifestConversation, SegmentMessage } from './schema.ts'
+import { seal } from './seal.ts'
+import { validateKdfParams } from '../crypto/index.ts'
+
+const logger = log('backup')
+
+/** What the builder reads from the store (a Store or a StoreSnapshot fits). */
+export interface BackupSource {
+  /** every message, conversation by conversation, each in ascending (ts, id) order */
+  allMessages (): AsyncIterable<StoredMessage>
+  contacts? (): Promise<Contact[]> | Contact[] | AsyncIterable<Contact>
+  /** when present, messages are read from one point-in-time snapshot */
+  snapshot? (): { allMessages (): AsyncIterable<StoredMessage>, close (): Promise<void> }
+}
+
+export interface BuildProgress {
+  phase: 'segments' | 'manifest' | 'done'
+  messages: number
+  segments: number
+  /** bytes of blocks produced so far */
+  bytes: number
+  /** bytes of blocks that were not already in the blockstore */
+  bytesNew: number
+}
+
+export interface BuildBackupOptions {
+  store: BackupSource
+  blockstore: BlockStore
+  /** owner address (any case) */
+  owner: string
+  /** backup version, ≥ 1 */
+  version: number
+  /** the 32-byte backup key */
+  backupKey: Uint8Array
+  /** passphrase KDF parameters the key was derived with (stored in the root), or none */
+  kdf?: KdfParams | null
+  /** root of the previous version, recorded (encrypted) in the manifest */
+  prevRoot?: CID | string
+  /** version of prevRoot (default version - 1) */
+  prevVersion?: number
+  /** maximum messages per segment (default 256) */
+  segmentSize?: number
+  /** soft byte limit per segment (default 256 KiB) */
+  segmentBytes?: number
+  /** creation time (ms; default now) */
+  created?: number
+  onProgress?: (p: BuildProgress) => void
+  signal?: AbortSignal
+}
+
+export interface BuildBackupResult {
+  root: CID
+  /** 0x-hex sha2-256 of the root block: what the chain anchors */
+  digest: string
+  owner: string
+  version: number
+  messages: number
+  conversations: number
+  segments: number
+  attachments: number
+  /** bytes of the bundle's own blocks (root, manifest node, segments; attachments not counted) */
+  bytesTotal: number
+  /** bytes of those blocks that the blockstore did not already hold */
+  bytesNew: number
+  /** the bundle's own blocks */
+  blocks: number
+  blocksNew: number
+  /** segment plaintext bytes before compression and encryption */
+  plaintextBytes: number
+}
+
+function checkOptions (o: BuildBackupOptions): { owner: string, kdf: KdfParams | null, segmentSize: number, segmentBytes: number, created: number, prev: Manifest['prev'] } {
+  if (o === null || typeof o !== 'object') throw invalidArgument('options must be an object')
+  if (typeof o.store?.allMessages !== 'function') throw invalidArgument('store must provide allMessages()')
+  if (typeof o.blockstore?.put !== 'function' || typeof o.blockstore?.has !== 'function') throw invalidArgument('blockstore must provide put() and has()')
+  if (!isAddressLike(o.owner)) throw invalidArgument('owner must be a 0x address')
+  if (!Number.isSafeInteger(o.version) || o.version < 1) throw invalidArgument('version must be a positive integer')
+  if (!(o.backupKey instanceof Uint8Array) || o.backupKey.length !== 32) throw invalidArgument('backupKey must be 32 bytes')
+  const segmentSize = o.segmentSize ?? DEFAULT_SEGMENT_SIZE
+  if (!Number.isSafeInteger(segmentSize) || segmentSize < 1 || segmentSize > MAX_SEGMENT_SIZE) throw invalidArgument(`segmentSize must be 1..${MAX_SEGMENT_SIZE}`)
+  const segmentBytes = o.segmentBytes ?? DEFAULT_SEGMENT_BYTES
+  if (!Number.isSafeInteger(segmentBytes) || segmentBytes < MIN_SEGMENT_BYTES || segmentBytes > MAX_SEGMENT_BYTES) throw invalidArgument(`segmentBytes must be ${MIN_SEGMENT_BYTES}..${MAX_SEGMENT_BYTES}`)
+  const created = o.created ?? Date.now()
+  if (!Number.isSafeInteger(created) || created < 0) throw invalidArgument('created must be a non-negative integer (ms)')
+  let kdf: KdfParams | null = null
+  if (o.kdf !== undefined && o.kdf !== null) {
+    try {
+      kdf = validateKdfParams(o.kdf)
+    } catch (err) {
+      throw backupError(BackupErrorCode.INVALID_ARGUMENT, 'kdf is not valid KDF parameters', {}, err)
+    }
+  }
+  let prev: Manifest['prev'] = null
+  if (o.prevRoot !== undefined && o.prevRoot !== null) {
+    const root = toCid(o.prevRoot, 'prevRoot')
+    if (root.code !== 0x71 || root.multihash.code !== SHA2_256) throw invalidArgument('prevRoot must be a dag-cbor sha2-256 CID')
+    const pv = o.prevVersion ?? o.version - 1
+    if (!Number.isSafeInteger(pv) || pv < 1 || pv >= o.version) throw invalidArgument('prevVersion must be a positive integer below version')
+    prev = { version: pv, root }
+  }
+  return { owner: checksumAddress(o.owner), kdf, segmentSize, segmentBytes, created, prev }
+}
+
+function sourceInvalid (message: string, info: Record<string, unknown> = {}, cause?: unknown): Error {
+  return backupError(BackupErrorCode.BACKUP_SOURCE_INVALID, message, info, cause)
+}
+
+async function readContacts (store: BackupSource): Promise<Contact[]> {
+  if (typeof store.contacts !== 'function') return []
+  const got = await store.contacts()
+  const out: Contact[] = []
+  for await (const c of got as AsyncIterable<Contact>) out.push(c)
+  return out
+}
+
+/**
+ * Build backup `version` of `owner` from the store into the blockstore. Streams: holds one segment of
+ * messages at a time plus per-segment metadata. Returns the root CID and the anchored digest.
+ */
+export async function buildBackup (options: BuildBackupOptions): Promise<BuildBackupResult> {
+  const o = checkOptions(options)
+  const { blockstore, backupKey, signal } = options
+  const onProgress = options.onProgress ?? (() => {})
+  const key = Uint8Array.from(backupKey)
+
+  const segmentCids: CID[] = []
+  const attachments = new Map<string, CID>()
+  const conversations: ManifestConversation[] = []
+  const seenPeers = new Set<string>()
+  let messages = 0
+  let bytesTotal = 0
+  let bytesNew = 0
+  let blocks = 0
+  let blocksNew = 0
+  let plaintextBytes = 0
+
+  let conv: ManifestConversation | undefined
+  let buf: SegmentMessage[] = []
+  let bufBytes = 0
+  let last: { ts: number, id: string } | undefined
+
+  const progress = (phase: BuildProgress['phase']): void => {
+    try {
+      onProgress({ phase, messages, segments: segmentCids.length, bytes: bytesTotal, bytesNew })
+    } catch (err) {
+      logger.error('progress callback failed: %s', err)
+    }
+  }
+
+  const put = async (cid: CID, bytes: Uint8Array): Promise<void> => {
+    const isNew = await putBlock(blockstore, cid, bytes, { signal })
+    blocks++
+    bytesTotal += bytes.length
+    if (isNew) {
+      blocksNew++
+      bytesNew += bytes.length
+    }
+  }
+
+  const flushSegment = async (): Promise<void> => {
+    if (conv === undefined || buf.length === 0) return
+    const plain = encodeSegment({ type: 'segment', conv: conv.peer, seq: conv.segments.length, msgs: buf })
+    if (plain.length > MAX_SEGMENT_PLAINTEXT) throw sourceInvalid('a segment exceeds the format\'s size cap (a message is too large)', { conversation: conv.peer })
+    const box = seal(key, 'segment', plain)
+    if (box.length > MAX_SEGMENT_BLOCK) throw sourceInvalid('a sealed segment exceeds the format\'s size cap', { conversation: conv.peer })
+    const cid = rawCid(box)
+    await put(cid, box)
+    segmentCids.push(cid)
+    plaintextBytes += plain.length
+    conv.segments.push({ count: buf.length, firstTs: buf[0].ts, lastTs: buf[buf.length - 1].ts })
+    buf = []
+    bufBytes = 0
+    progress('segments')
+    throwIfAborted(signal)
+  }
+
+  const snapshot = typeof options.store.snapshot === 'function' ? options.store.snapshot() : undefined
+  try {
+    throwIfAborted(signal)
+    const source = snapshot ?? options.store
+    for await (const raw of source.allMessages()) {
+      throwIfAborted(signal)
+      const peer = typeof raw?.conversation === 'string' ? raw.conversation : ''
+      if (conv === undefined || peer !== conv.peer) {
+        await flushSegment()
+        if (seenPeers.has(peer)) throw sourceInvalid('the store did not stream messages grouped by conversation', { conversation: peer })
+        if (!/^0x[0-9a-f]{40}$/.test(peer)) throw sourceInvalid('a message has an invalid conversation address', { id: typeof raw?.id === 'string' ? raw.id.slice(0, 128) : undefined })
+        seenPeers.add(peer)
+        conv = { peer, count: 0, firstTs: 0, lastTs: 0, lastId: '', segments: [] }
+        conversations.push(conv)
+        last = undefined
+      }
+      let m: SegmentMessage
+      try {
+        m = checkSegmentMessage(toSegmentMessage(raw), peer, { conversation: peer })
+      } catch (err) {
+        throw sourceInvalid(`the store holds an invalid message: ${(err as Error).message}`, isTokenimError(err) ? err.info : {}, err)
+      }
+      if (last !== undefined && compareMessages(last, m) >= 0) {
+        throw sourceInvalid('the store did not stream a conversation in strict (ts, id) order', { conversation: peer, id: m.id })
+      }
+      if (conv.count === 0) conv.firstTs = m.ts
+      conv.count++
+      conv.lastTs = m.ts
+      conv.lastId = m.id
+      last = { ts: m.ts, id: m.id }
+      messages++
+      if (m.attachment !== undefined) {
+        const a = attachmentCid(m.attachment.cid)
+        if (a !== undefined && !attachments.has(a.toString())) attachments.set(a.toString(), a)
+      }
+      buf.push(m)
+      bufBytes += encode(m).length
+      if (buf.length >= o.segmentSize || bufBytes >= o.segmentBytes) await flushSegment()
+    }
+    await flushSegment()
+  } catch (err) {
+    if (isTokenimError(err)) throw err
+    throw sourceInvalid('reading the store failed', {}, err)
+  } finally {
+    await snapshot?.close().catch(() => {})
+  }
+
+  progress('manifest')
+  const contacts = await readContacts(options.store)
+  const attachmentList = [...attachments.values()]
+  const manifest: Manifest = {
+    type: 'manifest',
+    owner: o.owner,
+    version: options.version,
+    created: o.created,
+    kdf: o.kdf,
+    prev: o.prev,
+    segmentSize: o.segmentSize,
+    segmentBytes: o.segmentBytes,
+    links: sha256(encodeLinks(segmentCids, attachmentList)),
+    conversations,
+    contacts: contacts.map(c => c.name === undefined || c.name === null ? { address: c.address.toLowerCase(), addedAt: c.addedAt } : { address: c.address.toLowerCase(), name: c.name, addedAt: c.addedAt }),
+    totals: { messages, conversations: conversations.length, segments: segmentCids.length, attachments: attachmentList.length, bytes: plaintextBytes }
+  }
+  const sealed = seal(key, 'manifest', encodeManifest(manifest))
+  const node = encodeManifestNode({ sealed, segments: segmentCids, attachments: attachmentList })
+  if (node.length > MAX_MANIFEST_BLOCK) throw sourceInvalid('the manifest exceeds the format\'s size cap', { bytes: node.length })
+  const nodeCid = dagCborCid(node)
+  await put(nodeCid, node)
+
+  const rootBytes = encodeHeader({ format: FORMAT_NAME, v: FORMAT_VERSION, owner: o.owner, version: options.version, created: o.created, kdf: o.kdf, manifest: nodeCid })
+  if (rootBytes.length > MAX_ROOT_BLOCK) throw invalidArgument('the root block exceeds its size cap (kdf parameters too large)')
+  const root = dagCborCid(rootBytes)
+  await put(root, rootBytes)
+  key.fill(0)
+  progress('done')
+  logger('built backup v%d: %d messages, %d segments, %d/%d bytes new', options.version, messages, segmentCids.length, bytesNew, bytesTotal)
+  return {
+    root,
+    digest: digestOfRoot(root),
+    owner: o.owner,
+    version: options.version,
+    messages,
+    conversations: conversations.length,
+    segments: segmentCids.length,
+    attachments: attachmentList.length,
+    bytesTotal,
+    bytesNew,
+    blocks,
+    blocksNew,
+    plaintextBytes
+  }
+}
+
+/** The link for an attachment's CID text, when it is a sha2-256 CID (others stay in the message, unlinked). */
+export function attachmentCid (text: string): CID | undefined {
+  try {
+    const c = toCid(text, 'attachment.cid')
+    return c.multihash.code === SHA2_256 && c.multihash.digest.length === 32 ? c : undefined
+  } catch {
+    return undefined
+  }
+}

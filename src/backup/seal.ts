@@ -1,0 +1,136 @@
+/**
+ * Sealed boxes (docs/backup-format.md#sealed-boxes): deterministic authenticated encryption of a
+ * dag-cbor plaintext under the backup key K.
+ *
+ *   Z   = zstd(P)                                   fixed level, content size in the frame
+ *   siv = HMAC(K, "tokenim-backup/v1/<kind>/siv" ‖ 0 ‖ SHA-256(Z))
+ *   k   = HMAC(K, "tokenim-backup/v1/<kind>/key" ‖ 0 ‖ siv)      used for exactly one Z
+ *   box = 0x01 ‖ siv ‖ AES-256-GCM(k, nonce 0¹², aad "tokenim-backup/v1/<kind>", Z)
+ */
+import { constants as zc, zstdCompressSync, zstdDecompressSync } from 'node:zlib'
+import { aeadDecrypt, aeadEncrypt, constantTimeEqual, hmacSha256, sha256 } from '../crypto/index.ts'
+import { isTokenimError } from '../errors.ts'
+import { BOX_SUITE_1, NONCE, SIV_LENGTH, TAG_LENGTH, ZSTD_LEVEL } from './constants.ts'
+import type { BoxKind } from './constants.ts'
+import { BackupErrorCode, backupError, invalidArgument, malformed } from './errors.ts'
+
+const enc = new TextEncoder()
+
+function label (kind: BoxKind, what: 'siv' | 'key'): Uint8Array {
+  return enc.encode(`tokenim-backup/v1/${kind}/${what}\0`)
+}
+
+function aad (kind: BoxKind): Uint8Array {
+  return enc.encode(`tokenim-backup/v1/${kind}`)
+}
+
+function concat (...parts: Uint8Array[]): Uint8Array {
+  return Buffer.concat(parts)
+}
+
+function checkKey (key: Uint8Array): void {
+  if (!(key instanceof Uint8Array) || key.length !== 32) throw invalidArgument('the backup key must be 32 bytes')
+}
+
+function deriveSiv (key: Uint8Array, kind: BoxKind, z: Uint8Array): Uint8Array {
+  return hmacSha256(key, concat(label(kind, 'siv'), sha256(z)))
+}
+
+function deriveBoxKey (key: Uint8Array, kind: BoxKind, siv: Uint8Array): Uint8Array {
+  return hmacSha256(key, concat(label(kind, 'key'), siv))
+}
+
+export function compress (plain: Uint8Array): Uint8Array {
+  const out = zstdCompressSync(plain, {
+    params: {
+      [zc.ZSTD_c_compressionLevel]: ZSTD_LEVEL,
+      [zc.ZSTD_c_contentSizeFlag]: 1,
+      [zc.ZSTD_c_checksumFlag]: 0
+    }
+  })
+  return new Uint8Array(out.buffer, out.byteOffset, out.byteLength)
+}
+
+/** Seal `plain` (already dag-cbor encoded). Same (key, kind, plain) → same box. */
+export function seal (key: Uint8Array, kind: BoxKind, plain: Uint8Array): Uint8Array {
+  checkKey(key)
+  const z = compress(plain)
+  const siv = deriveSiv(key, kind, z)
+  const k = deriveBoxKey(key, kind, siv)
+  try {
+    return concat(Uint8Array.of(BOX_SUITE_1), siv, aeadEncrypt(k, NONCE, z, aad(kind)))
+  } finally {
+    k.fill(0)
+  }
+}
+
+/** Check the unauthenticated framing of a box (suite byte, minimum length) without a key: for public verify. */
+export function checkBoxFrame (box: Uint8Array, where: Record<string, unknown> = {}): void {
+  if (!(box instanceof Uint8Array) || box.length < 1 + SIV_LENGTH + TAG_LENGTH) {
+    throw malformed('sealed box is too short', { ...where, reason: 'box-short' })
+  }
+  if (box[0] !== BOX_SUITE_1) {
+    throw malformed(`sealed box uses an unknown suite 0x${box[0].toString(16)}`, { ...where, reason: 'box-suite' })
+  }
+}
+
+/**
+ * Open a box. Throws BACKUP_MALFORMED for a bad frame or a too large / bad zstd payload, and
+ * DECRYPT_FAILED when it does not authenticate under `key` (the caller decides whether that means a wrong
+ * key or tampering). Returns the dag-cbor plaintext.
+ */
+export function open (key: Uint8Array, kind: BoxKind, box: Uint8Array, maxPlain: number, where: Record<string, unknown> = {}): Uint8Array {
+  checkKey(key)
+  checkBoxFrame(box, where)
+  const siv = box.subarray(1, 1 + SIV_LENGTH)
+  const k = deriveBoxKey(key, kind, siv)
+  let z: Uint8Array
+  try {
+    z = aeadDecrypt(k, NONCE, box.subarray(1 + SIV_LENGTH), aad(kind))
+  } catch (err) {
+    if (isTokenimError(err, 'DECRYPT_FAILED')) {
+      throw backupError(BackupErrorCode.DECRYPT_FAILED, `the ${kind} does not authenticate under this key`, { ...where, reason: 'aead' })
+    }
+    throw err
+  } finally {
+    k.fill(0)
+  }
+  if (!constantTimeEqual(deriveSiv(key, kind, z), siv)) {
+    throw backupError(BackupErrorCode.DECRYPT_FAILED, `the ${kind} does not authenticate under this key (siv)`, { ...where, reason: 'siv' })
+  }
+  return decompress(z, maxPlain, where)
+}
+
+export function decompress (z: Uint8Array, maxPlain: number, where: Record<string, unknown> = {}): Uint8Array {
+  const declared = frameContentSize(z)
+  if (declared === undefined) throw malformed('compressed payload does not declare its size', { ...where, reason: 'zstd-frame' })
+  if (declared > maxPlain) throw malformed(`payload of ${declared} bytes exceeds the ${maxPlain} allowed`, { ...where, reason: 'too-large', max: maxPlain })
+  try {
+    const out = zstdDecompressSync(z, { maxOutputLength: Math.max(1, maxPlain) })
+    if (out.byteLength !== declared) throw new Error('size differs from the frame header')
+    return new Uint8Array(out.buffer, out.byteOffset, out.byteLength)
+  } catch (err) {
+    throw malformed('compressed payload does not decompress', { ...where, reason: 'zstd' }, err)
+  }
+}
+
+/**
+ * The frame content size of a single zstd frame (RFC 8878 §3.1.1.1), or undefined when absent or when the
+ * data is not a zstd frame.
+ */
+function frameContentSize (z: Uint8Array): number | undefined {
+  if (z.length < 6) return undefined
+  if (z[0] !== 0x28 || z[1] !== 0xb5 || z[2] !== 0x2f || z[3] !== 0xfd) return undefined
+  const fhd = z[4]
+  const fcsFlag = fhd >> 6
+  const single = (fhd >> 5) & 1
+  const dictFlag = fhd & 3
+  if (fcsFlag === 0 && single === 0) return undefined
+  let pos = 5 + (single === 1 ? 0 : 1) + [0, 1, 2, 4][dictFlag]
+  const size = fcsFlag === 0 ? 1 : [1, 2, 4, 8][fcsFlag]
+  if (z.length < pos + size) return undefined
+  let v = 0
+  for (let i = size - 1; i >= 0; i--) v = v * 256 + z[pos + i]
+  pos += size
+  return fcsFlag === 1 ? v + 256 : v
+}

@@ -1,0 +1,206 @@
+/**
+ * The checker: walks a whole bundle and reports every problem it finds, each with where it is, instead of
+ * stopping at the first. Without a key it checks what anybody can (public mode): the root, every block's
+ * hash and size, and the framing of the manifest node and segment boxes.
+ */
+import type { CID } from 'multiformats/cid'
+import { isTokenimError } from '../errors.ts'
+import { attachmentCid } from './builder.ts'
+import { readBlock } from './blocks.ts'
+import type { AbortOptions, BlockGetter } from './blocks.ts'
+import { MAX_OTHER_BLOCK, MAX_SEGMENT_BLOCK } from './constants.ts'
+import { BackupErrorCode } from './errors.ts'
+import { checkExpectations, checkRootOption, checkSegment, openManifest, readHeader, readManifestNode, resolveKey, segmentPlaces } from './reader.ts'
+import type { BackupKeySource, SegmentPlace } from './reader.ts'
+import { compareMessages } from './schema.ts'
+import type { BackupHeader, Manifest, ManifestNode } from './schema.ts'
+import { checkBoxFrame } from './seal.ts'
+
+export interface BackupProblem {
+  /** a stable error code: MISSING_BLOCK, BACKUP_TAMPERED, BACKUP_MALFORMED, COUNT_MISMATCH, WRONG_PASSPHRASE, … */
+  code: string
+  message: string
+  /** which block: root, manifest, segment, attachment */
+  block?: string
+  cid?: string
+  conversation?: string
+  /** segment index within its conversation */
+  segment?: number
+  /** index in the manifest node's segment list */
+  index?: number
+  /** the message id, for problems inside a segment */
+  id?: string
+}
+
+export interface VerifyProgress {
+  segments: number
+  totalSegments: number
+  problems: number
+}
+
+export interface VerifyBackupOptions extends AbortOptions {
+  root: CID | string
+  blockstore: BlockGetter
+  owner?: string
+  version?: number
+  digest?: string
+  /** without a key: public mode (header, hashes, framing only) */
+  backupKey?: BackupKeySource
+  /** also check that each attachment's root block is present and intact (default false) */
+  attachments?: boolean
+  onProgress?: (p: VerifyProgress) => void
+}
+
+export interface VerifyBackupResult {
+  ok: boolean
+  mode: 'full' | 'public'
+  root: string
+  digest?: string
+  owner?: string
+  version?: number
+  created?: number
+  /** messages read and checked (full mode) or announced by the manifest when it could not be read */
+  messages?: number
+  conversations?: number
+  segments: number
+  attachments: number
+  /** bytes of the blocks that were read */
+  bytes: number
+  problems: BackupProblem[]
+}
+
+const KEYS = ['block', 'cid', 'conversation', 'segment', 'index', 'id'] as const
+
+function toProblem (err: unknown, extra: Partial<BackupProblem> = {}): BackupProblem {
+  if (isTokenimError(err)) {
+    const p: BackupProblem = { code: err.code, message: err.message }
+    for (const k of KEYS) {
+      const v = err.info[k] ?? extra[k]
+      if (v !== undefined) (p as unknown as Record<string, unknown>)[k] = v
+    }
+    return p
+  }
+  return { code: 'INTERNAL', message: String((err as Error)?.message ?? err), ...extra }
+}
+
+function isFatal (err: unknown): boolean {
+  return isTokenimError(err, BackupErrorCode.ABORTED) || isTokenimError(err, BackupErrorCode.INVALID_ARGUMENT)
+}
+
+/**
+ * Check a bundle and list every problem. Never throws for a problem of the bundle (only for bad options
+ * or an abort); `ok` is true when nothing was found.
+ */
+export async function verifyBackup (options: VerifyBackupOptions): Promise<VerifyBackupResult> {
+  const bs = options.blockstore
+  const signal = options.signal
+  const root = checkRootOption(options.root)
+  const problems: BackupProblem[] = []
+  const onProgress = options.onProgress ?? (() => {})
+  const result: VerifyBackupResult = { ok: false, mode: options.backupKey === undefined ? 'public' : 'full', root: root.toString(), segments: 0, attachments: 0, bytes: 0, problems }
+  const fail = (err: unknown, extra: Partial<BackupProblem> = {}): void => {
+    if (isFatal(err)) throw err
+    problems.push(toProblem(err, extra))
+  }
+
+  // 1. the root; without it nothing else can be found
+  let header: BackupHeader
+  try {
+    const h = await readHeader({ root, blockstore: bs, signal, digest: options.digest })
+    header = h
+    result.digest = h.digest
+    result.owner = h.owner
+    result.version = h.version
+    result.created = h.created
+  } catch (err) {
+    fail(err, { block: 'root', cid: root.toString() })
+    return finish(result)
+  }
+  try {
+    checkExpectations(header, options)
+  } catch (err) {
+    fail(err, { block: 'root', cid: root.toString() })
+  }
+
+  // 2. the manifest node; without it the segments cannot be found
+  let node: ManifestNode
+  try {
+    node = await readManifestNode(bs, header, { signal })
+  } catch (err) {
+    fail(err, { block: 'manifest', cid: header.manifest.toString() })
+    return finish(result)
+  }
+  result.segments = node.segments.length
+  result.attachments = node.attachments.length
+
+  // 3. the manifest (full mode)
+  let key: Uint8Array | undefined
+  let manifest: Manifest | undefined
+  if (options.backupKey !== undefined) {
+    try {
+      key = await resolveKey(options.backupKey, header.kdf)
+      manifest = openManifest(key, header, node)
+      result.conversations = manifest.conversations.length
+    } catch (err) {
+      fail(err, { block: 'manifest', cid: header.manifest.toString() })
+    }
+  }
+  const places = manifest !== undefined ? segmentPlaces(manifest) : undefined
+  const placesOk = places !== undefined && places.length === node.segments.length
+
+  // 4. every segment
+  const linked = new Set(node.attachments.map(c => c.toString()))
+  let messages = 0
+  let prev: { ts: number, id: string, conv: string } | undefined
+  for (let i = 0; i < node.segments.length; i++) {
+    const cid = node.segments[i]
+    const place: SegmentPlace | undefined = placesOk ? places[i] : undefined
+    const where = place !== undefined
+      ? { block: 'segment', conversation: place.conversation.peer, segment: place.seq, index: i }
+      : { block: 'segment', index: i }
+    try {
+      const box = await readBlock(bs, cid, MAX_SEGMENT_BLOCK, { signal, where })
+      result.bytes += box.length
+      if (key !== undefined && manifest !== undefined && place !== undefined) {
+        const seg = checkSegment(key, manifest, place, cid, box)
+        messages += seg.msgs.length
+        if (prev !== undefined && prev.conv === seg.conv && compareMessages(prev, seg.msgs[0]) >= 0) {
+          problems.push({ code: BackupErrorCode.BACKUP_MALFORMED, message: `segment ${place.seq} of conversation ${seg.conv} is out of order with the one before`, ...where, cid: cid.toString() })
+        }
+        const last = seg.msgs[seg.msgs.length - 1]
+        prev = { ts: last.ts, id: last.id, conv: seg.conv }
+        for (const m of seg.msgs) {
+          if (m.attachment === undefined) continue
+          const a = attachmentCid(m.attachment.cid)
+          if (a !== undefined && !linked.has(a.toString())) {
+            problems.push({ code: BackupErrorCode.BACKUP_MALFORMED, message: `message ${m.id} has an attachment the manifest does not link`, ...where, cid: cid.toString(), id: m.id })
+          }
+        }
+      } else {
+        checkBoxFrame(box, { ...where, cid: cid.toString() })
+      }
+    } catch (err) {
+      fail(err, { ...where, cid: cid.toString() })
+    }
+    onProgress({ segments: i + 1, totalSegments: node.segments.length, problems: problems.length })
+  }
+  if (manifest !== undefined) result.messages = key !== undefined ? messages : manifest.totals.messages
+
+  // 5. attachment roots (optional)
+  if (options.attachments === true) {
+    for (const cid of node.attachments) {
+      try {
+        const bytes = await readBlock(bs, cid, MAX_OTHER_BLOCK, { signal, where: { block: 'attachment' } })
+        result.bytes += bytes.length
+      } catch (err) {
+        fail(err, { block: 'attachment', cid: cid.toString() })
+      }
+    }
+  }
+  return finish(result)
+}
+
+function finish (r: VerifyBackupResult): VerifyBackupResult {
+  r.ok = r.problems.length === 0
+  return r
+}
