@@ -22,6 +22,8 @@ import { checkRecordBytes, fetchPeerRecord, RECORD_PROTOCOL } from './records.ts
 
 export const DEFAULT_CACHE_TTL_MS = 5 * 60 * 1000
 export const DEFAULT_RESOLVE_TIMEOUT_MS = 30_000
+/** The cache keeps at most this many addresses (oldest dropped first). */
+const MAX_CACHE_ENTRIES = 10_000
 /** At most this many record fetches from newly identified peers run at once. */
 const MAX_CONCURRENT_LEARN = 4
 
@@ -175,7 +177,12 @@ export class Resolver {
       old.expires = Date.now() + this.ttl
       return
     }
+    this.cache.delete(key)
     this.cache.set(key, { record, source, expires: Date.now() + this.ttl })
+    if (this.cache.size > MAX_CACHE_ENTRIES) {
+      const oldest = this.cache.keys().next().value
+      if (oldest != null) this.cache.delete(oldest)
+    }
   }
 
   /** Put the record's addresses in the peer store and build the answer. */
