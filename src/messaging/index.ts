@@ -37,3 +37,24 @@ export type {
   OpenOptions,
   ReceiptKeys
 } from './envelope.ts'
+export {
+  MessagingService,
+  DEFAULT_ACK_TIMEOUT_MS,
+  DEFAULT_DELIVERY_TIMEOUT_MS,
+  DEFAULT_RETRY_BASE_MS,
+  DEFAULT_RETRY_MAX_MS,
+  MAX_FRAMES_PER_STREAM
+} from './service.ts'
+export type {
+  MessagingComponents,
+  MessagingInit,
+  MessagingEvents,
+  MessagingStats,
+  MessagingStore,
+  MessagingResolver,
+  MessagingNode,
+  SendOptions,
+  SendResult
+} from './service.ts'
+export { TokenBuckets } from './rate-limit.ts'
+export type { TokenBucketInit } from './rate-limit.ts'

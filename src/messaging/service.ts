@@ -1,0 +1,549 @@
+/**
+ * The `/tokenim/msg/1.0.0` protocol: receiving (verify, dedupe, store, acknowledge) and sending
+ * (outbox first, then deliver; retry with exponential backoff and jitter until a verified receipt).
+ *
+ * Stream protocol: the dialer writes one or more envelope frames; for each, the listener answers with
+ * one receipt frame once the message is stored (also for a duplicate, so a sender whose receipt got
+ * lost stops retrying). The dialer closes its writing side when done; the listener then closes too.
+ * Anything malformed, oversized, unauthenticated, too fast or too slow aborts that stream only.
+ *
+ * @example
+ * ```ts
+ * const messaging = new MessagingService({ node, resolver, store, address, keys }, { retryBaseMs: 2000 })
+ * await messaging.start()
+ * messaging.on('message', (msg) => { … })
+ * const { id, status } = await messaging.send(theirAddress, 'hello')
+ * await messaging.stop()
+ * ```
+ */
+import { EventEmitter } from 'node:events'
+import type { Connection, Stream } from '@libp2p/interface'
+import { isTokenimError } from '../errors.ts'
+import { framed, P2PErrorCode } from '../p2p/index.ts'
+import type { FramedStream, P2PNode, PeerId, ResolvedPeer, Resolver } from '../p2p/index.ts'
+import type { OutboxEntry, Store, StoredMessage } from '../store/index.ts'
+import { log } from '../util/log.ts'
+import {
+  checkRecipient,
+  createReceipt,
+  decodeEnvelope,
+  decodeReceipt,
+  encodeFrame,
+  MAX_FRAME_BYTES,
+  MSG_PROTOCOL,
+  openMessage,
+  sealMessage,
+  verifyReceipt
+} from './envelope.ts'
+import type { MessageAttachment, MessagingKeyPair } from './envelope.ts'
+import { MessagingError, MessagingErrorCode } from './errors.ts'
+import { newMessageId } from './ids.ts'
+import { TokenBuckets } from './rate-limit.ts'
+import type { TokenBucketInit } from './rate-limit.ts'
+
+export const DEFAULT_ACK_TIMEOUT_MS = 10_000
+export const DEFAULT_DELIVERY_TIMEOUT_MS = 30_000
+export const DEFAULT_STREAM_IDLE_TIMEOUT_MS = 30_000
+export const DEFAULT_RETRY_BASE_MS = 2_000
+export const DEFAULT_RETRY_MAX_MS = 10 * 60_000
+export const DEFAULT_MAX_CONCURRENT_DELIVERIES = 8
+/** How many frames one inbound stream may carry. */
+export const MAX_FRAMES_PER_STREAM = 256
+/** After a peer identifies, wait this long (its record is being fetched) before retrying its messages. */
+const IDENTIFY_RETRY_DELAY_MS = 300
+
+/** The parts of the store messaging uses. */
+export type MessagingStore = Pick<Store,
+'addOutgoing' | 'addMessage' | 'getMessage' | 'getOutbox' | 'enqueue' | 'dueOutbox' | 'outbox' |
+'outboxSize' | 'rescheduleOutbox' | 'markDelivered' | 'markSeen' | 'hasSeen'>
+
+/** The parts of the resolver messaging uses. */
+export type MessagingResolver = Pick<Resolver, 'resolve' | 'dialProtocol' | 'cached'>
+
+/** The parts of the p2p node messaging uses. */
+export type MessagingNode = Pick<P2PNode, 'handle' | 'unhandle' | 'events'>
+
+export interface MessagingComponents {
+  node: MessagingNode
+  resolver: MessagingResolver
+  store: MessagingStore
+  /** our wallet address (any case) */
+  address: string
+  /** our X25519 messaging key pair (the public key is the one in our device record) */
+  keys: MessagingKeyPair
+}
+
+export interface MessagingInit {
+  /** how long to wait for a receipt after writing an envelope (default 10 s) */
+  ackTimeoutMs?: number
+  /** a whole delivery attempt: resolve + dial + write + receipt (default 30 s) */
+  deliveryTimeoutMs?: number
+  /** an inbound stream with no frame for this long is aborted (default 30 s) */
+  streamIdleTimeoutMs?: number
+  /** first retry delay; doubles per failed attempt (default 2 s) */
+  retryBaseMs?: number
+  /** longest retry delay (default 10 min) */
+  retryMaxMs?: number
+  /** deliveries running at once (default 8) */
+  maxConcurrentDeliveries?: number
+  /** per-peer budget of inbound frames (default burst 64, 16/s) */
+  rateLimit?: TokenBucketInit
+}
+
+export interface SendOptions {
+  attachment?: MessageAttachment
+  /** aborts waiting for the first delivery attempt (the message stays queued) */
+  signal?: AbortSignal
+}
+
+export interface SendResult {
+  id: string
+  status: 'delivered' | 'queued'
+}
+
+export interface MessagingStats {
+  received: number
+  duplicates: number
+  rejected: number
+  delivered: number
+  failedAttempts: number
+}
+
+export interface MessagingEvents {
+  /** a new incoming message was stored */
+  message: [StoredMessage]
+  /** a verified receipt arrived for one of our messages */
+  delivered: [{ id: string, to: string }]
+  /** an inbound stream was aborted (malformed, forged, rate limited, …) */
+  rejected: [{ peer: string, code: string, message: string }]
+  /** a delivery attempt failed; the message stays in the outbox until `nextAttemptAt` */
+  retry: [{ id: string, to: string, attempts: number, nextAttemptAt: number, error: string }]
+}
+
+/** Reachability failures: every queued message to that recipient would fail the same way. */
+const UNREACHABLE = new Set<string>([P2PErrorCode.PEER_NOT_FOUND, P2PErrorCode.DIAL_FAILED])
+
+export class MessagingService extends EventEmitter<MessagingEvents> {
+  readonly address: string
+  private readonly c: MessagingComponents
+  private readonly ackTimeoutMs: number
+  private readonly deliveryTimeoutMs: number
+  private readonly streamIdleTimeoutMs: number
+  private readonly retryBaseMs: number
+  private readonly retryMaxMs: number
+  private readonly maxConcurrent: number
+  private readonly limiter: TokenBuckets
+  private readonly log = log('messaging')
+  private readonly inflight = new Map<string, Promise<boolean>>()
+  private readonly inbound = new Set<Promise<void>>()
+  private readonly stats: MessagingStats = { received: 0, duplicates: 0, rejected: 0, delivered: 0, failedAttempts: 0 }
+  /** peer id → addresses we have pending messages for (learned when resolving) */
+  private readonly peerAddresses = new Map<string, string>()
+  private running = false
+  private shutdown = new AbortController()
+  private timer?: NodeJS.Timeout
+  private timerAt = Infinity
+  private identifyTimer?: NodeJS.Timeout
+  private readonly identified = new Set<string>()
+  private flushing?: Promise<void>
+  private flushAgain: 'none' | 'due' | 'all' = 'none'
+  private readonly onIdentify = (evt: { peerId: PeerId }): void => { this.peerIdentified(evt.peerId) }
+
+  constructor (components: MessagingComponents, init: MessagingInit = {}) {
+    super()
+    this.c = components
+    this.address = components.address.toLowerCase()
+    this.ackTimeoutMs = init.ackTimeoutMs ?? DEFAULT_ACK_TIMEOUT_MS
+    this.deliveryTimeoutMs = init.deliveryTimeoutMs ?? DEFAULT_DELIVERY_TIMEOUT_MS
+    this.streamIdleTimeoutMs = init.streamIdleTimeoutMs ?? DEFAULT_STREAM_IDLE_TIMEOUT_MS
+    this.retryBaseMs = init.retryBaseMs ?? DEFAULT_RETRY_BASE_MS
+    this.retryMaxMs = Math.max(init.retryMaxMs ?? DEFAULT_RETRY_MAX_MS, this.retryBaseMs)
+    this.maxConcurrent = init.maxConcurrentDeliveries ?? DEFAULT_MAX_CONCURRENT_DELIVERIES
+    this.limiter = new TokenBuckets(init.rateLimit)
+  }
+
+  get isRunning (): boolean {
+    return this.running
+  }
+
+  /** Register the protocol handler and retry everything in the outbox (e.g. after a restart). */
+  async start (): Promise<void> {
+    if (this.running) return
+    this.running = true
+    this.shutdown = new AbortController()
+    await this.c.node.handle(MSG_PROTOCOL, (stream, connection) => { this.onStream(stream, connection) }, {
+      maxInboundStreams: 16,
+      maxOutboundStreams: 64
+    })
+    this.c.node.events.on('peer:identify', this.onIdentify)
+    this.kick('all')
+  }
+
+  /** Unregister, abort in-flight work, wait for it, clear timers. Idempotent. */
+  async stop (): Promise<void> {
+    if (!this.running) return
+    this.running = false
+    this.c.node.events.off('peer:identify', this.onIdentify)
+    clearTimeout(this.timer)
+    clearTimeout(this.identifyTimer)
+    this.timer = undefined
+    this.timerAt = Infinity
+    this.identifyTimer = undefined
+    this.shutdown.abort(new MessagingError(MessagingErrorCode.MESSAGING_NOT_STARTED, 'messaging is stopping'))
+    await this.c.node.unhandle(MSG_PROTOCOL).catch(() => {})
+    await Promise.allSettled([this.flushing, ...this.inflight.values(), ...this.inbound])
+    this.limiter.clear()
+    this.peerAddresses.clear()
+    this.identified.clear()
+  }
+
+  status (): MessagingStats & { running: boolean, deliveriesInFlight: number } {
+    return { ...this.stats, running: this.running, deliveriesInFlight: this.inflight.size }
+  }
+
+  // -------------------------------------------------------------------------------------------
+  // sending
+
+  /**
+   * Send a text (and optional attachment reference) to a wallet address. The message and its outbox
+   * entry are stored first, in one batch (status `queued`); then one delivery attempt is made.
+   * Resolves `{ id, status: 'delivered' }` on a verified receipt, else `{ id, status: 'queued' }`
+   * (it will be retried with backoff, when the peer shows up, and at every start).
+   */
+  async send (to: string, text: string, options: SendOptions = {}): Promise<SendResult> {
+    this.requireRunning()
+    if (typeof to !== 'string' || !/^0x[0-9a-fA-F]{40}$/.test(to)) throw argError('recipient must be a 0x wallet address')
+    const recipient = to.toLowerCase()
+    if (recipient === this.address) throw argError('cannot send a message to oneself')
+    if (typeof text !== 'string') throw argError('text must be a string')
+    const id = newMessageId()
+    const ts = Date.now()
+    // seal now when the recipient's key is known without the network (it never changes for an address)
+    let envelope: Uint8Array = new Uint8Array(0)
+    const cached = this.c.resolver.cached(recipient)
+    const body = { text, ...(options.attachment !== undefined ? { attachment: options.attachment } : {}) }
+    if (cached !== undefined) {
+      envelope = sealMessage({ id, ts, from: this.address, to: recipient, body }, this.c.keys, cached.messagingKey).bytes
+    } else {
+      // validate sizes and shape now rather than at the first delivery
+      sealMessage({ id, ts, from: this.address, to: recipient, body }, this.c.keys, this.c.keys.publicKey)
+    }
+    const message: StoredMessage = {
+      id,
+      conversation: recipient,
+      from: this.address,
+      to: recipient,
+      ts,
+      text,
+      direction: 'out',
+      status: 'queued',
+      ...(options.attachment !== undefined ? { attachment: options.attachment } : {})
+    }
+    await this.c.store.addOutgoing(message, { id, to: recipient, attempts: 0, nextAttemptAt: ts, envelope })
+    const delivered = await raceAbort(this.deliver(id), options.signal)
+    return { id, status: delivered === true ? 'delivered' : 'queued' }
+  }
+
+  /**
+   * Try every outbox entry now, ignoring backoff (`all`), or only those that are due. Resolves when
+   * the pass is over. Concurrent calls share one pass.
+   */
+  async flush (mode: 'due' | 'all' = 'due'): Promise<void> {
+    if (!this.running) return
+    if (this.flushing != null) {
+      if (mode === 'all' || this.flushAgain === 'none') this.flushAgain = mode
+      await this.flushing
+      return
+    }
+    this.flushing = (async () => {
+      try {
+        let next: 'due' | 'all' | 'none' = mode
+        while (next !== 'none' && this.running) {
+          this.flushAgain = 'none'
+          await this.flushOnce(next)
+          next = this.flushAgain
+        }
+      } catch (err) {
+        if (this.running) this.log.error('outbox pass failed: %s', (err as Error).message)
+      } finally {
+        this.flushing = undefined
+        if (this.running) await this.scheduleTimer().catch(() => {})
+      }
+    })()
+    await this.flushing
+  }
+
+  /** Retry the messages queued for one address now (e.g. it just came online). */
+  async retryAddress (address: string): Promise<void> {
+    const to = address.toLowerCase()
+    const entries = (await this.c.store.outbox()).filter(e => e.to === to)
+    await this.deliverGroup(entries)
+  }
+
+  private kick (mode: 'due' | 'all'): void {
+    this.flush(mode).catch(() => {})
+  }
+
+  private async flushOnce (mode: 'due' | 'all'): Promise<void> {
+    const entries = mode === 'all' ? await this.c.store.outbox() : await this.c.store.dueOutbox(Date.now(), 1024)
+    const groups = new Map<string, OutboxEntry[]>()
+    for (const e of entries) {
+      const g = groups.get(e.to)
+      if (g === undefined) groups.set(e.to, [e])
+      else g.push(e)
+    }
+    const queue = [...groups.values()]
+    const workers = Array.from({ length: Math.min(this.maxConcurrent, queue.length) }, async () => {
+      for (let g = queue.shift(); g !== undefined && this.running; g = queue.shift()) {
+        await this.deliverGroup(g)
+      }
+    })
+    await Promise.all(workers)
+  }
+
+  /**
+   * Deliver one recipient's entries in (ts, id) order. When the recipient is unreachable the rest are
+   * rescheduled without dialling again.
+   */
+  private async deliverGroup (entries: OutboxEntry[]): Promise<void> {
+    let unreachable: string | undefined
+    for (const e of entries) {
+      if (!this.running) return
+      if (unreachable !== undefined) {
+        await this.reschedule(e, unreachable)
+        continue
+      }
+      const ok = await this.deliver(e.id).catch(() => false)
+      if (!ok) {
+        const after = await this.c.store.getOutbox(e.id).catch(() => undefined)
+        if (after?.lastError !== undefined && after.lastError.startsWith('unreachable:')) unreachable = after.lastError
+      }
+    }
+  }
+
+  /** One delivery attempt for message `id` (single-flight per id). True when delivered. */
+  private async deliver (id: string): Promise<boolean> {
+    const running = this.inflight.get(id)
+    if (running != null) return await running
+    const p = this.attempt(id).finally(() => { this.inflight.delete(id) })
+    this.inflight.set(id, p)
+    return await p
+  }
+
+  private async attempt (id: string): Promise<boolean> {
+    const entry = await this.c.store.getOutbox(id)
+    if (entry === undefined) return (await this.c.store.getMessage(id))?.status === 'delivered'
+    const signal = AbortSignal.any([this.shutdown.signal, AbortSignal.timeout(this.deliveryTimeoutMs)])
+    let f: FramedStream | undefined
+    let peer: ResolvedPeer | undefined
+    try {
+      const dialed = await this.c.resolver.dialProtocol(entry.to, MSG_PROTOCOL, { signal })
+      peer = dialed.peer
+      f = framed(dialed.stream, { maxFrameBytes: MAX_FRAME_BYTES })
+      this.peerAddresses.set(peer.peerId.toString(), entry.to)
+      let envelope = entry.envelope
+      if (envelope.length === 0) {
+        envelope = await this.sealStored(id, peer.messagingKey)
+        await this.c.store.enqueue({ ...entry, envelope })
+      }
+      await f.write(envelope, { signal })
+      const reply = await f.read({ signal: AbortSignal.any([signal, AbortSignal.timeout(this.ackTimeoutMs)]) })
+      if (reply == null) throw new MessagingError(MessagingErrorCode.DELIVERY_FAILED, 'the recipient closed the stream without a receipt', { id })
+      const receipt = verifyReceipt(decodeReceipt(reply), { id, from: this.address, to: entry.to }, { keys: this.c.keys, peerKey: peer.messagingKey })
+      await f.close({ signal }).catch(() => { f?.abort(new Error('close failed')) })
+      await this.c.store.markDelivered(id)
+      this.stats.delivered++
+      this.log('delivered %s to %s (receipt at %d)', id, entry.to, receipt.ts)
+      this.emit('delivered', { id, to: entry.to })
+      return true
+    } catch (err) {
+      f?.abort(err as Error)
+      if (!this.running) return false
+      const code = isTokenimError(err) ? err.code : (err as Error)?.name ?? 'Error'
+      const reason = `${UNREACHABLE.has(code) ? 'unreachable: ' : ''}${code}: ${(err as Error)?.message ?? String(err)}`
+      this.stats.failedAttempts++
+      this.log('delivery of %s to %s failed: %s', id, entry.to, reason)
+      await this.reschedule(entry, reason)
+      return false
+    }
+  }
+
+  private async reschedule (entry: OutboxEntry, reason: string): Promise<void> {
+    if (!this.running) return
+    const delay = this.backoff(entry.attempts + 1)
+    const nextAttemptAt = Date.now() + delay
+    const updated = await this.c.store.rescheduleOutbox(entry.id, nextAttemptAt, reason).catch((err: Error) => {
+      this.log('could not reschedule %s: %s', entry.id, err.message)
+      return undefined
+    })
+    if (updated === undefined) return
+    this.emit('retry', { id: entry.id, to: entry.to, attempts: updated.attempts, nextAttemptAt, error: reason })
+    this.armTimer(nextAttemptAt)
+  }
+
+  /** Exponential backoff with jitter: base · 2^(attempts-1), capped, then a random 50–100 % of it. */
+  private backoff (attempts: number): number {
+    const raw = Math.min(this.retryMaxMs, this.retryBaseMs * 2 ** Math.min(attempts - 1, 30))
+    return Math.max(1, Math.round(raw * (0.5 + Math.random() * 0.5)))
+  }
+
+  private async sealStored (id: string, recipientKey: Uint8Array): Promise<Uint8Array> {
+    const msg = await this.c.store.getMessage(id)
+    if (msg === undefined) throw new MessagingError(MessagingErrorCode.DELIVERY_FAILED, 'the queued message is missing from the store', { id })
+    const body = { text: msg.text, ...(msg.attachment !== undefined ? { attachment: msg.attachment } : {}) }
+    return sealMessage({ id: msg.id, ts: msg.ts, from: this.address, to: msg.to, body }, this.c.keys, recipientKey).bytes
+  }
+
+  /** Arm the retry timer for the earliest outbox entry. */
+  private async scheduleTimer (): Promise<void> {
+    const [first] = await this.c.store.dueOutbox(Number.MAX_SAFE_INTEGER - 1, 1)
+    if (first !== undefined) this.armTimer(first.nextAttemptAt)
+  }
+
+  private armTimer (at: number): void {
+    if (!this.running || at >= this.timerAt) return
+    clearTimeout(this.timer)
+    this.timerAt = at
+    this.timer = setTimeout(() => {
+      this.timer = undefined
+      this.timerAt = Infinity
+      this.kick('due')
+    }, Math.max(0, Math.min(at - Date.now(), this.retryMaxMs)))
+  }
+
+  private peerIdentified (peerId: PeerId): void {
+    if (!this.running) return
+    this.identified.add(peerId.toString())
+    if (this.identifyTimer !== undefined) return
+    this.identifyTimer = setTimeout(() => {
+      this.identifyTimer = undefined
+      const peers = [...this.identified]
+      this.identified.clear()
+      this.retryIdentified(peers).catch(() => {})
+    }, IDENTIFY_RETRY_DELAY_MS)
+  }
+
+  /** Retry now the messages for addresses whose device just connected. */
+  private async retryIdentified (peers: string[]): Promise<void> {
+    if (!this.running) return
+    const entries = await this.c.store.outbox()
+    const addresses = new Set<string>()
+    for (const to of new Set(entries.map(e => e.to))) {
+      const record = this.c.resolver.cached(to)
+      const peerId = record?.peerId
+      if ((peerId !== undefined && peers.includes(peerId)) || peers.some(p => this.peerAddresses.get(p) === to)) addresses.add(to)
+    }
+    for (const to of addresses) {
+      this.log('device of %s connected: retrying its queued messages', to)
+      await this.deliverGroup(entries.filter(e => e.to === to))
+    }
+  }
+
+  // -------------------------------------------------------------------------------------------
+  // receiving
+
+  private onStream (stream: Stream, connection: Connection): void {
+    if (!this.running) {
+      stream.abort(new MessagingError(MessagingErrorCode.MESSAGING_NOT_STARTED, 'messaging is stopping'))
+      return
+    }
+    const job = this.serve(stream, connection.remotePeer.toString())
+    this.inbound.add(job)
+    void job.finally(() => { this.inbound.delete(job) })
+  }
+
+  private async serve (stream: Stream, remote: string): Promise<void> {
+    const f = framed(stream, { maxFrameBytes: MAX_FRAME_BYTES })
+    try {
+      for (let n = 0; ; n++) {
+        const idle = AbortSignal.any([this.shutdown.signal, AbortSignal.timeout(this.streamIdleTimeoutMs)])
+        const bytes = await f.read({ signal: idle })
+        if (bytes == null) break
+        if (n >= MAX_FRAMES_PER_STREAM) throw new MessagingError(MessagingErrorCode.RATE_LIMITED, 'too many frames on one stream', { peer: remote })
+        if (!this.limiter.take(remote)) throw new MessagingError(MessagingErrorCode.RATE_LIMITED, 'peer is sending too fast', { peer: remote })
+        const signal = AbortSignal.any([this.shutdown.signal, AbortSignal.timeout(this.deliveryTimeoutMs)])
+        const receipt = await this.receive(bytes, remote, signal)
+        await f.write(receipt, { signal })
+      }
+      await f.close({ signal: AbortSignal.any([this.shutdown.signal, AbortSignal.timeout(this.ackTimeoutMs)]) })
+    } catch (err) {
+      const code = isTokenimError(err) ? err.code : (err as Error)?.name ?? 'Error'
+      const message = (err as Error)?.message ?? String(err)
+      f.abort(err instanceof Error ? err : new Error(message))
+      if (!this.running) return
+      this.stats.rejected++
+      this.log('closed a %s stream from %s: %s %s', MSG_PROTOCOL, remote, code, message)
+      this.emit('rejected', { peer: remote, code, message })
+    }
+  }
+
+  /**
+   * Handle one envelope frame: decode, check it is for us, authenticate its sender, store it once,
+   * and return the encoded receipt.
+   */
+  private async receive (bytes: Uint8Array, remote: string, signal: AbortSignal): Promise<Uint8Array> {
+    const envelope = decodeEnvelope(bytes)
+    checkRecipient(envelope, this.address)
+    let sender = await this.c.resolver.resolve(envelope.from, { signal })
+    if (!equalBytes(sender.messagingKey, envelope.spk) && sender.source !== 'dht') {
+      // the cached record could be stale: ask the DHT once before calling it a forgery
+      sender = await this.c.resolver.resolve(envelope.from, { signal, fresh: true })
+    }
+    const opened = openMessage(envelope, { self: this.address, keys: this.c.keys, senderKey: sender.messagingKey })
+    const receivedAt = Date.now()
+    let fresh = false
+    if (!await this.c.store.hasSeen(opened.id)) {
+      const message: StoredMessage = {
+        id: opened.id,
+        conversation: opened.from,
+        from: opened.from,
+        to: opened.to,
+        ts: opened.ts,
+        text: opened.body.text,
+        direction: 'in',
+        status: 'received',
+        receivedAt,
+        ...(opened.body.attachment !== undefined ? { attachment: opened.body.attachment } : {})
+      }
+      // store first, then remember the id: a crash in between is healed by the sender's retry
+      fresh = (await this.c.store.addMessage(message)).added
+      await this.c.store.markSeen(opened.id, opened.ts)
+      if (fresh) {
+        this.stats.received++
+        this.log('received %s from %s via %s', opened.id, opened.from, remote)
+        this.emit('message', message)
+      }
+    }
+    if (!fresh) {
+      this.stats.duplicates++
+      this.log('duplicate %s from %s via %s: acknowledged again, not stored', opened.id, opened.from, remote)
+    }
+    const receipt = createReceipt({ id: opened.id, from: opened.from, to: opened.to, ts: receivedAt }, { keys: this.c.keys, peerKey: sender.messagingKey })
+    return encodeFrame(receipt)
+  }
+
+  private requireRunning (): void {
+    if (!this.running) throw new MessagingError(MessagingErrorCode.MESSAGING_NOT_STARTED, 'messaging is not started')
+  }
+}
+
+function argError (message: string): MessagingError {
+  return new MessagingError(MessagingErrorCode.INVALID_MESSAGE_ARGUMENT, message)
+}
+
+function equalBytes (a: Uint8Array, b: Uint8Array): boolean {
+  if (a.length !== b.length) return false
+  for (let i = 0; i < a.length; i++) if (a[i] !== b[i]) return false
+  return true
+}
+
+/** Resolve with the promise, or with undefined as soon as the signal aborts (the work goes on). */
+async function raceAbort<T> (p: Promise<T>, signal?: AbortSignal): Promise<T | undefined> {
+  if (signal == null) return await p
+  if (signal.aborted) return undefined
+  return await new Promise<T | undefined>((resolve, reject) => {
+    const onAbort = (): void => { resolve(undefined) }
+    signal.addEventListener('abort', onAbort, { once: true })
+    p.then(resolve, reject).finally(() => { signal.removeEventListener('abort', onAbort) })
+  })
+}

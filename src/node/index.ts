@@ -1,0 +1,8 @@
+/**
+ * src/node — TokenimNode composes identity, store, p2p (libp2p + Helia, device records, resolver) and
+ * messaging, and owns their start/stop order. Later features (backup, restore, attachments, the API)
+ * build on the components it exposes (`store`, `p2p`, `resolver`, `messaging`).
+ */
+export { TokenimNode, createTokenimNode, STORE_DIR } from './node.ts'
+export type { TokenimNodeInit, TokenimNodeEvents, TokenimNodeStatus, SendMessageOptions } from './node.ts'
+export { NodeError, NodeErrorCode } from './errors.ts'
