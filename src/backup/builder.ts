@@ -13,7 +13,7 @@ import { dagCborCid, digestOfRoot, putBlock, rawCid, toCid } from './blocks.ts'
 import type { BlockStore } from './blocks.ts'
 import {
   DEFAULT_SEGMENT_BYTES, DEFAULT_SEGMENT_SIZE, FORMAT_NAME, FORMAT_VERSION, MAX_ROOT_BLOCK, MAX_SEGMENT_BLOCK,
-  MAX_MANIFEST_BLOCK, MAX_SEGMENT_BYTES, MAX_SEGMENT_PLAINTEXT, MAX_SEGMENT_SIZE, MIN_SEGMENT_BYTES, SHA2_256
+  MAX_MANIFEST_BLOCK, MAX_SEGMENT_BYTES, MAX_SEGMENT_PLAINTEXT, MAX_SEGMENT_SIZE, MIN_SEGMENT_BYTES, SHA2_256, TAIL_MIN
 } from './constants.ts'
 import { BackupErrorCode, backupError, invalidArgument, throwIfAborted } from './errors.ts'
 import { checkSegmentMessage, compareMessages, encode, encodeHeader, encodeLinks, encodeManifest, encodeManifestNode, encodeSegment, toSegmentMessage } from './schema.ts'
@@ -176,9 +176,9 @@ export async function buildBackup (options: BuildBackupOptions): Promise<BuildBa
     }
   }
 
-  const flushSegment = async (): Promise<void> => {
-    if (conv === undefined || buf.length === 0) return
-    const plain = encodeSegment({ type: 'segment', conv: conv.peer, seq: conv.segments.length, msgs: buf })
+  const writeSegment = async (msgs: SegmentMessage[]): Promise<void> => {
+    if (conv === undefined || msgs.length === 0) return
+    const plain = encodeSegment({ type: 'segment', conv: conv.peer, seq: conv.segments.length, msgs })
     if (plain.length > MAX_SEGMENT_PLAINTEXT) throw sourceInvalid('a segment exceeds the format\'s size cap (a message is too large)', { conversation: conv.peer })
     const box = seal(key, 'segment', plain)
     if (box.length > MAX_SEGMENT_BLOCK) throw sourceInvalid('a sealed segment exceeds the format\'s size cap', { conversation: conv.peer })
@@ -186,11 +186,27 @@ export async function buildBackup (options: BuildBackupOptions): Promise<BuildBa
     await put(cid, box)
     segmentCids.push(cid)
     plaintextBytes += plain.length
-    conv.segments.push({ count: buf.length, firstTs: buf[0].ts, lastTs: buf[buf.length - 1].ts })
-    buf = []
-    bufBytes = 0
+    conv.segments.push({ count: msgs.length, firstTs: msgs[0].ts, lastTs: msgs[msgs.length - 1].ts })
     progress('segments')
     throwIfAborted(signal)
+  }
+
+  /** a full segment: segmentSize messages, or segmentBytes reached */
+  const flushFull = async (): Promise<void> => {
+    await writeSegment(buf)
+    buf = []
+    bufBytes = 0
+  }
+
+  /** the end of a conversation: the tail is cut into power-of-two runs (see tailChunks) */
+  const flushTail = async (): Promise<void> => {
+    let off = 0
+    for (const n of tailChunks(buf.length, o.segmentSize)) {
+      await writeSegment(buf.slice(off, off + n))
+      off += n
+    }
+    buf = []
+    bufBytes = 0
   }
 
   const snapshot = typeof options.store.snapshot === 'function' ? options.store.snapshot() : undefined
@@ -201,7 +217,7 @@ export async function buildBackup (options: BuildBackupOptions): Promise<BuildBa
       throwIfAborted(signal)
       const peer = typeof raw?.conversation === 'string' ? raw.conversation : ''
       if (conv === undefined || peer !== conv.peer) {
-        await flushSegment()
+        await flushTail()
         if (seenPeers.has(peer)) throw sourceInvalid('the store did not stream messages grouped by conversation', { conversation: peer })
         if (!/^0x[0-9a-f]{40}$/.test(peer)) throw sourceInvalid('a message has an invalid conversation address', { id: typeof raw?.id === 'string' ? raw.id.slice(0, 128) : undefined })
         seenPeers.add(peer)
@@ -230,9 +246,9 @@ export async function buildBackup (options: BuildBackupOptions): Promise<BuildBa
       }
       buf.push(m)
       bufBytes += encode(m).length
-      if (buf.length >= o.segmentSize || bufBytes >= o.segmentBytes) await flushSegment()
+      if (buf.length >= o.segmentSize || bufBytes >= o.segmentBytes) await flushFull()
     }
-    await flushSegment()
+    await flushTail()
   } catch (err) {
     if (isTokenimError(err)) throw err
     throw sourceInvalid('reading the store failed', {}, err)
@@ -285,6 +301,28 @@ export async function buildBackup (options: BuildBackupOptions): Promise<BuildBa
     blocksNew,
     plaintextBytes
   }
+}
+
+/**
+ * How the tail of a conversation (the messages after its last full segment, fewer than `segmentSize`) is
+ * cut: into runs of decreasing powers of two (largest below segmentSize first) of at least TAIL_MIN
+ * messages, then the remainder. Appending to a conversation then leaves the larger runs untouched and
+ * rewrites only the small ones (a binary counter: amortised, each message is rewritten once per level),
+ * instead of rewriting a tail of up to segmentSize - 1 messages at every version.
+ */
+export function tailChunks (n: number, segmentSize: number): number[] {
+  const out: number[] = []
+  let left = n
+  let p = 1
+  while (p * 2 < segmentSize) p *= 2
+  for (; p >= TAIL_MIN; p /= 2) {
+    if (left >= p) {
+      out.push(p)
+      left -= p
+    }
+  }
+  if (left > 0) out.push(left)
+  return out
 }
 
 /** The link for an attachment's CID text, when it is a sha2-256 CID (others stay in the message, unlinked). */

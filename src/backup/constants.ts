@@ -15,6 +15,8 @@ export const IDENTITY_HASH = 0x00
 /** default maximum messages per segment */
 export const DEFAULT_SEGMENT_SIZE = 256
 export const MAX_SEGMENT_SIZE = 4096
+/** smallest power-of-two run the tail of a conversation is cut into (builder.ts tailChunks) */
+export const TAIL_MIN = 16
 /** default soft byte limit of a segment's encoded messages (cut after the message that reaches it) */
 export const DEFAULT_SEGMENT_BYTES = 256 * 1024
 export const MIN_SEGMENT_BYTES = 1024

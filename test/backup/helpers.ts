@@ -140,7 +140,7 @@ export async function materializeAttachments (msgs: StoredMessage[], bs: LevelBl
   return n
 }
 
-export async function collect<T> (it: AsyncIterable<T>): Promise<T[]> {
+export async function collect<T> (it: AsyncIterable<T> | Iterable<T>): Promise<T[]> {
   const out: T[] = []
   for await (const x of it) out.push(x)
   return out
