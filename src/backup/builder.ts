@@ -138,9 +138,17 @@ async function readContacts (store: BackupSource): Promise<Contact[]> {
  */
 export async function buildBackup (options: BuildBackupOptions): Promise<BuildBackupResult> {
   const o = checkOptions(options)
-  const { blockstore, backupKey, signal } = options
+  const key = Uint8Array.from(options.backupKey)
+  try {
+    return await build(options, o, key)
+  } finally {
+    key.fill(0)
+  }
+}
+
+async function build (options: BuildBackupOptions, o: ReturnType<typeof checkOptions>, key: Uint8Array): Promise<BuildBackupResult> {
+  const { blockstore, signal } = options
   const onProgress = options.onProgress ?? (() => {})
-  const key = Uint8Array.from(backupKey)
 
   const segmentCids: CID[] = []
   const attachments = new Map<string, CID>()
@@ -283,7 +291,6 @@ export async function buildBackup (options: BuildBackupOptions): Promise<BuildBa
   if (rootBytes.length > MAX_ROOT_BLOCK) throw invalidArgument('the root block exceeds its size cap (kdf parameters too large)')
   const root = dagCborCid(rootBytes)
   await put(root, rootBytes)
-  key.fill(0)
   progress('done')
   logger('built backup v%d: %d messages, %d segments, %d/%d bytes new', options.version, messages, segmentCids.length, bytesNew, bytesTotal)
   return {
