@@ -4,3 +4,15 @@ export { callApi } from './client.ts'
 export type { ApiEndpoint } from './client.ts'
 export { acquireDaemonLock, lockedBy } from './lock.ts'
 export type { DaemonLock } from './lock.ts'
+export { ApiErrorCode, apiError } from './errors.ts'
+export { createRoutes, parseMessagesQuery, messagesQueryString } from './routes.ts'
+export type { RoutesInit } from './routes.ts'
+export {
+  SEND_WAIT_MS, listMessages, listContacts, addContact, sendMessage, idView, nodeStatus, offlineStatus,
+  messageView, contactView, backupSummary
+} from './ops.ts'
+export type { MessageView, ContactView, IdView, StatusView, BackupSummary, MessagesQuery } from './ops.ts'
+export {
+  MAX_MESSAGE_BYTES, MAX_CONTACT_NAME, MAX_LIMIT, parseAddress, displayAddress, parseMessageText,
+  parseContactName, parseTimestamp, parseCount, parseObject
+} from './validate.ts'

@@ -1,9 +1,19 @@
 import type { Command } from 'commander'
 import { registerInit } from './init.ts'
 import { registerId } from './id.ts'
+import { registerDaemon } from './daemon.ts'
+import { registerSend } from './send.ts'
+import { registerMessages } from './messages.ts'
+import { registerContacts } from './contacts.ts'
+import { registerStatus } from './status.ts'
 
 /** Every command, in the order `tokenim --help` lists them. */
 export const commands: Array<(program: Command) => void> = [
   registerInit,
-  registerId
+  registerId,
+  registerDaemon,
+  registerSend,
+  registerMessages,
+  registerContacts,
+  registerStatus
 ]

@@ -1,0 +1,162 @@
+/**
+ * The operations behind the control API, written once so that a command gives the same result
+ * whether it ran through the daemon (routes.ts) or on an in-process node / store (src/cli/node-access.ts).
+ * Inputs are validated already (validate.ts); results are plain JSON (the `--json` contract).
+ */
+import type { TokenimNode } from '../node/index.ts'
+import type { AttachmentRef, BackupRecord, Contact, MessageStatus, Store, StoredMessage } from '../store/index.ts'
+import { displayAddress } from './validate.ts'
+
+/** One message as `messages --json` prints it (addresses EIP-55 checksummed). */
+export interface MessageView {
+  id: string
+  from: string
+  to: string
+  /** the sender's clock, ms since the epoch */
+  ts: number
+  text: string
+  status: MessageStatus
+  attachment?: AttachmentRef
+}
+
+export interface ContactView {
+  address: string
+  name?: string
+  addedAt: number
+}
+
+export interface IdView {
+  address: string
+  peerId: string
+  multiaddrs: string[]
+}
+
+export interface BackupSummary {
+  version: number
+  cid: string
+  digest: string
+  createdAt: number
+  anchored: boolean
+  txHash?: string
+}
+
+export interface StatusView {
+  address: string
+  peerId: string
+  /** true when a daemon runs this data dir */
+  running: boolean
+  /** connected peers */
+  peers: number
+  /** DHT routing table size */
+  routingTable: number
+  /** messages waiting for delivery */
+  outbox: number
+  multiaddrs: string[]
+  lastBackup?: BackupSummary
+}
+
+export interface MessagesQuery {
+  /** one conversation (the peer's address), else all */
+  peer?: string
+  since?: number
+  until?: number
+  /** the newest `limit` messages (still listed oldest first) */
+  limit?: number
+}
+
+/** How long `send` waits for the first delivery attempt before answering `queued`. */
+export const SEND_WAIT_MS = 15_000
+
+export function messageView (m: StoredMessage): MessageView {
+  return {
+    id: m.id,
+    from: displayAddress(m.from),
+    to: displayAddress(m.to),
+    ts: m.ts,
+    text: m.text,
+    status: m.status,
+    ...(m.attachment !== undefined ? { attachment: m.attachment } : {})
+  }
+}
+
+export function contactView (c: Contact): ContactView {
+  return { address: displayAddress(c.address), ...(c.name !== undefined ? { name: c.name } : {}), addedAt: c.addedAt }
+}
+
+export function backupSummary (b: BackupRecord): BackupSummary {
+  return {
+    version: b.version,
+    cid: b.cid,
+    digest: b.digest,
+    createdAt: b.createdAt,
+    anchored: b.anchored,
+    ...(b.txHash !== undefined ? { txHash: b.txHash } : {})
+  }
+}
+
+const byTime = (a: StoredMessage, b: StoredMessage): number => a.ts - b.ts || (a.id < b.id ? -1 : a.id > b.id ? 1 : 0)
+
+/** Messages oldest first by (ts, id); with a limit, the newest `limit` of them. */
+export async function listMessages (store: Store, q: MessagesQuery): Promise<MessageView[]> {
+  const peers = q.peer !== undefined
+    ? [q.peer.toLowerCase()]
+    : (await store.conversations()).map(c => c.peer)
+  const found: StoredMessage[] = []
+  for (const peer of peers) {
+    const query = { since: q.since, until: q.until, ...(q.limit !== undefined ? { limit: q.limit, reverse: true } : {}) }
+    for await (const m of store.messages(peer, query)) found.push(m)
+  }
+  found.sort(byTime)
+  const picked = q.limit !== undefined ? found.slice(Math.max(0, found.length - q.limit)) : found
+  return picked.map(messageView)
+}
+
+export async function listContacts (store: Store): Promise<ContactView[]> {
+  return (await store.contacts()).map(contactView)
+}
+
+export async function addContact (store: Store, address: string, name: string): Promise<ContactView> {
+  return contactView(await store.setContact(address.toLowerCase(), name))
+}
+
+/** Send, waiting at most `waitMs` for the first delivery attempt (then `queued`: it stays in the outbox). */
+export async function sendMessage (node: TokenimNode, to: string, text: string, { signal, waitMs = SEND_WAIT_MS }: { signal?: AbortSignal, waitMs?: number } = {}): Promise<{ id: string, status: 'delivered' | 'queued' }> {
+  const wait = AbortSignal.timeout(waitMs)
+  const result = await node.send(to, text, { signal: signal !== undefined ? AbortSignal.any([signal, wait]) : wait })
+  return { id: result.id, status: result.status }
+}
+
+export function idView (node: TokenimNode): IdView {
+  return { address: node.address, peerId: node.peerId, multiaddrs: node.multiaddrs() }
+}
+
+/** Status of a running node (the daemon). */
+export async function nodeStatus (node: TokenimNode): Promise<StatusView> {
+  const s = await node.status()
+  const last = await node.store.latestBackup()
+  return {
+    address: s.address,
+    peerId: s.peerId,
+    running: s.running,
+    peers: s.peers,
+    routingTable: s.routingTable,
+    outbox: s.outbox,
+    multiaddrs: s.multiaddrs,
+    ...(last !== undefined ? { lastBackup: backupSummary(last) } : {})
+  }
+}
+
+/** Status from the store alone, when no daemon runs. */
+export async function offlineStatus (identity: { address: string, peerId: string }, store: Store): Promise<StatusView> {
+  const last = await store.latestBackup()
+  return {
+    address: identity.address,
+    peerId: identity.peerId,
+    running: false,
+    peers: 0,
+    routingTable: 0,
+    outbox: await store.outboxSize(),
+    multiaddrs: [],
+    ...(last !== undefined ? { lastBackup: backupSummary(last) } : {})
+  }
+}

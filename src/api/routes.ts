@@ -1,0 +1,76 @@
+/**
+ * The daemon's control API routes (all under /v1, JSON, bearer token; see server.ts):
+ *
+ *   POST /v1/send        {to, text}                      → {id, status}
+ *   GET  /v1/messages    ?peer=&since=&until=&limit=     → [{id, from, to, ts, text, status, attachment?}]
+ *   GET  /v1/id                                          → {address, peerId, multiaddrs}
+ *   GET  /v1/contacts                                    → [{address, name?, addedAt}]
+ *   POST /v1/contacts    {address, name}                 → {address, name, addedAt}
+ *   GET  /v1/status                                      → {address, peerId, running, peers, routingTable, outbox, multiaddrs, lastBackup?}
+ *
+ * Extension point: features that come later (backup, backups, verify, restore, attachments, export)
+ * add their routes through `extend` — e.g. `createRoutes(node, { extend: backupRoutes(node, scheduler) })`
+ * with 'POST /v1/backup', 'GET /v1/backups', 'POST /v1/attachments', 'GET /v1/attachments/:id' —
+ * validating their inputs with validate.ts and sharing their work with the in-process CLI path.
+ */
+import type { TokenimNode } from '../node/index.ts'
+import type { Routes } from './server.ts'
+import { addContact, idView, listContacts, listMessages, nodeStatus, sendMessage, SEND_WAIT_MS } from './ops.ts'
+import type { MessagesQuery } from './ops.ts'
+import { parseAddress, parseContactName, parseCount, parseMessageText, parseObject, parseTimestamp } from './validate.ts'
+import { apiError, ApiErrorCode } from './errors.ts'
+
+export interface RoutesInit {
+  /** more routes (later features); a key that is already a core route is refused */
+  extend?: Routes
+  /** how long POST /v1/send waits for the first delivery attempt (default 15 s) */
+  sendWaitMs?: number
+}
+
+export function createRoutes (node: TokenimNode, init: RoutesInit = {}): Routes {
+  const core: Routes = {
+    'POST /v1/send': async ({ body, signal }) => {
+      const b = parseObject(body)
+      const to = parseAddress(b.to, 'to')
+      const text = parseMessageText(b.text)
+      return await sendMessage(node, to, text, { signal, waitMs: init.sendWaitMs ?? SEND_WAIT_MS })
+    },
+    'GET /v1/messages': async ({ query }) => await listMessages(node.store, parseMessagesQuery(query)),
+    'GET /v1/id': async () => idView(node),
+    'GET /v1/contacts': async () => await listContacts(node.store),
+    'POST /v1/contacts': async ({ body }) => {
+      const b = parseObject(body)
+      return await addContact(node.store, parseAddress(b.address), parseContactName(b.name))
+    },
+    'GET /v1/status': async () => await nodeStatus(node)
+  }
+  for (const key of Object.keys(init.extend ?? {})) {
+    if (key in core) throw apiError(ApiErrorCode.INVALID_ARGUMENT, `route ${key} is defined twice`)
+  }
+  return { ...core, ...init.extend }
+}
+
+/** ?peer=&since=&until=&limit= (each optional; since/until inclusive, in ms since the epoch). */
+export function parseMessagesQuery (query: URLSearchParams): MessagesQuery {
+  const q: MessagesQuery = {}
+  const peer = query.get('peer')
+  if (peer !== null && peer !== '') q.peer = parseAddress(peer, 'peer')
+  const since = query.get('since')
+  if (since !== null && since !== '') q.since = parseTimestamp(since, 'since')
+  const until = query.get('until')
+  if (until !== null && until !== '') q.until = parseTimestamp(until, 'until')
+  const limit = query.get('limit')
+  if (limit !== null && limit !== '') q.limit = parseCount(limit, 'limit')
+  return q
+}
+
+/** The query string for GET /v1/messages. */
+export function messagesQueryString (q: MessagesQuery): string {
+  const p = new URLSearchParams()
+  if (q.peer !== undefined) p.set('peer', q.peer)
+  if (q.since !== undefined) p.set('since', String(q.since))
+  if (q.until !== undefined) p.set('until', String(q.until))
+  if (q.limit !== undefined) p.set('limit', String(q.limit))
+  const s = p.toString()
+  return s === '' ? '' : `?${s}`
+}
