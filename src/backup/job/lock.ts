@@ -3,7 +3,7 @@
  * its owner. A lock whose pid no longer runs is stale and taken over. Inside one process a second
  * caller is refused by the same file (it holds our own, live pid).
  */
-import { open, readFile, rm } from 'node:fs/promises'
+import { open, readFile, rm, stat } from 'node:fs/promises'
 import { join } from 'node:path'
 import { log } from '../../util/log.ts'
 import { BackupJobErrorCode, jobError } from './errors.ts'
@@ -58,6 +58,9 @@ export async function acquireBackupLock (dataDir: string): Promise<BackupLock> {
       if ((err as NodeJS.ErrnoException).code === 'ENOENT') continue // released meanwhile: try again
       throw err
     }
+    if (pid === undefined && await youngerThan(path, 10_000)) {
+      throw jobError(BackupJobErrorCode.BACKUP_IN_PROGRESS, 'another backup of this data dir is starting; wait for it to finish', {})
+    }
     if (pid !== undefined && alive(pid)) {
       throw jobError(BackupJobErrorCode.BACKUP_IN_PROGRESS,
         `another backup of this data dir is running (pid ${pid}); wait for it to finish`, { pid })
@@ -67,4 +70,12 @@ export async function acquireBackupLock (dataDir: string): Promise<BackupLock> {
     await rm(path, { force: true })
   }
   throw jobError(BackupJobErrorCode.BACKUP_IN_PROGRESS, 'could not take the backup lock; another backup may be starting', {})
+}
+
+async function youngerThan (path: string, ms: number): Promise<boolean> {
+  try {
+    return Date.now() - (await stat(path)).mtimeMs < ms
+  } catch {
+    return false
+  }
 }

@@ -1,0 +1,515 @@
+/**
+ * The backup job behind `tokenim backup`: build the next version into Helia's blockstore, pin it,
+ * record it (pending) in the store's backup index, optionally write a CAR file, anchor it on the chain,
+ * ask replicas to pin it, apply local retention. Honest about partial failures:
+ *
+ *   outcome 'anchored'  everything asked for was done (replica failures are warnings);
+ *   outcome 'pending'   the bundle is built, pinned and recorded, but the chain could not take the
+ *                       anchor (unreachable, out of funds, …): `--anchor-pending` (or the next backup,
+ *                       or the scheduler) anchors it later; the CLI exits with BACKUP_PENDING_EXIT;
+ *   outcome 'local'     `--no-anchor`: a local backup that is never anchored (marked so everywhere).
+ */
+import { createHash } from 'node:crypto'
+import { access, constants as fsConstants, stat } from 'node:fs/promises'
+import { dirname, resolve as resolvePath } from 'node:path'
+import type { CID } from 'multiformats/cid'
+import type { RegistryClient } from '../../chain/index.ts'
+import type { KdfParams } from '../../crypto/index.ts'
+import { TokenimError, isTokenimError } from '../../errors.ts'
+import { deriveBackupKey } from '../../identity/index.ts'
+import type { BackupRecord, ReplicaStatus, Store } from '../../store/index.ts'
+import { exists } from '../../util/fs.ts'
+import { log } from '../../util/log.ts'
+import { rootCidFromDigest } from '../blocks.ts'
+import type { BlockGetter, BlockStore } from '../blocks.ts'
+import { buildBackup } from '../builder.ts'
+import type { BuildProgress } from '../builder.ts'
+import { writeCar } from '../car.ts'
+import { requestReplicaPin, DEFAULT_PIN_TIMEOUT_MS } from '../replica/client.ts'
+import type { ReplicaRequester } from '../replica/client.ts'
+import { applyRetention, drain } from '../retention.ts'
+import type { PinsLike } from '../retention.ts'
+import { BackupJobErrorCode, jobError } from './errors.ts'
+import { acquireBackupLock } from './lock.ts'
+
+const logger = log('backup:job')
+
+/** Exit code of `tokenim backup` when the backup was made locally but is waiting to be anchored. */
+export const BACKUP_PENDING_EXIT = 10
+
+/** meta keys in the store */
+export const META_KDF = 'backup.kdf'
+export const META_ANCHOR_ERRORS = 'backup.anchorErrors'
+export const META_FINGERPRINT = 'backup.fingerprint'
+
+/** Chain errors that leave a version pending (retry later) rather than failing the backup. */
+const RETRYABLE_CHAIN = new Set(['CHAIN_UNREACHABLE', 'CHAIN_TIMEOUT', 'INSUFFICIENT_FUNDS', 'CHAIN_ERROR', 'WRONG_CHAIN_ID', 'NO_REGISTRY', 'CHAIN_ABORTED', 'NO_SIGNER'])
+
+export interface HeliaLike {
+  blockstore: BlockStore & BlockGetter
+  pins: PinsLike & {
+    add: (cid: CID, options?: { signal?: AbortSignal, metadata?: Record<string, string | number | boolean> }) => AsyncGenerator<CID, void, undefined>
+  }
+}
+
+export interface IdentityLike {
+  address: string
+  keys: { backupRootKey: Uint8Array }
+}
+
+/** What the job works on; a running TokenimNode fits (`node`), or the parts given one by one. */
+export interface BackupDeps {
+  dataDir: string
+  store: Store
+  helia: HeliaLike
+  identity: IdentityLike
+  /** to reach replicas (a running TokenimNode's resolver) */
+  resolver?: ReplicaRequester['resolver']
+}
+
+/** A running TokenimNode (structurally). */
+export interface BackupNodeLike {
+  dataDir: string
+  store: Store
+  p2p: { helia: unknown }
+  identity: IdentityLike
+  resolver?: unknown
+}
+
+export interface JobProgress {
+  phase: 'build' | 'pin' | 'car' | 'anchor' | 'replicas' | 'retention' | 'done'
+  messages: number
+  /** messages in the store when the build started */
+  totalMessages: number
+  segments: number
+  bytes: number
+  bytesNew: number
+}
+
+export interface RunBackupOptions {
+  node?: BackupNodeLike
+  deps?: BackupDeps
+  /** the registry client, with the owner's wallet as signer; required unless noAnchor */
+  chain?: RegistryClient
+  passphrase?: string
+  /** KDF parameters for a new passphrase (tests: cheap scrypt); default: those of the previous backup, else new ones */
+  scryptCost?: { N?: number, r?: number, p?: number }
+  /** write the bundle as a CARv1 file here */
+  out?: string
+  /** make a local, never-anchored backup */
+  noAnchor?: boolean
+  /** only anchor the pending versions (no new backup) */
+  anchorPending?: boolean
+  /** wallet addresses of replicas to ask */
+  replicas?: string[]
+  replicaTimeoutMs?: number
+  /** unpin older local versions, keeping this many (and every pending one) */
+  keepLast?: number
+  /** segment tuning (tests) */
+  segmentSize?: number
+  onProgress?: (p: JobProgress) => void
+  signal?: AbortSignal
+}
+
+export interface ReplicaOutcome {
+  address: string
+  ok: boolean
+  peerId?: string
+  error?: string
+  /** REPLICA_REFUSED reason or error code */
+  code?: string
+}
+
+export interface JobWarning {
+  code: string
+  message: string
+}
+
+export interface RunBackupResult {
+  version: number
+  cid: string
+  digest: string
+  txHash?: string
+  messages: number
+  bytesTotal: number
+  bytesNew: number
+  segments: number
+  createdAt: number
+  replicas: ReplicaOutcome[]
+  file?: string
+  anchored: boolean
+  pending: boolean
+  outcome: 'anchored' | 'pending' | 'local'
+  /** older pending versions anchored on the way */
+  anchoredPending: number[]
+  /** versions unpinned by --keep-last */
+  unpinned: number[]
+  warnings: JobWarning[]
+}
+
+export interface AnchorPendingItem {
+  version: number
+  cid: string
+  digest: string
+  anchored: boolean
+  txHash?: string
+  error?: JobWarning
+  replicas: ReplicaOutcome[]
+}
+
+export interface AnchorPendingResult {
+  /** every version that was pending, in version order, with what happened */
+  versions: AnchorPendingItem[]
+  /** versions still pending afterwards */
+  pending: number[]
+  warnings: JobWarning[]
+}
+
+export interface AnchorError {
+  code: string
+  message: string
+  at: number
+}
+
+function depsOf (o: { node?: BackupNodeLike, deps?: BackupDeps }): BackupDeps {
+  if (o.deps !== undefined) return o.deps
+  if (o.node === undefined) throw jobError(BackupJobErrorCode.INVALID_ARGUMENT, 'runBackup needs a node or deps')
+  const n = o.node
+  return { dataDir: n.dataDir, store: n.store, helia: n.p2p.helia as HeliaLike, identity: n.identity, resolver: n.resolver as ReplicaRequester['resolver'] | undefined }
+}
+
+function warningOf (err: unknown): JobWarning {
+  if (isTokenimError(err)) return { code: err.code, message: err.message }
+  return { code: 'INTERNAL', message: (err as Error)?.message ?? String(err) }
+}
+
+/** Blocks read for a CAR come from the local blockstore only (never a network wait). */
+function offline (helia: HeliaLike): BlockGetter {
+  return { get: (cid, options) => (helia.blockstore.get as (c: CID, o: unknown) => ReturnType<BlockGetter['get']>)(cid, { ...options, offline: true }) }
+}
+
+/** Refuse an --out target before building anything: FILE_EXISTS, NO_SUCH_DIRECTORY, PERMISSION_DENIED. */
+export async function checkOutTarget (path: string): Promise<string> {
+  const full = resolvePath(path)
+  if (await exists(full)) throw new TokenimError('FILE_EXISTS', `refusing to overwrite ${full}`, { path: full })
+  const dir = dirname(full)
+  try {
+    if (!(await stat(dir)).isDirectory()) throw Object.assign(new Error('not a directory'), { code: 'ENOTDIR' })
+  } catch (err) {
+    throw new TokenimError('NO_SUCH_DIRECTORY', `directory ${dir} does not exist for ${full}`, { path: full }, { cause: err })
+  }
+  try {
+    await access(dir, fsConstants.W_OK)
+  } catch (err) {
+    throw new TokenimError('PERMISSION_DENIED', `cannot write to ${dir} (permission denied)`, { path: full }, { cause: err })
+  }
+  return full
+}
+
+async function recordAnchorError (store: Store, version: number, err: JobWarning | undefined): Promise<void> {
+  const all = (await store.getMeta<Record<string, AnchorError>>(META_ANCHOR_ERRORS)) ?? {}
+  if (err === undefined) delete all[String(version)]
+  else all[String(version)] = { ...err, at: Date.now() }
+  await store.setMeta(META_ANCHOR_ERRORS, Object.keys(all).length === 0 ? undefined : all)
+}
+
+/** Anchor one recorded version. Updates the record. Throws the chain error (the record stays pending). */
+async function anchorRecord (deps: BackupDeps, chain: RegistryClient, rec: BackupRecord, signal?: AbortSignal): Promise<BackupRecord> {
+  const owner = deps.identity.address
+  const onChain = await chain.digestOf(owner, rec.version, { signal })
+  let txHash: string | undefined
+  if (onChain !== undefined) {
+    if (onChain.toLowerCase() !== rec.digest.toLowerCase()) {
+      throw jobError(BackupJobErrorCode.ANCHOR_SUPERSEDED,
+        `version ${rec.version} is already anchored with another bundle (another device?); this local version can no longer be anchored`, { version: rec.version })
+    }
+    // anchored earlier (e.g. a send that timed out but was mined): find its transaction
+    txHash = (await chain.history(owner, { signal }).catch(() => [])).find(e => e.version === rec.version)?.txHash
+  } else {
+    const latest = await chain.latest(owner, { signal })
+    if (latest.version >= rec.version) {
+      throw jobError(BackupJobErrorCode.ANCHOR_SUPERSEDED,
+        `the chain already has version ${latest.version} for this owner; local version ${rec.version} can no longer be anchored`, { version: rec.version, latest: latest.version })
+    }
+    await chain.ensureFunds(owner, { signal })
+    txHash = (await chain.anchor(rec.version, rec.digest, { signal })).txHash
+  }
+  const next: BackupRecord = { ...rec, anchored: true, pending: false, ...(txHash !== undefined ? { txHash } : {}) }
+  await deps.store.putBackup(next)
+  await recordAnchorError(deps.store, rec.version, undefined)
+  logger('anchored version %d (%s) tx %s', rec.version, rec.digest, txHash)
+  return next
+}
+
+async function askReplicas (deps: BackupDeps, rec: BackupRecord, replicas: string[], timeoutMs: number, signal?: AbortSignal): Promise<ReplicaOutcome[]> {
+  const resolver = deps.resolver
+  const outcomes = await Promise.all(replicas.map(async (address): Promise<ReplicaOutcome> => {
+    if (resolver === undefined) return { address, ok: false, code: 'NO_NETWORK', error: 'the node is not running: replicas cannot be asked' }
+    try {
+      const receipt = await requestReplicaPin({ resolver }, address, { owner: deps.identity.address, version: rec.version, cid: rec.cid }, { signal, timeout: timeoutMs })
+      return { address, ok: true, peerId: receipt.peerId }
+    } catch (err) {
+      const w = warningOf(err)
+      const reason = isTokenimError(err) && typeof err.info.reason === 'string' ? err.info.reason : w.code
+      return { address, ok: false, code: reason, error: w.message }
+    }
+  }))
+  const now = Date.now()
+  const statuses: ReplicaStatus[] = outcomes.map(o => ({ address: o.address, ok: o.ok, at: now, ...(o.peerId !== undefined ? { peerId: o.peerId } : {}), ...(o.error !== undefined ? { error: o.error.slice(0, 500) } : {}) }))
+  const current = (await deps.store.getBackup(rec.version)) ?? rec
+  const merged = [...current.replicas.filter(r => !replicas.includes(r.address)), ...statuses]
+  await deps.store.putBackup({ ...current, replicas: merged })
+  return outcomes
+}
+
+function replicaWarnings (outcomes: ReplicaOutcome[]): JobWarning[] {
+  const failed = outcomes.filter(o => !o.ok)
+  if (failed.length === 0) return []
+  return [{ code: 'REPLICA_FAILED', message: `not confirmed by replica${failed.length > 1 ? 's' : ''} ${failed.map(f => `${f.address} (${f.code ?? 'error'})`).join(', ')}; the backup is kept locally` }]
+}
+
+/**
+ * Anchor every pending version, oldest first (`backup --anchor-pending`). Stops at the first chain
+ * failure that would also fail the next ones (unreachable, funds); a superseded version is marked
+ * as no longer pending and the others go on. Replicas are asked for the versions anchored now.
+ */
+export async function anchorPendingBackups (deps: BackupDeps, chain: RegistryClient, options: { replicas?: string[], replicaTimeoutMs?: number, signal?: AbortSignal, onAnchored?: (v: number) => void } = {}): Promise<AnchorPendingResult> {
+  const pending = (await deps.store.backups()).filter(r => r.pending === true).sort((a, b) => a.version - b.version)
+  const result: AnchorPendingResult = { versions: [], pending: [], warnings: [] }
+  let blocked: JobWarning | undefined
+  for (const rec of pending) {
+    const item: AnchorPendingItem = { version: rec.version, cid: rec.cid, digest: rec.digest, anchored: false, replicas: [] }
+    result.versions.push(item)
+    if (blocked !== undefined) {
+      item.error = blocked
+      continue
+    }
+    try {
+      const done = await anchorRecord(deps, chain, rec, options.signal)
+      item.anchored = true
+      if (done.txHash !== undefined) item.txHash = done.txHash
+      options.onAnchored?.(rec.version)
+      if ((options.replicas ?? []).length > 0) {
+        item.replicas = await askReplicas(deps, done, options.replicas ?? [], options.replicaTimeoutMs ?? DEFAULT_PIN_TIMEOUT_MS, options.signal)
+        result.warnings.push(...replicaWarnings(item.replicas).map(w => ({ ...w, message: `version ${rec.version}: ${w.message}` })))
+      }
+    } catch (err) {
+      const w = warningOf(err)
+      item.error = w
+      if (isTokenimError(err, BackupJobErrorCode.ANCHOR_SUPERSEDED)) {
+        await deps.store.putBackup({ ...rec, pending: false })
+        await recordAnchorError(deps.store, rec.version, w)
+        result.warnings.push(w)
+        continue
+      }
+      await recordAnchorError(deps.store, rec.version, w)
+      result.warnings.push({ code: w.code, message: `version ${rec.version} stays pending: ${w.message}${w.code === 'INSUFFICIENT_FUNDS' ? ' (fund the wallet, or anchor through a relayer with anchorWithSig)' : ''}` })
+      blocked = w
+    }
+  }
+  result.pending = (await deps.store.backups()).filter(r => r.pending === true).map(r => r.version)
+  return result
+}
+
+function pendingWarning (version: number, e: JobWarning): JobWarning {
+  return {
+    code: 'ANCHOR_PENDING',
+    message: `backup version ${version} is stored and pinned locally but NOT anchored (${e.code}: ${e.message}); ` +
+      (e.code === 'INSUFFICIENT_FUNDS' ? 'fund the wallet or use relayed anchoring (anchorWithSig), then ' : '') +
+      'run `tokenim backup --anchor-pending`'
+  }
+}
+
+/**
+ * A cheap fingerprint of what a backup would contain (per conversation: count and newest message;
+ * contacts), so the scheduler can tell whether anything changed since the last version.
+ */
+export async function storeFingerprint (store: Pick<Store, 'conversations' | 'contacts'>): Promise<string> {
+  const h = createHash('sha256')
+  for (const c of await store.conversations()) h.update(`${c.peer}|${c.count}|${c.lastTs}|${c.lastMessageId}\n`)
+  for (const c of await store.contacts()) h.update(`c|${c.address}|${c.name ?? ''}|${c.addedAt}\n`)
+  return h.digest('hex')
+}
+
+async function chooseKdf (store: Store, passphrase: string | undefined, cost?: { N?: number, r?: number, p?: number }): Promise<{ kdf?: KdfParams, cost?: { N?: number, r?: number, p?: number } }> {
+  // reuse the previous parameters so the key (and so the segment blocks) stay the same across versions
+  const previous = await store.getMeta<KdfParams>(META_KDF)
+  if (passphrase === undefined) {
+    // never silently drop the second factor a user chose for earlier versions
+    if (previous !== undefined) throw new TokenimError('PASSPHRASE_REQUIRED', 'earlier backups of this data dir use a backup passphrase; give it with --passphrase-file')
+    return {}
+  }
+  return previous !== undefined ? { kdf: previous } : { cost }
+}
+
+/**
+ * Make the next backup version (or, with `anchorPending`, only anchor pending versions — then the
+ * result is an AnchorPendingResult). See the file comment for the outcomes.
+ */
+export async function runBackup (options: RunBackupOptions & { anchorPending: true }): Promise<AnchorPendingResult>
+export async function runBackup (options: RunBackupOptions): Promise<RunBackupResult>
+export async function runBackup (options: RunBackupOptions): Promise<RunBackupResult | AnchorPendingResult> {
+  const deps = depsOf(options)
+  const { store, helia, identity } = deps
+  const { chain, signal } = options
+  const onProgress = options.onProgress ?? (() => {})
+  if (options.keepLast !== undefined && (!Number.isSafeInteger(options.keepLast) || options.keepLast < 1)) {
+    throw jobError(BackupJobErrorCode.INVALID_ARGUMENT, '--keep-last must be a positive integer')
+  }
+  if (options.anchorPending === true && options.noAnchor === true) throw jobError(BackupJobErrorCode.INVALID_ARGUMENT, '--anchor-pending and --no-anchor cannot be combined')
+  if (options.noAnchor !== true && chain === undefined) {
+    throw jobError(BackupJobErrorCode.NO_CHAIN_PROFILE, 'no chain profile: give --chain FILE, set TOKENIM_CHAIN, put chain.json in the data dir, or use --no-anchor for a local backup')
+  }
+  const out = options.out !== undefined && options.anchorPending !== true ? await checkOutTarget(options.out) : undefined
+
+  const lock = await acquireBackupLock(deps.dataDir)
+  try {
+    if (options.anchorPending === true) {
+      return await anchorPendingBackups(deps, chain as RegistryClient, { replicas: options.replicas, replicaTimeoutMs: options.replicaTimeoutMs, signal })
+    }
+    const warnings: JobWarning[] = []
+    const owner = identity.address
+
+    // next version = max(chain latest, local latest) + 1
+    const localLatest = await store.latestBackup()
+    let chainLatest: { version: number, digest: string } | undefined
+    let chainDown: JobWarning | undefined
+    if (chain !== undefined) {
+      try {
+        chainLatest = await chain.latest(owner, { signal })
+      } catch (err) {
+        chainDown = warningOf(err)
+        if (!RETRYABLE_CHAIN.has(chainDown.code)) throw err
+        logger('chain latest unavailable: %s', chainDown.message)
+      }
+    }
+    const version = Math.max(chainLatest?.version ?? 0, localLatest?.version ?? 0) + 1
+    let prevRoot: string | undefined
+    let prevVersion: number | undefined
+    if (chainLatest !== undefined && chainLatest.version > 0 && chainLatest.version >= (localLatest?.version ?? 0)) {
+      prevVersion = chainLatest.version
+      prevRoot = rootCidFromDigest(chainLatest.digest).toString()
+    } else if (localLatest !== undefined) {
+      prevVersion = localLatest.version
+      prevRoot = localLatest.cid
+    }
+
+    const { kdf: prevKdf, cost } = await chooseKdf(store, options.passphrase, options.scryptCost)
+    const key = await deriveBackupKey(identity.keys.backupRootKey, { passphrase: options.passphrase, kdf: prevKdf, scryptCost: cost })
+    const kdf = key.kdf ?? null
+    const totalMessages = await store.countMessages()
+    const fingerprint = await storeFingerprint(store)
+    const progress = (phase: JobProgress['phase'], p?: BuildProgress): void => {
+      try {
+        onProgress({ phase, totalMessages, messages: p?.messages ?? totalMessages, segments: p?.segments ?? 0, bytes: p?.bytes ?? 0, bytesNew: p?.bytesNew ?? 0 })
+      } catch (err) {
+        logger.error('progress callback failed: %s', (err as Error).message)
+      }
+    }
+    let lastBuild: BuildProgress | undefined
+    const built = await buildBackup({
+      store,
+      blockstore: helia.blockstore,
+      owner,
+      version,
+      backupKey: key.key,
+      kdf,
+      ...(prevRoot !== undefined ? { prevRoot, prevVersion } : {}),
+      ...(options.segmentSize !== undefined ? { segmentSize: options.segmentSize } : {}),
+      onProgress: (p) => { lastBuild = p; progress('build', p) },
+      signal
+    })
+    key.key.fill(0)
+    if (kdf !== null) await store.setMeta(META_KDF, kdf)
+    progress('pin', lastBuild)
+    await drain(helia.pins.add(built.root, { signal, metadata: { tokenimBackupVersion: version } }))
+
+    const createdAt = Date.now()
+    let rec: BackupRecord = {
+      version,
+      cid: built.root.toString(),
+      digest: built.digest,
+      anchored: false,
+      pending: options.noAnchor !== true,
+      createdAt,
+      messages: built.messages,
+      bytesTotal: built.bytesTotal,
+      bytesNew: built.bytesNew,
+      replicas: []
+    }
+    await store.putBackup(rec)
+
+    if (out !== undefined) {
+      progress('car', lastBuild)
+      try {
+        await writeCar(built.root, offline(helia), out, { signal })
+      } catch (err) {
+        // nothing was anchored or announced yet: take the version back so the failure leaves nothing behind
+        await store.deleteBackup(version).catch(() => {})
+        await drain(helia.pins.rm(built.root)).catch(() => {})
+        throw err
+      }
+      rec = { ...rec, file: out }
+      await store.putBackup(rec)
+    }
+
+    const result: RunBackupResult = {
+      version,
+      cid: rec.cid,
+      digest: rec.digest,
+      messages: built.messages,
+      bytesTotal: built.bytesTotal,
+      bytesNew: built.bytesNew,
+      segments: built.segments,
+      createdAt,
+      replicas: [],
+      ...(out !== undefined ? { file: out } : {}),
+      anchored: false,
+      pending: rec.pending === true,
+      outcome: options.noAnchor === true ? 'local' : 'pending',
+      anchoredPending: [],
+      unpinned: [],
+      warnings
+    }
+
+    if (options.noAnchor !== true && chain !== undefined && chainDown !== undefined) {
+      await recordAnchorError(store, version, chainDown)
+      warnings.push(pendingWarning(version, chainDown))
+    } else if (options.noAnchor !== true && chain !== undefined) {
+      progress('anchor', lastBuild)
+      const earlier = await anchorPendingBackups(deps, chain, { signal, onAnchored: v => { if (v !== version) result.anchoredPending.push(v) } })
+      warnings.push(...earlier.warnings.filter(w => !w.message.startsWith(`version ${version} `)))
+      const mine = earlier.versions.find(v => v.version === version)
+      if (mine?.anchored === true) {
+        result.anchored = true
+        result.pending = false
+        result.outcome = 'anchored'
+        if (mine.txHash !== undefined) result.txHash = mine.txHash
+      } else {
+        warnings.push(pendingWarning(version, mine?.error ?? { code: 'CHAIN_ERROR', message: 'not anchored' }))
+      }
+    }
+
+    const replicas = options.replicas ?? []
+    if (replicas.length > 0) {
+      if (result.anchored) {
+        progress('replicas', lastBuild)
+        result.replicas = await askReplicas(deps, rec, replicas, options.replicaTimeoutMs ?? DEFAULT_PIN_TIMEOUT_MS, signal)
+        warnings.push(...replicaWarnings(result.replicas))
+      } else {
+        result.replicas = replicas.map(address => ({ address, ok: false, code: 'NOT_ANCHORED', error: 'not asked: replicas only keep anchored versions' }))
+      }
+    }
+
+    if (options.keepLast !== undefined) {
+      progress('retention', lastBuild)
+      result.unpinned = (await applyRetention(store, helia.pins, options.keepLast, { signal })).unpinned
+    }
+    await store.setMeta(META_FINGERPRINT, fingerprint)
+    progress('done', lastBuild)
+    return result
+  } finally {
+    await lock.release()
+  }
+}
+

@@ -1,0 +1,155 @@
+import assert from 'node:assert/strict'
+import { createHash } from 'node:crypto'
+import { chmod, mkdir, readdir, stat } from 'node:fs/promises'
+import { join } from 'node:path'
+import { getBlock } from '../../src/p2p/index.ts'
+import { readBackup, readCar, rootCidFromDigest } from '../../src/backup/index.ts'
+import { acquireBackupLock, listBackups, runBackup, BACKUP_LOCK_FILE } from '../../src/backup/job/index.ts'
+import { isTokenimError } from '../../src/errors.ts'
+import { deriveBackupKey } from '../../src/identity/index.ts'
+import type { StoredMessage } from '../../src/store/index.ts'
+import { Harness, deadProfile, fill } from './helpers.ts'
+
+async function storeMessages (node: { store: { conversations: () => Promise<Array<{ peer: string }>>, messages: (c: string) => AsyncIterable<StoredMessage> } }): Promise<StoredMessage[]> {
+  const out: StoredMessage[] = []
+  for (const c of await node.store.conversations()) for await (const m of node.store.messages(c.peer)) out.push(m)
+  return out
+}
+
+describe('backup job', function () {
+  this.timeout(60_000)
+  const h = new Harness()
+  after(async () => { await h.cleanup() })
+  afterEach(async () => { await h.stopNodes() })
+
+  it('makes an anchored, recorded, pinned version and a CAR that reads back as the store', async () => {
+    const devnet = await h.chain()
+    const node = await h.node()
+    await fill(node, 300)
+    const chain = h.client(devnet.profile, node)
+    const out = join(node.dataDir, 'b.car')
+    const phases = new Set<string>()
+    const r = await runBackup({ node, chain, out, onProgress: p => phases.add(p.phase) })
+    assert.equal(r.outcome, 'anchored')
+    assert.equal(r.version, 1)
+    assert.equal(r.anchored, true)
+    assert.equal(r.pending, false)
+    assert.equal(r.messages, 300)
+    assert.equal(r.bytesNew, r.bytesTotal)
+    assert.match(r.txHash ?? '', /^0x[0-9a-f]{64}$/)
+    assert.deepEqual(r.warnings, [])
+    assert.ok(phases.has('build') && phases.has('anchor') && phases.has('done'))
+
+    // chain: latest == version, digest == sha256(root block)
+    const latest = await chain.latest(node.address)
+    assert.equal(latest.version, 1)
+    const rootBytes = await getBlock(node.p2p.helia.blockstore, rootCidFromDigest(r.digest), { offline: true })
+    assert.equal(latest.digest, '0x' + createHash('sha256').update(rootBytes).digest('hex'))
+    assert.equal(latest.digest, r.digest)
+
+    // index and pin
+    const rec = await node.store.getBackup(1)
+    assert.equal(rec?.anchored, true)
+    assert.equal(rec?.pending, false)
+    assert.equal(rec?.file, out)
+    assert.equal(await node.p2p.helia.pins.isPinned(rootCidFromDigest(r.digest)), true)
+
+    // CAR: 0600, round trip equals the store
+    assert.equal((await stat(out)).mode & 0o777, 0o600)
+    const car = await readCar(out)
+    try {
+      assert.equal(car.root.toString(), r.cid)
+      const { key } = await deriveBackupKey(node.identity.keys.backupRootKey)
+      const reader = await readBackup({ root: car.root, blockstore: car.blockstore, backupKey: key, owner: node.address, version: 1 })
+      const got: StoredMessage[] = []
+      for await (const m of reader.messages()) got.push(m)
+      assert.deepEqual(got, await storeMessages(node))
+    } finally {
+      await car.blockstore.close()
+    }
+
+    // the second version: next version, little new data, listed with the chain
+    await fill(node, 3, 99, 1_800_000_000_000)
+    const r2 = await runBackup({ node, chain })
+    assert.equal(r2.version, 2)
+    assert.equal(r2.outcome, 'anchored')
+    assert.ok(r2.bytesNew < r2.bytesTotal / 2, `bytesNew ${r2.bytesNew} of ${r2.bytesTotal}`)
+    const list = await listBackups({ store: node.store, pins: node.p2p.helia.pins, owner: node.address, chain })
+    assert.equal(list.chainError, undefined)
+    assert.deepEqual(list.backups.map(b => [b.version, b.status, b.pinned, b.anchored]), [[1, 'anchored', true, true], [2, 'anchored', true, true]])
+    assert.equal(list.backups[1].txHash, r2.txHash)
+  })
+
+  it('chain down: recorded pending and pinned; --anchor-pending anchors it once the chain is up', async () => {
+    const devnet = await h.chain()
+    const node = await h.node()
+    await fill(node, 120, 5)
+    const down = h.client(deadProfile(devnet.profile), node)
+    const r = await runBackup({ node, chain: down, replicas: ['0x' + '11'.repeat(20)] })
+    assert.equal(r.outcome, 'pending')
+    assert.equal(r.anchored, false)
+    assert.equal(r.pending, true)
+    assert.equal(r.version, 1)
+    assert.ok(r.warnings.some(w => w.code === 'ANCHOR_PENDING' && w.message.includes('CHAIN_UNREACHABLE')), JSON.stringify(r.warnings))
+    assert.deepEqual(r.replicas.map(x => [x.ok, x.code]), [[false, 'NOT_ANCHORED']])
+    assert.equal(await node.p2p.helia.pins.isPinned(rootCidFromDigest(r.digest)), true)
+    const rec = await node.store.getBackup(1)
+    assert.equal(rec?.pending, true)
+    assert.equal(rec?.anchored, false)
+    const listed = await listBackups({ store: node.store, pins: node.p2p.helia.pins, owner: node.address, chain: down })
+    assert.equal(listed.backups[0].status, 'pending')
+    assert.equal(listed.backups[0].problem?.code, 'CHAIN_UNREACHABLE')
+    assert.equal(listed.chainError?.code, 'CHAIN_UNREACHABLE')
+
+    const up = h.client(devnet.profile, node)
+    const a = await runBackup({ node, chain: up, anchorPending: true })
+    assert.deepEqual(a.versions.map(v => [v.version, v.anchored]), [[1, true]])
+    assert.deepEqual(a.pending, [])
+    assert.equal(await up.digestOf(node.address, 1), r.digest)
+    const after = await node.store.getBackup(1)
+    assert.equal(after?.anchored, true)
+    assert.equal(after?.pending, false)
+    assert.ok(after?.txHash !== undefined)
+  })
+
+  it('refuses a second concurrent backup, an unwritable --out (no file), and keep-last unpins older versions', async () => {
+    const node = await h.node()
+    await fill(node, 50, 7)
+    // another live process holds the lock → BACKUP_IN_PROGRESS
+    const lock = await acquireBackupLock(node.dataDir)
+    await assert.rejects(runBackup({ node, noAnchor: true }), (err: unknown) => isTokenimError(err, 'BACKUP_IN_PROGRESS'))
+    await lock.release()
+    // two at once in this process: exactly one runs
+    const both = await Promise.allSettled([runBackup({ node, noAnchor: true }), runBackup({ node, noAnchor: true })])
+    assert.equal(both.filter(b => b.status === 'fulfilled').length, 1)
+    const refused = both.find(b => b.status === 'rejected')
+    assert.ok(isTokenimError(refused?.reason, 'BACKUP_IN_PROGRESS'))
+    // stale lock (dead pid) is taken over
+    const { writeFile } = await import('node:fs/promises')
+    await writeFile(join(node.dataDir, BACKUP_LOCK_FILE), '999999999\n')
+
+    const ro = join(node.dataDir, 'ro')
+    await mkdir(ro)
+    await chmod(ro, 0o500)
+    const target = join(ro, 'x.car')
+    if (process.getuid?.() !== 0) {
+      await assert.rejects(runBackup({ node, noAnchor: true, out: target }), (err: unknown) => isTokenimError(err, 'PERMISSION_DENIED'))
+      assert.deepEqual(await readdir(ro), [])
+    }
+    await assert.rejects(runBackup({ node, noAnchor: true, out: join(node.dataDir, 'nope', 'x.car') }), (err: unknown) => isTokenimError(err, 'NO_SUCH_DIRECTORY'))
+
+    // no-anchor versions, then keep-last 2
+    const v2 = await runBackup({ node, noAnchor: true })
+    await fill(node, 5, 8, 1_900_000_000_000)
+    const v3 = await runBackup({ node, noAnchor: true })
+    await fill(node, 5, 9, 1_950_000_000_000)
+    const v4 = await runBackup({ node, noAnchor: true, keepLast: 2 })
+    assert.equal(v2.outcome, 'local')
+    assert.deepEqual([v2.version, v3.version, v4.version], [2, 3, 4])
+    assert.deepEqual(v4.unpinned, [1, 2])
+    const list = await listBackups({ store: node.store, pins: node.p2p.helia.pins, owner: node.address })
+    assert.deepEqual(list.backups.map(b => [b.version, b.status, b.pinned]), [[1, 'local-only', false], [2, 'local-only', false], [3, 'local-only', true], [4, 'local-only', true]])
+    // no chain profile and anchoring asked → NO_CHAIN_PROFILE
+    await assert.rejects(runBackup({ node }), (err: unknown) => isTokenimError(err, 'NO_CHAIN_PROFILE'))
+  })
+})
