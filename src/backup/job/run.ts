@@ -257,7 +257,8 @@ async function askReplicas (deps: BackupDeps, rec: BackupRecord, replicas: strin
   const now = Date.now()
   const statuses: ReplicaStatus[] = outcomes.map(o => ({ address: o.address, ok: o.ok, at: now, ...(o.peerId !== undefined ? { peerId: o.peerId } : {}), ...(o.error !== undefined ? { error: o.error.slice(0, 500) } : {}) }))
   const current = (await deps.store.getBackup(rec.version)) ?? rec
-  const merged = [...current.replicas.filter(r => !replicas.includes(r.address)), ...statuses]
+  const asked = new Set(replicas.map(a => a.toLowerCase()))
+  const merged = [...current.replicas.filter(r => !asked.has(r.address.toLowerCase())), ...statuses]
   await deps.store.putBackup({ ...current, replicas: merged })
   return outcomes
 }

@@ -1,0 +1,95 @@
+import assert from 'node:assert/strict'
+import { walkDag } from '../../src/backup/index.ts'
+import { runBackup } from '../../src/backup/job/index.ts'
+import { requestReplicaPin, startReplicaService, decodePinRequest, encodePinRequest } from '../../src/backup/replica/index.ts'
+import type { ReplicaService } from '../../src/backup/replica/index.ts'
+import { isTokenimError } from '../../src/errors.ts'
+import type { TokenimNode } from '../../src/node/index.ts'
+import { Harness, fill, waitFor } from '../backup-job/helpers.ts'
+import { CID } from 'multiformats/cid'
+
+function refused (reason: string) {
+  return (err: unknown): boolean => isTokenimError(err, 'REPLICA_REFUSED') && err.info.reason === reason
+}
+
+describe('replica service /tokenim/pin/1.0.0', function () {
+  this.timeout(60_000)
+  const h = new Harness()
+  let replica: TokenimNode
+  let owner: TokenimNode
+  let stranger: TokenimNode
+  let service: ReplicaService
+
+  before(async () => {
+    const devnet = await h.chain()
+    replica = await h.node()
+    const boot = [replica.multiaddrs()[0]]
+    owner = await h.node({ bootstrap: boot })
+    stranger = await h.node({ bootstrap: boot })
+    service = await startReplicaService(replica, { owners: [owner.address], chain: h.client(devnet.profile), keep: 2 })
+    for (const n of [owner, stranger]) {
+      await waitFor(async () => await n.resolve(replica.address, { timeoutMs: 2_000 }).then(() => true, () => false), 'resolving the replica')
+    }
+  })
+  after(async () => {
+    await service?.stop()
+    await h.cleanup()
+  })
+
+  it('pins an anchored backup of an allowed owner: receipt ok, every block at the replica, older versions dropped', async () => {
+    const chain = h.client((await h.chain()).profile, owner)
+    await fill(owner, 200, 11)
+    const r = await runBackup({ node: owner, chain, replicas: [replica.address], replicaTimeoutMs: 30_000 })
+    assert.equal(r.outcome, 'anchored')
+    assert.deepEqual(r.replicas.map(x => [x.address, x.ok, x.peerId]), [[replica.address, true, replica.peerId]])
+    assert.deepEqual(r.warnings, [])
+    const root = CID.parse(r.cid)
+    assert.equal(await replica.p2p.helia.pins.isPinned(root), true)
+    let blocks = 0
+    const offline = { get: (cid: CID, o?: { signal?: AbortSignal }) => replica.p2p.helia.blockstore.get(cid, { ...o, offline: true }) }
+    for await (const _ of walkDag(offline, root)) blocks++
+    assert.ok(blocks >= 3)
+    const rec = await owner.store.getBackup(r.version)
+    assert.deepEqual(rec?.replicas.map(x => [x.address, x.ok]), [[replica.address.toLowerCase(), true]])
+
+    // asking again is idempotent
+    const again = await requestReplicaPin(owner, replica.address, { owner: owner.address, version: r.version, cid: r.cid }, { timeout: 20_000 })
+    assert.equal(again.ok, true)
+
+    // two more versions: the replica keeps the newest 2 and unpins the first
+    await fill(owner, 5, 12, 1_800_000_000_000)
+    const r2 = await runBackup({ node: owner, chain, replicas: [replica.address] })
+    await fill(owner, 5, 13, 1_850_000_000_000)
+    const r3 = await runBackup({ node: owner, chain, replicas: [replica.address] })
+    assert.ok(r2.replicas[0].ok && r3.replicas[0].ok)
+    assert.deepEqual((await service.kept(owner.address)).map(k => k.version), [r2.version, r3.version])
+    assert.equal(await replica.p2p.helia.pins.isPinned(root), false)
+    assert.equal(await replica.p2p.helia.pins.isPinned(CID.parse(r3.cid)), true)
+
+    // a digest mismatch: version 1 with the CID of version 3
+    await assert.rejects(requestReplicaPin(owner, replica.address, { owner: owner.address, version: 1, cid: r3.cid }, { timeout: 20_000 }), refused('DIGEST_MISMATCH'))
+    // a version the chain never anchored
+    await assert.rejects(requestReplicaPin(owner, replica.address, { owner: owner.address, version: 99, cid: r3.cid }, { timeout: 20_000 }), refused('NOT_ANCHORED'))
+  })
+
+  it('refuses an unknown owner; the backup still succeeds locally with a warning naming the replica', async () => {
+    const chain = h.client((await h.chain()).profile, stranger)
+    await fill(stranger, 30, 21)
+    const r = await runBackup({ node: stranger, chain, replicas: [replica.address, '0x' + '22'.repeat(20)], replicaTimeoutMs: 5_000 })
+    assert.equal(r.outcome, 'anchored')
+    assert.deepEqual(r.replicas.map(x => [x.ok, x.code]), [[false, 'UNKNOWN_OWNER'], [false, 'REPLICA_UNREACHABLE']])
+    const w = r.warnings.find(x => x.code === 'REPLICA_FAILED')
+    assert.ok(w?.message.includes(replica.address) === true && w.message.includes('0x' + '22'.repeat(20)), w?.message)
+    assert.equal(await replica.p2p.helia.pins.isPinned(CID.parse(r.cid)), false)
+  })
+
+  it('validates frames strictly', () => {
+    const cid = 'bafyreigh2akiscaildcqabsyg3dfr6chu3fgpregiymsck7e7aqa4s52zy'
+    const bytes = encodePinRequest({ owner: '0x' + 'AB'.repeat(20), version: 3, cid })
+    assert.deepEqual(decodePinRequest(bytes).owner, '0x' + 'ab'.repeat(20))
+    assert.throws(() => encodePinRequest({ owner: '0x12', version: 1, cid }))
+    assert.throws(() => encodePinRequest({ owner: '0x' + 'ab'.repeat(20), version: 0, cid }))
+    assert.throws(() => encodePinRequest({ owner: '0x' + 'ab'.repeat(20), version: 1, cid: 'bafkreigh2akiscaildcqabsyg3dfr6chu3fgpregiymsck7e7aqa4s52zy' }))
+    assert.throws(() => decodePinRequest(new Uint8Array(5000)))
+  })
+})
