@@ -32,7 +32,7 @@ export function escapeHtml (text: string): string {
  */
 const MARKDOWN_SPECIAL_RE = /[\\`*_{}[\]()#+\-.!|<>~&=$]/g
 
-/** Escape one line of text for Markdown inline content. */
+/** Escape a one-line label (name, file name) for Markdown inline content. */
 export function escapeMarkdownLine (line: string): string {
   return cleanLine(line).replace(MARKDOWN_SPECIAL_RE, c => '\\' + c)
 }
@@ -40,10 +40,13 @@ export function escapeMarkdownLine (line: string): string {
 /**
  * Escape a (multi-line) message text as the body of a Markdown paragraph: each line is escaped, and
  * lines are joined with backslash hard breaks, so the text stays one paragraph (no blank line ever
- * ends it) and no line of it can open a block (heading, list, quote, fence, HTML, table).
+ * ends it) and no line of it can open a block (heading, list, quote, fence, HTML, table). Markdown
+ * does not show leading spaces or trailing line breaks; json is the lossless format.
  */
 export function escapeMarkdownText (text: string): string {
-  return cleanText(text).split('\n').map(escapeMarkdownLine).join('\\\n')
+  // trailing line breaks would leave a literal backslash at the end of the paragraph
+  return cleanText(text).replace(/\n+$/, '').split('\n')
+    .map(line => line.replace(MARKDOWN_SPECIAL_RE, c => '\\' + c)).join('\\\n')
 }
 
 /** Percent-encode each segment of a relative path for use in a link. */

@@ -143,7 +143,8 @@ const markdownRenderer: Renderer = {
   message: v => {
     const m = v.message
     const lines = [`**${escapeMarkdownLine(v.sender)}** · ${escapeMarkdownLine(formatTime(m.ts))}`]
-    if (m.text !== '') lines.push(escapeMarkdownText(m.text))
+    const text = escapeMarkdownText(m.text)
+    if (text !== '') lines.push(text)
     if (m.attachment !== undefined) lines.push(mdAttachment(m.attachment, v.attachment))
     // backslash hard breaks keep the message one paragraph
     return lines.join('\\\n') + '\n\n'

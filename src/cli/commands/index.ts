@@ -6,6 +6,7 @@ import { registerSend } from './send.ts'
 import { registerMessages } from './messages.ts'
 import { registerContacts } from './contacts.ts'
 import { registerStatus } from './status.ts'
+import { registerExport } from './export.ts'
 
 /** Every command, in the order `tokenim --help` lists them. */
 export const commands: Array<(program: Command) => void> = [
@@ -15,5 +16,6 @@ export const commands: Array<(program: Command) => void> = [
   registerSend,
   registerMessages,
   registerContacts,
-  registerStatus
+  registerStatus,
+  registerExport
 ]
