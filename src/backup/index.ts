@@ -29,3 +29,7 @@ export { rootCidFromDigest, digestOfRoot, verifyBlock } from './blocks.ts'
 export type { BlockGetter, BlockStore } from './blocks.ts'
 export { checksumAddress } from './address.ts'
 export type { BackupHeader, Manifest, ManifestConversation, ManifestNode, SegmentInfo } from './schema.ts'
+// lower-level reading, for salvage (src/restore): segment by segment, skipping the ones that do not verify
+export { checkSegment, openManifest, readManifestNode, segmentPlaces } from './reader.ts'
+export type { SegmentPlace } from './reader.ts'
+export { fromSegmentMessage } from './schema.ts'

@@ -7,6 +7,8 @@ import { registerMessages } from './messages.ts'
 import { registerContacts } from './contacts.ts'
 import { registerStatus } from './status.ts'
 import { registerExport } from './export.ts'
+import { registerVerify } from './verify.ts'
+import { registerRestore } from './restore.ts'
 
 /** Every command, in the order `tokenim --help` lists them. */
 export const commands: Array<(program: Command) => void> = [
@@ -17,5 +19,7 @@ export const commands: Array<(program: Command) => void> = [
   registerMessages,
   registerContacts,
   registerStatus,
-  registerExport
+  registerExport,
+  registerVerify,
+  registerRestore
 ]

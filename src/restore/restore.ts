@@ -1,0 +1,539 @@
+/**
+ * Restore and verify: mnemonic → address + backup key → chain anchor → bundle (CAR or network) → every
+ * check of docs/backup-format.md#reading-and-verifying → (restore only) import into a data dir.
+ *
+ * Nothing is written before the whole bundle has verified. The import is crash-safe: a marker file
+ * (`DATA_DIR/restore.json`) is written first and removed last; it records how far the import got, so a
+ * rerun after a crash (even SIGKILL) continues instead of refusing a non-empty dir, and since messages
+ * are imported idempotently by id (one atomic batch per addMessages call) nothing is duplicated or lost.
+ */
+import { readdir, readFile, rm } from 'node:fs/promises'
+import { join } from 'node:path'
+import { LevelBlockstore } from 'blockstore-level'
+import type { CID } from 'multiformats/cid'
+import {
+  checkSegment, fromSegmentMessage, openManifest, readBackup, readHeader, readManifestNode, segmentPlaces,
+  verifyBackup, verifyBlock, walkDag, MAX_SEGMENT_BLOCK
+} from '../backup/index.ts'
+import type { BackupKeySource, BackupProblem, BlockGetter, VerifyProgress } from '../backup/index.ts'
+import type { KdfParams } from '../crypto/index.ts'
+import { isTokenimError, TokenimError } from '../errors.ts'
+import { createIdentity, deriveBackupKey, deriveKeys, identityExists, openIdentity, readIdentityPublic } from '../identity/index.ts'
+import { openStore } from '../store/index.ts'
+import type { Contact, StoredMessage } from '../store/index.ts'
+import { ensurePrivateDir, exists, fsyncDir, writeFileAtomic } from '../util/fs.ts'
+import { log } from '../util/log.ts'
+import { resolveAnchor } from './anchor.ts'
+import type { AnchorCheck, AnchorReader } from './anchor.ts'
+import { RestoreErrorCode, restoreError } from './errors.ts'
+import type { BlockSource } from './source.ts'
+
+const logger = log('restore')
+
+/** The marker of a restore in progress, in the target data dir. */
+export const RESTORE_MARKER_FILE = 'restore.json'
+/** Messages per atomic import batch (addMessages call). */
+export const DEFAULT_BATCH_SIZE = 500
+/** What an "empty" target data dir may already hold: the chain profile and the node config. */
+const ALLOWED_IN_EMPTY_DIR = new Set(['chain.json', 'config.json'])
+/** Store meta key recording which backup the store was restored from. */
+export const RESTORED_FROM_META = 'restoredFrom'
+
+const KEY_PROBLEMS = new Set(['WRONG_PASSPHRASE', 'DECRYPT_FAILED', 'PASSPHRASE_REQUIRED'])
+
+/** A problem found, with where it is (block, cid, conversation, segment, index) and, for anchors, versions. */
+export interface RestoreProblem extends BackupProblem {
+  version?: number
+  latest?: number
+  expected?: unknown
+  actual?: unknown
+  /** messages lost with this problem (salvage) */
+  messages?: number
+}
+
+export interface RestoreProgress {
+  phase: 'connect' | 'fetch' | 'verify' | 'import' | 'attachments'
+  peers?: number
+  blocks?: number
+  totalBlocks?: number
+  segments?: number
+  totalSegments?: number
+  messages?: number
+  problems?: number
+}
+
+// ---------------------------------------------------------------------------------------------------------
+// verify
+
+export interface VerifyRestoreOptions {
+  source: BlockSource
+  /** the chain (undefined: no chain profile) */
+  chain?: AnchorReader
+  /** whose backup */
+  owner: string
+  version?: number
+  /** the backup key, or a function of the root's KDF params; undefined: public mode (no keys) */
+  backupKey?: BackupKeySource
+  allowUnanchored?: boolean
+  signal?: AbortSignal
+  onProgress?: (p: RestoreProgress) => void
+}
+
+export interface VerifyRestoreResult {
+  ok: boolean
+  mode: 'full' | 'public'
+  owner: string
+  /** the bundle's version (from the anchor, else from the bundle's root) */
+  version?: number
+  /** the chain's latest anchored version */
+  latest?: number
+  cid?: string
+  digest?: string
+  anchored: boolean
+  messages?: number
+  conversations?: number
+  segments: number
+  attachments: number
+  problems: RestoreProblem[]
+  warnings: string[]
+}
+
+/** Anchor-level outcomes that verify lists as problems (the others — chain down, no profile — are errors). */
+const ANCHOR_PROBLEMS = new Set(['NO_BACKUP', 'ROLLBACK_REFUSED', 'DIGEST_MISMATCH', 'BACKUP_OWNER_MISMATCH'])
+
+function problemOf (err: TokenimError): RestoreProblem {
+  const p: RestoreProblem = { code: err.code, message: err.message }
+  for (const k of ['block', 'cid', 'conversation', 'segment', 'index', 'id', 'version', 'latest', 'expected', 'actual'] as const) {
+    if (err.info[k] !== undefined) (p as unknown as Record<string, unknown>)[k] = err.info[k]
+  }
+  return p
+}
+
+/**
+ * Check a backup against the chain without importing anything, and list EVERY problem found (anchor:
+ * missing, rollback, digest mismatch; bundle: missing / tampered blocks, segments that do not
+ * authenticate, counts). Throws only when the check itself cannot run (chain down, no chain profile,
+ * bad options, abort).
+ */
+export async function verifyRestoreSource (o: VerifyRestoreOptions): Promise<VerifyRestoreResult> {
+  const onProgress = o.onProgress ?? (() => {})
+  const problems: RestoreProblem[] = []
+  const warnings: string[] = [...o.source.warnings]
+  let anchor: AnchorCheck | undefined
+  let anchorProblem: string | undefined
+  try {
+    anchor = await resolveAnchor({ chain: o.chain, owner: o.owner, version: o.version, carRoot: o.source.root, blockstore: o.source.blockstore, allowUnanchored: o.allowUnanchored, signal: o.signal })
+    warnings.push(...anchor.warnings)
+  } catch (err) {
+    if (!isTokenimError(err) || !ANCHOR_PROBLEMS.has(err.code)) throw err
+    anchorProblem = err.code
+    problems.push(problemOf(err))
+  }
+  const result: VerifyRestoreResult = {
+    ok: false,
+    mode: o.backupKey === undefined ? 'public' : 'full',
+    owner: anchor?.owner ?? o.owner,
+    version: anchor?.version,
+    latest: anchor?.latest ?? (problems[0]?.latest as number | undefined),
+    anchored: anchor?.anchored ?? false,
+    segments: 0,
+    attachments: 0,
+    problems,
+    warnings
+  }
+  const root = anchor?.root ?? o.source.root
+  if (root === undefined) return result
+  result.cid = root.toString()
+  await o.source.prefetch(root, { signal: o.signal })
+  onProgress({ phase: 'verify', segments: 0 })
+  const report = await verifyBackup({
+    root,
+    blockstore: o.source.blockstore,
+    owner: anchorProblem === 'BACKUP_OWNER_MISMATCH' ? undefined : o.owner,
+    version: anchor?.version,
+    digest: anchor?.anchored === true ? anchor.digest : undefined,
+    backupKey: o.backupKey,
+    attachments: true,
+    signal: o.signal,
+    onProgress: (p: VerifyProgress) => { onProgress({ phase: 'verify', segments: p.segments, totalSegments: p.totalSegments, problems: p.problems }) }
+  })
+  problems.push(...report.problems)
+  result.version ??= report.version
+  result.digest = report.digest
+  result.messages = report.messages
+  result.conversations = report.conversations
+  result.segments = report.segments
+  result.attachments = report.attachments
+  result.ok = problems.length === 0 && (anchor?.anchored === true || o.allowUnanchored === true)
+  return result
+}
+
+// ---------------------------------------------------------------------------------------------------------
+// restore
+
+export interface RestoreOptions {
+  /** the target data dir (empty, or a restore in progress, or anything with `merge`) */
+  dataDir: string
+  /** the store (default DATA_DIR/store) */
+  storePath?: string
+  /** where attachment blocks go (default DATA_DIR/blocks, the node's Helia blockstore) */
+  blocksPath?: string
+  /** the mnemonic */
+  phrase: string
+  /** the backup passphrase, when the backup was made with one */
+  passphrase?: string
+  /** the password for the new keystore (or the existing one, on a rerun / --merge) */
+  password: string
+  /** keystore scrypt cost (tests pass a cheap one) */
+  scryptN?: number
+  source: BlockSource
+  chain?: AnchorReader
+  version?: number
+  allowUnanchored?: boolean
+  /** import into a non-empty data dir (same identity), keeping what is there */
+  merge?: boolean
+  /** import every segment that verifies from a damaged backup, and list what was lost */
+  salvage?: boolean
+  batchSize?: number
+  signal?: AbortSignal
+  onProgress?: (p: RestoreProgress) => void
+}
+
+export interface RestoreResult {
+  /** true when everything in the backup is now in the data dir */
+  ok: boolean
+  owner: string
+  version: number
+  cid: string
+  digest: string
+  anchored: boolean
+  /** messages in the store after the restore */
+  messages: number
+  /** messages written by this run (the rest were there already: rerun, --merge) */
+  imported: number
+  conversations: number
+  contacts: number
+  attachments: number
+  /** true when this run continued an interrupted restore */
+  resumed: boolean
+  warnings: string[]
+  /** what could not be recovered (--salvage) */
+  problems: RestoreProblem[]
+  lost?: { segments: number, messages: number }
+}
+
+interface Marker {
+  v: 1
+  owner: string
+  cid: string
+  version: number
+  started: number
+  /** segments before this index are imported */
+  nextSegment: number
+  imported: number
+}
+
+type TargetState = { kind: 'empty' } | { kind: 'resume', marker: Marker } | { kind: 'occupied', entries: string[] }
+
+async function inspectTarget (dataDir: string): Promise<TargetState> {
+  let entries: string[]
+  try {
+    entries = await readdir(dataDir)
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException)?.code === 'ENOENT') return { kind: 'empty' }
+    throw err
+  }
+  const marker = await readMarker(dataDir)
+  if (marker !== undefined) return { kind: 'resume', marker }
+  const other = entries.filter(e => !ALLOWED_IN_EMPTY_DIR.has(e) && !(e.startsWith(`.${RESTORE_MARKER_FILE}.`) && e.endsWith('.tmp')))
+  return other.length === 0 ? { kind: 'empty' } : { kind: 'occupied', entries: other }
+}
+
+async function readMarker (dataDir: string): Promise<Marker | undefined> {
+  const path = join(dataDir, RESTORE_MARKER_FILE)
+  if (!await exists(path)) return undefined
+  try {
+    const m = JSON.parse(await readFile(path, 'utf8')) as Marker
+    if (m?.v !== 1 || typeof m.owner !== 'string' || typeof m.nextSegment !== 'number') throw new Error('shape')
+    return m
+  } catch {
+    throw restoreError(RestoreErrorCode.TARGET_NOT_EMPTY, `${path} is damaged: remove the data dir ${dataDir} and restore again`, { dataDir })
+  }
+}
+
+async function writeMarker (dataDir: string, m: Marker): Promise<void> {
+  await writeFileAtomic(join(dataDir, RESTORE_MARKER_FILE), JSON.stringify(m) + '\n')
+}
+
+/** The backup key source for a mnemonic (+ passphrase), derived once per KDF parameter set. */
+export function backupKeySource (backupRootKey: Uint8Array, passphrase?: string): (kdf: KdfParams | null) => Promise<Uint8Array> {
+  const cache = new Map<string, Uint8Array>()
+  return async (kdf) => {
+    const id = JSON.stringify(kdf)
+    const hit = cache.get(id)
+    if (hit !== undefined) return hit
+    const { key } = kdf === null
+      ? await deriveBackupKey(backupRootKey)
+      : await deriveBackupKey(backupRootKey, { passphrase, kdf })
+    cache.set(id, key)
+    return key
+  }
+}
+
+/**
+ * Restore a data dir from a backup: verify everything first (nothing is written if the backup is damaged,
+ * unless `salvage`), then write the identity (keystore + a NEW device key), import the messages in atomic
+ * batches, the contacts and the attachments' blocks. The device record is published when the node next
+ * starts (`tokenim daemon`).
+ */
+export async function restoreBackup (o: RestoreOptions): Promise<RestoreResult> {
+  const onProgress = o.onProgress ?? (() => {})
+  const signal = o.signal
+  const batchSize = o.batchSize ?? DEFAULT_BATCH_SIZE
+  const keys = deriveKeys(o.phrase)
+  const owner = keys.address
+  const storePath = o.storePath ?? join(o.dataDir, 'store')
+  const blocksPath = o.blocksPath ?? join(o.dataDir, 'blocks')
+
+  // 1. the target, checked before any network or chain work (nothing is written yet)
+  const target = await inspectTarget(o.dataDir)
+  if (target.kind === 'occupied' && o.merge !== true) {
+    throw restoreError(RestoreErrorCode.TARGET_NOT_EMPTY,
+      `the data dir ${o.dataDir} is not empty (${target.entries.slice(0, 3).join(', ')}${target.entries.length > 3 ? ', …' : ''}): restore into an empty dir, or pass --merge to add the backup to this one`,
+      { dataDir: o.dataDir })
+  }
+  if (target.kind === 'resume' && target.marker.owner.toLowerCase() !== owner.toLowerCase()) {
+    throw restoreError(RestoreErrorCode.TARGET_NOT_EMPTY, `the data dir ${o.dataDir} holds an unfinished restore of ${target.marker.owner}, not ${owner}`, { dataDir: o.dataDir })
+  }
+  if (target.kind === 'occupied' && await identityExists(o.dataDir)) {
+    const current = await readIdentityPublic(o.dataDir)
+    if (current.address.toLowerCase() !== owner.toLowerCase()) {
+      throw restoreError(RestoreErrorCode.IDENTITY_MISMATCH, `the data dir belongs to ${current.address}; the mnemonic is ${owner}'s: --merge only adds a backup to the same identity`, { dataDir: o.dataDir })
+    }
+  }
+
+  // 2. which bundle: the chain's word
+  const anchor = await resolveAnchor({ chain: o.chain, owner, version: o.version, carRoot: o.source.root, blockstore: o.source.blockstore, allowUnanchored: o.allowUnanchored, signal })
+  const warnings = [...o.source.warnings, ...anchor.warnings]
+  const root = anchor.root
+
+  // 3. fetch and verify everything before writing anything
+  await o.source.prefetch(root, { signal })
+  const backupKey = backupKeySource(keys.backupRootKey, o.passphrase)
+  onProgress({ phase: 'verify', segments: 0 })
+  const report = await verifyBackup({
+    root,
+    blockstore: o.source.blockstore,
+    owner,
+    version: anchor.version,
+    digest: anchor.anchored ? anchor.digest : undefined,
+    backupKey,
+    attachments: true,
+    signal,
+    onProgress: p => { onProgress({ phase: 'verify', segments: p.segments, totalSegments: p.totalSegments, problems: p.problems }) }
+  })
+  const keyProblem = report.problems.find(p => KEY_PROBLEMS.has(p.code))
+  if (keyProblem !== undefined) throw restoreError(keyProblem.code, keyProblem.message, { owner })
+  const manifestOpened = report.conversations !== undefined
+  if (report.problems.length > 0 && (o.salvage !== true || !manifestOpened)) {
+    const first = report.problems[0]
+    const more = report.problems.length > 1 ? ` (and ${report.problems.length - 1} more problem${report.problems.length > 2 ? 's' : ''})` : ''
+    throw restoreError(first.code,
+      `the backup is damaged, nothing was restored: ${first.message}${more}${o.salvage !== true && manifestOpened ? '; `restore --salvage` imports what is intact' : ''}`,
+      { problems: report.problems, cid: root.toString() })
+  }
+  const version = report.version as number
+  const digest = report.digest as string
+
+  // 4. write: marker first, then identity, store, attachments; marker removed last
+  await ensurePrivateDir(o.dataDir)
+  const resumed = target.kind === 'resume'
+  const marker: Marker = resumed && target.marker.cid === root.toString()
+    ? target.marker
+    : { v: 1, owner, cid: root.toString(), version, started: Date.now(), nextSegment: 0, imported: 0 }
+  await writeMarker(o.dataDir, marker)
+
+  if (await identityExists(o.dataDir)) {
+    const opened = await openIdentity(o.dataDir, o.password)
+    if (opened.address !== owner) {
+      throw restoreError(RestoreErrorCode.IDENTITY_MISMATCH, `the data dir belongs to ${opened.address}, the mnemonic to ${owner}`, { dataDir: o.dataDir })
+    }
+  } else {
+    await createIdentity(o.dataDir, { phrase: o.phrase, password: o.password, scryptN: o.scryptN })
+  }
+
+  const store = await openStore(storePath)
+  let imported = 0
+  let lost: { segments: number, messages: number } | undefined
+  const problems: RestoreProblem[] = []
+  let contacts: Contact[] = []
+  let attachmentRoots: CID[] = []
+  try {
+    let buf: StoredMessage[] = []
+    const flush = async (nextSegment: number): Promise<void> => {
+      if (buf.length > 0) {
+        const r = await store.addMessages(buf)
+        imported += r.added
+        marker.imported += r.added
+        buf = []
+      }
+      marker.nextSegment = nextSegment
+      await writeMarker(o.dataDir, marker)
+      onProgress({ phase: 'import', segments: nextSegment, totalSegments: report.segments, messages: imported })
+    }
+    const start = marker.nextSegment
+    if (o.salvage !== true || report.problems.length === 0) {
+      const reader = await readBackup({ root, blockstore: o.source.blockstore, owner, version, digest, backupKey, signal })
+      contacts = reader.contacts
+      attachmentRoots = reader.links.attachments
+      for await (const seg of reader.segments({ signal })) {
+        if (seg.index < start) continue
+        buf.push(...seg.messages)
+        if (buf.length >= batchSize) await flush(seg.index + 1)
+      }
+      await flush(reader.links.segments.length)
+    } else {
+      const s = await salvageSegments({ root, blockstore: o.source.blockstore, key: backupKey, start, signal, digest }, async (index, msgs) => {
+        buf.push(...msgs)
+        if (buf.length >= batchSize) await flush(index + 1)
+      })
+      await flush(s.total)
+      contacts = s.contacts
+      attachmentRoots = s.attachments
+      problems.push(...report.problems.map(p => ({ ...p, messages: p.index !== undefined && s.lostSegments.has(p.index) ? s.lostSegments.get(p.index) : undefined })))
+      let lostMessages = 0
+      for (const n of s.lostSegments.values()) lostMessages += n
+      lost = { segments: s.lostSegments.size, messages: lostMessages }
+    }
+
+    // contacts: keep what the user has (merge), add what the backup knows
+    for (const c of contacts) {
+      const existing = await store.getContact(c.address)
+      if (existing === undefined || (existing.name === undefined && c.name !== undefined)) await store.setContact(c.address, c.name)
+    }
+    await store.setMeta(RESTORED_FROM_META, { version, cid: root.toString(), digest, anchored: anchor.anchored, at: Date.now() })
+  } finally {
+    await store.close().catch(() => {})
+  }
+
+  // attachments' blocks into the node's blockstore, so the restored messages' attachments open offline
+  let attachments = 0
+  if (attachmentRoots.length > 0) {
+    const bs = new LevelBlockstore(blocksPath)
+    await bs.open()
+    try {
+      for (const a of attachmentRoots) {
+        try {
+          for await (const { cid, bytes } of walkDag(o.source.blockstore, a, { signal })) {
+            if (!await bs.has(cid)) await bs.put(cid, bytes)
+          }
+          attachments++
+        } catch (err) {
+          if (signal?.aborted === true) throw err
+          const msg = `attachment ${a.toString()} could not be restored: ${(err as Error).message}`
+          if (o.salvage === true) problems.push({ code: isTokenimError(err) ? err.code : 'MISSING_BLOCK', message: msg, block: 'attachment', cid: a.toString() })
+          else warnings.push(msg)
+        }
+        onProgress({ phase: 'attachments', blocks: attachments })
+      }
+    } finally {
+      await bs.close().catch(() => {})
+    }
+  }
+
+  const final = await openStore(storePath)
+  let messages: number
+  let conversations: number
+  try {
+    messages = await final.countMessages()
+    conversations = (await final.conversations()).length
+  } finally {
+    await final.close().catch(() => {})
+  }
+  await rm(join(o.dataDir, RESTORE_MARKER_FILE), { force: true })
+  await fsyncDir(o.dataDir)
+  logger('restored %s version %d: %d messages (%d new)', owner, version, messages, imported)
+  return {
+    ok: problems.length === 0,
+    owner,
+    version,
+    cid: root.toString(),
+    digest,
+    anchored: anchor.anchored,
+    messages,
+    imported,
+    conversations,
+    contacts: contacts.length,
+    attachments,
+    resumed,
+    warnings,
+    problems,
+    ...(lost !== undefined ? { lost } : {})
+  }
+}
+
+// ---------------------------------------------------------------------------------------------------------
+// salvage
+
+interface SalvageOptions {
+  root: CID
+  blockstore: BlockGetter
+  key: BackupKeySource
+  digest?: string
+  start: number
+  signal?: AbortSignal
+}
+
+interface SalvageResult {
+  total: number
+  /** manifest index → messages the manifest says the segment held */
+  lostSegments: Map<number, number>
+  contacts: Contact[]
+  attachments: CID[]
+}
+
+/**
+ * Read every segment that verifies (hash, AEAD, place, count), skipping the others; the manifest must
+ * open (without it nothing can be placed or trusted).
+ */
+async function salvageSegments (o: SalvageOptions, onSegment: (index: number, msgs: StoredMessage[]) => Promise<void>): Promise<SalvageResult> {
+  const header = await readHeader({ root: o.root, blockstore: o.blockstore, digest: o.digest, signal: o.signal })
+  const node = await readManifestNode(o.blockstore, header, { signal: o.signal })
+  const key = typeof o.key === 'function' ? await o.key(header.kdf) : o.key
+  const manifest = openManifest(key, header, node)
+  const places = segmentPlaces(manifest)
+  const lostSegments = new Map<number, number>()
+  for (let i = 0; i < places.length; i++) {
+    const place = places[i]
+    const cid = node.segments[i]
+    try {
+      const box = await readChecked(o.blockstore, cid, MAX_SEGMENT_BLOCK, o.signal)
+      const seg = checkSegment(key, manifest, place, cid, box)
+      if (i >= o.start) await onSegment(i, seg.msgs.map(m => fromSegmentMessage(seg.conv, m)))
+    } catch (err) {
+      if (o.signal?.aborted === true || !isTokenimError(err)) throw err
+      lostSegments.set(i, place.conversation.segments[place.seq].count)
+    }
+  }
+  return { total: places.length, lostSegments, contacts: manifest.contacts, attachments: node.attachments }
+}
+
+async function readChecked (bs: BlockGetter, cid: CID, max: number, signal?: AbortSignal): Promise<Uint8Array> {
+  let got: Uint8Array
+  try {
+    const r = bs.get(cid, { signal })
+    if (r instanceof Uint8Array) got = r
+    else if (typeof (r as Promise<Uint8Array>).then === 'function') got = await (r as Promise<Uint8Array>)
+    else {
+      const chunks: Uint8Array[] = []
+      for await (const c of r as AsyncIterable<Uint8Array>) chunks.push(c)
+      got = Buffer.concat(chunks)
+    }
+  } catch (err) {
+    if (isTokenimError(err)) throw err
+    throw restoreError('MISSING_BLOCK', `block ${cid.toString()} is missing`, { cid: cid.toString() }, err)
+  }
+  if (got.length > max) throw restoreError('BACKUP_MALFORMED', `block ${cid.toString()} is too large`, { cid: cid.toString() })
+  verifyBlock(cid, got)
+  return got
+}

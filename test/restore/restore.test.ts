@@ -1,0 +1,228 @@
+import assert from 'node:assert/strict'
+import { readdir } from 'node:fs/promises'
+import { join } from 'node:path'
+import { readBackup } from '../../src/backup/index.ts'
+import { RegistryClient, startDevnet } from '../../src/chain/index.ts'
+import type { Devnet } from '../../src/chain/index.ts'
+import { generateMnemonic, readIdentityPublic } from '../../src/identity/index.ts'
+import { openCarSource, openNetworkSource, restoreBackup, verifyRestoreSource, backupKeySource } from '../../src/restore/index.ts'
+import type { BlockSource, RestoreOptions } from '../../src/restore/index.ts'
+import { deriveKeys } from '../../src/identity/index.ts'
+import { NodeHarness } from '../node/helpers.ts'
+import { Dirs, PASSWORD, carBlocks, flipByteInBlock, hasCode, makeOwner, restoredMessages, writeCarWithout, collect } from './helpers.ts'
+import type { Owner } from './helpers.ts'
+
+const SCRYPT_N = 1024
+
+describe('restore: verify against the chain, then import', function () {
+  this.timeout(60_000)
+  let devnet: Devnet
+  const dirs = new Dirs()
+  const owners: Owner[] = []
+  let chain: RegistryClient
+
+  before(async () => {
+    devnet = await startDevnet()
+    chain = new RegistryClient(devnet.profile)
+  })
+  after(async () => {
+    chain?.close()
+    await Promise.all(owners.map(async o => { await o.cleanup() }))
+    await dirs.cleanup()
+    await devnet?.stop()
+  })
+  afterEach(async () => { await dirs.cleanup() })
+
+  async function owner (o: Parameters<typeof makeOwner>[1]): Promise<Owner> {
+    const w = await makeOwner(devnet.profile, o)
+    owners.push(w)
+    return w
+  }
+
+  async function withCar<T> (file: string, fn: (s: BlockSource) => Promise<T>): Promise<T> {
+    const source = await openCarSource(file)
+    try {
+      return await fn(source)
+    } finally {
+      await source.close()
+    }
+  }
+
+  async function restoreCar (file: string, o: Partial<RestoreOptions> & { phrase: string }): Promise<Awaited<ReturnType<typeof restoreBackup>> & { dataDir: string }> {
+    const dataDir = o.dataDir ?? join(await dirs.make(), 'new-device')
+    return await withCar(file, async source => ({
+      ...await restoreBackup({ dataDir, password: PASSWORD, scryptN: SCRYPT_N, source, chain, ...o }),
+      dataDir
+    }))
+  }
+
+  async function isEmpty (dir: string): Promise<boolean> {
+    try {
+      return (await readdir(dir)).length === 0
+    } catch {
+      return true
+    }
+  }
+
+  it('restores a CAR end to end: identical history, keystore, new device key, no marker left', async () => {
+    const alice = await owner({ messages: 1200, conversations: 5, seed: 11 })
+    await alice.env.store.setContact((await alice.messages())[0].conversation, 'Bob')
+    const v1 = await alice.backup(1)
+    const expected = await alice.messages()
+    const res = await restoreCar(v1.file, { phrase: alice.phrase, batchSize: 200 })
+    assert.equal(res.ok, true)
+    assert.equal(res.version, 1)
+    assert.equal(res.cid, v1.root.toString())
+    assert.equal(res.anchored, true)
+    assert.equal(res.messages, 1200)
+    assert.equal(res.imported, 1200)
+    assert.equal(res.conversations, 5)
+    assert.equal(res.contacts, 1)
+    assert.deepEqual(await restoredMessages(res.dataDir), expected)
+    const id = await readIdentityPublic(res.dataDir)
+    assert.equal(id.address, alice.address)
+    const entries = await readdir(res.dataDir)
+    assert.ok(entries.includes('keystore.json') && entries.includes('device.key'))
+    assert.ok(!entries.includes('restore.json'))
+  })
+
+  it('refuses a CAR with a flipped byte, names the block, and leaves the target empty', async () => {
+    const bob = await owner({ messages: 300, seed: 12 })
+    const v1 = await bob.backup(1)
+    const bad = await flipByteInBlock(v1.file, 3)
+    const dataDir = join(await dirs.make(), 'target')
+    await assert.rejects(restoreCar(v1.file, { phrase: bob.phrase, dataDir }), hasCode('BACKUP_TAMPERED', err => {
+      assert.match(err.message, /nothing was restored/)
+      const problems = err.info.problems as Array<{ cid?: string }>
+      assert.ok(problems.some(p => p.cid === bad.toString()))
+    }))
+    assert.ok(await isEmpty(dataDir))
+    // --salvage imports every other segment and lists the lost one
+    const res = await restoreCar(v1.file, { phrase: bob.phrase, dataDir, salvage: true })
+    assert.equal(res.ok, false)
+    assert.equal(res.lost?.segments, 1)
+    const lostCount = res.lost?.messages as number
+    assert.ok(lostCount > 0)
+    assert.equal(res.messages, 300 - lostCount)
+    assert.ok(res.problems.some(p => p.cid === bad.toString() && p.messages === lostCount && p.conversation !== undefined))
+    const all = await bob.messages()
+    const got = await restoredMessages(dataDir)
+    const ids = new Set(got.map(m => m.id))
+    assert.equal(ids.size, got.length)
+    assert.deepEqual(got, all.filter(m => ids.has(m.id)))
+  })
+
+  it('refuses a rollback (CAR v2, chain at v3) unless --version 2 asks for it', async () => {
+    const carol = await owner({ messages: 200, seed: 13 })
+    await carol.backup(1)
+    await carol.env.store.addMessages((await import('../backup/helpers.ts')).makeHistory({ conversations: 2, messages: 50, seed: 99, start: 1_800_000_000_000 }))
+    const v2 = await carol.backup(2)
+    await carol.env.store.addMessages((await import('../backup/helpers.ts')).makeHistory({ conversations: 2, messages: 50, seed: 98, start: 1_900_000_000_000 }))
+    await carol.backup(3)
+    await assert.rejects(restoreCar(v2.file, { phrase: carol.phrase }), hasCode('ROLLBACK_REFUSED', err => {
+      assert.match(err.message, /bundle is version 2 but the chain's latest anchor for 0x[0-9a-fA-F]{40} is version 3; pass --version 2/)
+    }))
+    const res = await restoreCar(v2.file, { phrase: carol.phrase, version: 2 })
+    assert.equal(res.ok, true)
+    assert.equal(res.version, 2)
+    assert.equal(res.messages, 250)
+    // a CAR of v3 asked as --version 2 is a digest mismatch, not a restore of the wrong thing
+    await assert.rejects(restoreCar(join(carol.env.dir, 'v3.car'), { phrase: carol.phrase, version: 2 }), hasCode('DIGEST_MISMATCH'))
+  })
+
+  it('gives wrong passphrase, wrong mnemonic, chain down and non-empty target their own codes', async () => {
+    const dave = await owner({ messages: 120, seed: 14, passphrase: 'open sesame' })
+    const v1 = await dave.backup(1)
+    await assert.rejects(restoreCar(v1.file, { phrase: dave.phrase, passphrase: 'wrong one' }), hasCode('WRONG_PASSPHRASE'))
+    await assert.rejects(restoreCar(v1.file, { phrase: dave.phrase }), hasCode('PASSPHRASE_REQUIRED'))
+    await assert.rejects(restoreCar(v1.file, { phrase: generateMnemonic(12), passphrase: 'open sesame' }), hasCode('NO_BACKUP', err => {
+      assert.match(err.message, /no backup anchored for 0x[0-9a-fA-F]{40}: check the mnemonic/)
+    }))
+    const down = new RegistryClient({ ...devnet.profile, rpc: 'http://127.0.0.1:9' }, undefined, { readTimeoutMs: 2000 })
+    try {
+      const dataDir = join(await dirs.make(), 'x')
+      await assert.rejects(restoreCar(v1.file, { phrase: dave.phrase, passphrase: 'open sesame', chain: down, dataDir }), hasCode('CHAIN_UNREACHABLE'))
+      assert.ok(await isEmpty(dataDir))
+      const res = await restoreCar(v1.file, { phrase: dave.phrase, passphrase: 'open sesame', chain: down, allowUnanchored: true })
+      assert.equal(res.anchored, false)
+      assert.ok(res.warnings.some(w => /does not vouch/.test(w)))
+      assert.equal(res.messages, 120)
+      // non-empty target
+      await assert.rejects(restoreCar(v1.file, { phrase: dave.phrase, passphrase: 'open sesame', dataDir: res.dataDir }), hasCode('TARGET_NOT_EMPTY'))
+      // --merge into the same identity: nothing duplicated
+      const merged = await restoreCar(v1.file, { phrase: dave.phrase, passphrase: 'open sesame', dataDir: res.dataDir, merge: true })
+      assert.equal(merged.messages, 120)
+      assert.equal(merged.imported, 0)
+    } finally {
+      down.close()
+    }
+    await assert.rejects(restoreCar(v1.file, { phrase: dave.phrase, chain: undefined }), hasCode('NO_CHAIN_PROFILE'))
+  })
+
+  it('verify lists every problem at once (a CAR missing two blocks), public and full', async () => {
+    const erin = await owner({ messages: 400, seed: 15, conversations: 3 })
+    const v1 = await erin.backup(1)
+    const reader = await readBackup({ root: v1.root, blockstore: erin.env.blockstore, backupKey: erin.backupKey })
+    const segs = reader.links.segments
+    const drop = [segs[1], segs[segs.length - 1]]
+    const file = join(erin.env.dir, 'holes.car')
+    await writeCarWithout(v1.root, erin.env.blockstore, file, drop)
+    assert.equal((await carBlocks(file)).length, (await carBlocks(v1.file)).length - 2)
+    const keys = deriveKeys(erin.phrase)
+    const full = await withCar(file, async source => await verifyRestoreSource({ source, chain, owner: erin.address, backupKey: backupKeySource(keys.backupRootKey) }))
+    assert.equal(full.ok, false)
+    assert.equal(full.version, 1)
+    assert.deepEqual(full.problems.map(p => [p.code, p.cid]), drop.map(c => ['MISSING_BLOCK', c.toString()]))
+    assert.ok(full.problems.every(p => typeof p.conversation === 'string' && typeof p.segment === 'number'))
+    const pub = await withCar(file, async source => await verifyRestoreSource({ source, chain, owner: erin.address }))
+    assert.equal(pub.mode, 'public')
+    assert.equal(pub.problems.filter(p => p.code === 'MISSING_BLOCK').length, 2)
+    const intact = await withCar(v1.file, async source => await verifyRestoreSource({ source, chain, owner: erin.address, backupKey: backupKeySource(keys.backupRootKey) }))
+    assert.equal(intact.ok, true)
+    assert.equal(intact.messages, 400)
+    // an older version listed as a rollback, together with the bundle's own problems
+    await erin.backup(2)
+    const old = await withCar(file, async source => await verifyRestoreSource({ source, chain, owner: erin.address }))
+    assert.deepEqual(old.problems.map(p => p.code), ['ROLLBACK_REFUSED', 'MISSING_BLOCK', 'MISSING_BLOCK'])
+  })
+
+  it('restores over the network from a node that pins the bundle (bitswap via --bootstrap)', async () => {
+    const frank = await owner({ messages: 700, seed: 16, conversations: 4 })
+    const harness = new NodeHarness()
+    try {
+      const replica = await harness.node({ bootstrap: [] })
+      const helia = replica.p2p.helia
+      const v1 = await frank.backup(1, { blockstore: helia.blockstore as never })
+      for await (const _ of helia.pins.add(v1.root)) { /* drain */ }
+      const addr = replica.p2p.multiaddrs()[0].toString()
+      const dataDir = join(await dirs.make(), 'net')
+      const source = await openNetworkSource({ bootstrap: [addr], blockTimeoutMs: 10_000 })
+      try {
+        const res = await restoreBackup({ dataDir, phrase: frank.phrase, password: PASSWORD, scryptN: SCRYPT_N, source, chain })
+        assert.equal(res.ok, true)
+        assert.equal(res.messages, 700)
+      } finally {
+        await source.close()
+      }
+      assert.deepEqual(await restoredMessages(dataDir), await frank.messages())
+      // a block the replica does not have is named, not waited for forever
+      const reader = await readBackup({ root: v1.root, blockstore: helia.blockstore as never, backupKey: frank.backupKey })
+      const gone = reader.links.segments[2]
+      for await (const _ of helia.pins.rm(v1.root)) { /* drain */ }
+      await helia.blockstore.delete(gone)
+      const source2 = await openNetworkSource({ bootstrap: [addr], blockTimeoutMs: 1500 })
+      const target = join(await dirs.make(), 'net2')
+      try {
+        await assert.rejects(restoreBackup({ dataDir: target, phrase: frank.phrase, password: PASSWORD, scryptN: SCRYPT_N, source: source2, chain }),
+          hasCode('MISSING_BLOCK', err => { assert.ok((err.info.problems as Array<{ cid?: string }>).some(p => p.cid === gone.toString())) }))
+      } finally {
+        await source2.close()
+      }
+      assert.ok(await isEmpty(target))
+    } finally {
+      await harness.cleanup()
+    }
+  })
+})
+
+export { collect }
