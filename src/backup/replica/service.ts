@@ -47,7 +47,7 @@ export interface ReplicaHost {
     handle: (protocol: string, handler: (stream: Stream) => void | Promise<void>, options?: { maxInboundStreams?: number }) => Promise<void>
     unhandle: (protocol: string) => Promise<void>
     helia: {
-      blockstore: BlockGetter & { has: (cid: CID, options?: { signal?: AbortSignal }) => Promise<boolean> }
+      blockstore: BlockGetter & { has: (cid: CID, options?: { signal?: AbortSignal }) => boolean | Promise<boolean> }
       pins: {
         add: (cid: CID, options?: { signal?: AbortSignal, metadata?: Record<string, string | number | boolean> }) => AsyncGenerator<CID, void, undefined>
         rm: (cid: CID, options?: { signal?: AbortSignal }) => AsyncGenerator<CID, void, undefined>
