@@ -1,4 +1,5 @@
 import { dirname, join } from 'node:path'
+import { createServer } from 'node:net'
 import { fileURLToPath } from 'node:url'
 import { JsonRpcProvider, Network } from 'ethers'
 import { TokenimError } from '../errors.ts'
@@ -37,21 +38,23 @@ export interface Devnet {
  */
 export async function startDevnet (options: DevnetOptions = {}): Promise<Devnet> {
   const host = options.host ?? '127.0.0.1'
+  const port = options.port ?? 0
+  // Hardhat's server crashes the process on EADDRINUSE (an unhandled 'error' event of its
+  // websocket server), so a fixed port is probed first
+  if (port !== 0) await assertPortFree(host, port)
   // Hardhat is loaded only when a devnet is started (it is heavy); the inline config uses no
   // plugins, so neither a config file nor Hardhat's dev plugins are needed at runtime.
   const { createHardhatRuntimeEnvironment } = await import('hardhat/hre')
   const hre = await createHardhatRuntimeEnvironment({
     networks: { default: { type: 'edr-simulated', chainId: DEV_CHAIN_ID } }
   }, {}, PROJECT_ROOT)
-  const server = await hre.network.createServer('default', host, options.port ?? 0)
+  const server = await hre.network.createServer('default', host, port)
   let listening: { address: string, port: number }
   try {
     listening = await server.listen()
   } catch (err) {
     await server.close().catch(() => {})
-    const code = (err as NodeJS.ErrnoException).code
-    throw new TokenimError(code === 'EADDRINUSE' ? 'PORT_IN_USE' : ChainErrorCode.ERROR,
-      `cannot start the devnet on ${host}:${options.port ?? 0}${code !== undefined ? ` (${code})` : ''}`, { host, port: options.port ?? 0 }, { cause: err })
+    throw listenError(err, host, port)
   }
   const rpc = `http://${host.includes(':') ? `[${host}]` : host}:${listening.port}`
   const provider = new JsonRpcProvider(rpc, Network.from(DEV_CHAIN_ID), { staticNetwork: true, batchMaxCount: 1, cacheTimeout: -1 })
@@ -74,4 +77,20 @@ export async function startDevnet (options: DevnetOptions = {}): Promise<Devnet>
     await stop().catch(() => {})
     throw new TokenimError(ChainErrorCode.ERROR, 'cannot deploy BackupRegistry on the devnet', { rpc }, { cause: err })
   }
+}
+
+function listenError (err: unknown, host: string, port: number): TokenimError {
+  const code = (err as NodeJS.ErrnoException).code
+  if (code === 'EADDRINUSE') {
+    return new TokenimError('PORT_IN_USE', `cannot start the devnet: ${host}:${port} is already in use`, { host, port }, { cause: err })
+  }
+  return new TokenimError(ChainErrorCode.ERROR, `cannot start the devnet on ${host}:${port}${code !== undefined ? ` (${code})` : ''}`, { host, port }, { cause: err })
+}
+
+async function assertPortFree (host: string, port: number): Promise<void> {
+  const probe = createServer()
+  await new Promise<void>((resolve, reject) => {
+    probe.once('error', reject)
+    probe.listen({ host, port, exclusive: true }, () => { probe.close(() => resolve()) })
+  }).catch((err: unknown) => { throw listenError(err, host, port) })
 }

@@ -6,6 +6,7 @@ import { registerSend } from './send.ts'
 import { registerMessages } from './messages.ts'
 import { registerContacts } from './contacts.ts'
 import { registerStatus } from './status.ts'
+import { registerDevnet } from './devnet.ts'
 import { registerExport } from './export.ts'
 import { registerVerify } from './verify.ts'
 import { registerRestore } from './restore.ts'
@@ -21,5 +22,6 @@ export const commands: Array<(program: Command) => void> = [
   registerStatus,
   registerExport,
   registerVerify,
-  registerRestore
+  registerRestore,
+  registerDevnet
 ]
