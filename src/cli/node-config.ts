@@ -2,7 +2,6 @@
  * The node settings a command runs with. Precedence: flags > environment > DATA_DIR/config.json >
  * built-in defaults (src/config `pick`). Everything is validated before the identity is unlocked.
  */
-import { multiaddr } from '@multiformats/multiaddr'
 import { loadConfig, parseDuration, pick } from '../config/index.ts'
 import { parseAddress } from '../api/index.ts'
 import { TokenimError } from '../errors.ts'
@@ -45,8 +44,10 @@ export async function resolveNodeSettings (dataDir: string, flags: NodeFlags = {
   const file = await loadConfig(dataDir)
   const listen = pick(flags.listen, envList('TOKENIM_LISTEN', env), file.listen, DEFAULT_LISTEN)
   const bootstrap = pick(flags.bootstrap, envList('TOKENIM_BOOTSTRAP', env), file.bootstrap, [])
-  listen.forEach(a => { checkMultiaddr(a, '--listen') })
-  bootstrap.forEach(a => { checkMultiaddr(a, '--bootstrap', true) })
+  // loaded on demand: commands that never start a node should not pay for it
+  const { multiaddr } = await import('@multiformats/multiaddr')
+  listen.forEach(a => { checkMultiaddr(multiaddr, a, '--listen') })
+  bootstrap.forEach(a => { checkMultiaddr(multiaddr, a, '--bootstrap', true) })
   if (listen.length === 0) throw new TokenimError('USAGE', 'at least one --listen address is needed')
   const mdns = pick(flags.mdns === true ? true : undefined, envBool('TOKENIM_MDNS', env), file.mdns, false)
   const replicas = pick(flags.replica, undefined, file.replicas, []).map(a => parseAddress(a, '--replica'))
@@ -57,7 +58,7 @@ export async function resolveNodeSettings (dataDir: string, flags: NodeFlags = {
   return { listen, bootstrap, mdns, replicas, replicaFor, ...(backupEveryMs !== undefined ? { backupEveryMs } : {}) }
 }
 
-function checkMultiaddr (text: string, flag: string, needPeer = false): void {
+function checkMultiaddr (multiaddr: (text: string) => { toString: () => string }, text: string, flag: string, needPeer = false): void {
   let ok = text.startsWith('/')
   if (ok) {
     try {
