@@ -10,6 +10,8 @@ import { registerDevnet } from './devnet.ts'
 import { registerExport } from './export.ts'
 import { registerVerify } from './verify.ts'
 import { registerRestore } from './restore.ts'
+import { registerBackup } from './backup.ts'
+import { registerBackups } from './backups.ts'
 
 /** Every command, in the order `tokenim --help` lists them. */
 export const commands: Array<(program: Command) => void> = [
@@ -20,6 +22,8 @@ export const commands: Array<(program: Command) => void> = [
   registerMessages,
   registerContacts,
   registerStatus,
+  registerBackup,
+  registerBackups,
   registerExport,
   registerVerify,
   registerRestore,
