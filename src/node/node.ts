@@ -247,9 +247,12 @@ export class TokenimNode extends EventEmitter<TokenimNodeEvents> {
   async messages (address?: string, query: MessageQuery = {}): Promise<StoredMessage[]> {
     const out: StoredMessage[] = []
     const conversation = address === undefined ? undefined : address.toLowerCase()
-    for await (const m of this.require().store.messages(conversation, query)) out.push(m)
+    // across conversations the store yields one conversation after another: sort, then limit
+    const q = conversation === undefined ? { ...query, limit: undefined, reverse: undefined } : query
+    for await (const m of this.require().store.messages(conversation, q)) out.push(m)
     if (conversation === undefined) {
       out.sort((a, b) => a.ts - b.ts || (a.id < b.id ? -1 : a.id > b.id ? 1 : 0))
+      if (query.reverse === true) out.reverse()
       if (query.limit !== undefined) return out.slice(0, query.limit)
     }
     return out
