@@ -11,7 +11,9 @@
  * works (NO_CHAIN_PROFILE).
  */
 import { resolve as resolvePath } from 'node:path'
-import { backupHealth, listBackups, runBackup, BackupJobErrorCode } from '../backup/job/index.ts'
+import { backupHealth, listBackups, runBackup, startBackupScheduler, BackupJobErrorCode } from '../backup/job/index.ts'
+import { startReplicaService, PIN_PROTOCOL } from '../backup/replica/index.ts'
+import type { ReplicaService } from '../backup/replica/index.ts'
 import type { AnchorPendingResult, BackupScheduler, JobProgress, ListBackupsResult, RunBackupResult } from '../backup/job/index.ts'
 import { RegistryClient, loadChainProfile, resolveChainProfilePath } from '../chain/index.ts'
 import { loadConfig } from '../config/index.ts'
@@ -141,4 +143,75 @@ export function backupRoutes (node: TokenimNode, init: BackupRoutesInit = {}): R
       ...(init.scheduler !== undefined ? { scheduler: init.scheduler.status() } : {})
     })
   }
+}
+
+export interface BackupServicesInit {
+  /** owners whose backups this node keeps (daemon --replica-for) */
+  replicaFor?: string[]
+  /** replicas asked after scheduled backups (daemon --replica / config "replicas") */
+  replicas?: string[]
+  /** scheduled backups (daemon --backup-every) */
+  backupEveryMs?: number
+  /** chain profile path (--chain) */
+  chain?: string
+  /** a line for the daemon's log */
+  info?: (line: string) => void
+}
+
+export interface BackupServices {
+  routes: Routes
+  replica?: ReplicaService
+  scheduler?: BackupScheduler
+  stop: () => Promise<void>
+}
+
+/**
+ * What the daemon runs for backups: the replica service (`--replica-for`), the scheduler
+ * (`--backup-every`) and the backup routes. A replica needs a chain profile (it checks anchors):
+ * NO_CHAIN_PROFILE otherwise. The scheduler without a profile makes local-only backups.
+ */
+export async function startBackupServices (node: TokenimNode, init: BackupServicesInit = {}): Promise<BackupServices> {
+  const config = await loadConfig(node.dataDir)
+  const info = init.info ?? (() => {})
+  const clients: RegistryClient[] = []
+  let replica: ReplicaService | undefined
+  let scheduler: BackupScheduler | undefined
+  const stop = async (): Promise<void> => {
+    await scheduler?.stop()
+    await replica?.stop()
+    for (const c of clients) c.close()
+  }
+  try {
+    if ((init.replicaFor ?? []).length > 0) {
+      const reader = await backupChain(node, init.chain, false)
+      if (reader === undefined) throw noProfile()
+      clients.push(reader)
+      replica = await startReplicaService(node, {
+        owners: init.replicaFor ?? [],
+        chain: reader,
+        ...(config.replicaKeep !== undefined ? { keep: config.replicaKeep } : {}),
+        ...(config.replicaQuotaBytes !== undefined ? { quotaBytes: config.replicaQuotaBytes } : {})
+      })
+      info(`keeping the backups of ${replica.owners.join(', ')} (${PIN_PROTOCOL})`)
+    }
+    if (init.backupEveryMs !== undefined) {
+      const chain = await backupChain(node, init.chain)
+      if (chain !== undefined) clients.push(chain)
+      const replicas = init.replicas ?? config.replicas ?? []
+      scheduler = startBackupScheduler({
+        deps: { dataDir: node.dataDir, store: node.store, helia: node.p2p.helia, identity: node.identity, resolver: node.resolver },
+        everyMs: init.backupEveryMs,
+        backup: {
+          ...(chain !== undefined ? { chain } : { noAnchor: true }),
+          replicas,
+          ...(config.keepLast !== undefined ? { keepLast: config.keepLast } : {})
+        }
+      })
+      info(`backing up every ${Math.round(init.backupEveryMs / 60_000)} min when something changed${chain === undefined ? ' (no chain profile: local-only backups)' : ''}`)
+    }
+  } catch (err) {
+    await stop()
+    throw err
+  }
+  return { routes: backupRoutes(node, { ...(scheduler !== undefined ? { scheduler } : {}) }), ...(replica !== undefined ? { replica } : {}), ...(scheduler !== undefined ? { scheduler } : {}), stop }
 }

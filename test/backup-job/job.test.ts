@@ -153,3 +153,41 @@ describe('backup job', function () {
     await assert.rejects(runBackup({ node }), (err: unknown) => isTokenimError(err, 'NO_CHAIN_PROFILE'))
   })
 })
+
+describe('backup scheduler', function () {
+  this.timeout(30_000)
+  const h = new Harness()
+  after(async () => { await h.cleanup() })
+
+  it('backs up when something changed, skips when nothing did, and reports a pending problem', async () => {
+    const { startBackupScheduler } = await import('../../src/backup/job/index.ts')
+    const node = await h.node()
+    await fill(node, 20, 41)
+    const deps = { dataDir: node.dataDir, store: node.store, helia: node.p2p.helia, identity: node.identity }
+    const s = startBackupScheduler({ deps, everyMs: 3_600_000, backup: { noAnchor: true }, firstRunMs: 3_600_000 })
+    try {
+      const st = await s.runNow()
+      assert.equal(st.failures, 0)
+      assert.equal(st.lastSuccessVersion, 1)
+      await s.runNow()
+      assert.equal((await node.store.backups()).length, 1, 'nothing changed: no new version')
+      await fill(node, 2, 42, 1_990_000_000_000)
+      assert.equal((await s.runNow()).lastSuccessVersion, 2)
+    } finally {
+      await s.stop()
+    }
+    const devnet = await h.chain()
+    const down = h.client(deadProfile(devnet.profile), node)
+    const s2 = startBackupScheduler({ deps, everyMs: 3_600_000, backup: { chain: down }, firstRunMs: 3_600_000, retryBaseMs: 60_000 })
+    try {
+      await fill(node, 2, 43, 1_995_000_000_000)
+      const st = await s2.runNow()
+      assert.equal(st.failures, 1)
+      assert.equal(st.problem?.code, 'ANCHOR_PENDING')
+      assert.ok((st.nextRunAt ?? 0) - Date.now() < 2 * 60_000, 'retried with backoff, well before the period')
+      assert.deepEqual((await node.store.backups()).filter(b => b.pending === true).map(b => b.version), [3])
+    } finally {
+      await s2.stop()
+    }
+  })
+})

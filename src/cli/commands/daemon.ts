@@ -1,5 +1,7 @@
 import type { Command } from 'commander'
 import { acquireDaemonLock, createRoutes, displayAddress, startApiServer } from '../../api/index.ts'
+import { startBackupServices } from '../../api/backup-routes.ts'
+import type { BackupServices } from '../../api/backup-routes.ts'
 import type { ApiServer, DaemonLock } from '../../api/index.ts'
 import { readIdentityPublic } from '../../identity/index.ts'
 import type { TokenimNode } from '../../node/index.ts'
@@ -56,6 +58,7 @@ Examples:
       let lock: DaemonLock | undefined
       let node: TokenimNode | undefined
       let api: ApiServer | undefined
+      let backup: BackupServices | undefined
       let wroteInfo = false
       try {
         lock = await acquireDaemonLock(dataDir)
@@ -71,9 +74,9 @@ Examples:
           running.on('message', (m) => { void logIncoming(running, m, out.info) })
           running.on('delivered', (d) => { out.info(`delivered ${d.id} to ${displayAddress(d.to)}`) })
         }
-        // Extension point: the backup scheduler (settings.backupEveryMs, settings.replicas) and the
-        // replica service (settings.replicaFor) start here, and add their routes via createRoutes' `extend`.
-        api = await startApiServer({ routes: createRoutes(running) })
+        // the replica service (--replica-for), the backup scheduler (--backup-every) and the backup routes
+        backup = await startBackupServices(running, { replicaFor: settings.replicaFor, replicas: settings.replicas, backupEveryMs: settings.backupEveryMs, chain: opts.chain, info: out.info })
+        api = await startApiServer({ routes: createRoutes(running, { extend: backup.routes }) })
         signal.throwIfAborted()
         const multiaddrs = running.multiaddrs()
         await writeApiInfo(dataDir, { url: api.url, token: api.token, peerId: running.peerId, multiaddrs, pid: process.pid })
@@ -96,6 +99,7 @@ Examples:
         // reverse order; each step bounded so a stuck part never keeps the process alive
         if (wroteInfo) await bounded(removeApiInfo(dataDir), 'removing api.json', out.warn)
         if (api !== undefined) await bounded(api.close(), 'stopping the API server', out.warn)
+        if (backup !== undefined) await bounded(backup.stop(), 'stopping the backup services', out.warn)
         if (node !== undefined) await bounded(node.stop(), 'stopping the node', out.warn)
         if (lock !== undefined) await bounded(lock.release(), 'releasing the lock', out.warn)
       }
