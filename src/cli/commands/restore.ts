@@ -25,23 +25,7 @@ interface RestoreFlags {
   blockTimeout?: string
 }
 
-/** Codes of a backup that cannot be trusted or opened; the shared table does not know all of them yet. */
-const EXIT_OVERRIDES: Record<string, number> = {
-  DECRYPT_FAILED: EXIT.AUTH,
-  BACKUP_MALFORMED: EXIT.INTEGRITY,
-  BACKUP_OWNER_MISMATCH: EXIT.INTEGRITY,
-  BACKUP_VERSION_MISMATCH: EXIT.INTEGRITY,
-  BACKUP_FORMAT_UNSUPPORTED: EXIT.INTEGRITY,
-  CAR_INVALID: EXIT.INTEGRITY,
-  SALVAGE_INCOMPLETE: EXIT.INTEGRITY,
-  NO_SOURCE: EXIT.USAGE,
-  FILE_NOT_FOUND: EXIT.USAGE,
-  CHAIN_PROFILE_NOT_FOUND: EXIT.STATE,
-  IDENTITY_MISMATCH: EXIT.STATE
-}
-
 export function restoreExitCode (err: unknown): number {
-  if (isTokenimError(err) && EXIT_OVERRIDES[err.code] !== undefined) return EXIT_OVERRIDES[err.code]
   return exitCodeFor(err)
 }
 
