@@ -55,9 +55,6 @@ Examples:
       const flags: NodeFlags = { listen: o.listen, bootstrap: o.bootstrap, mdns: o.mdns, replica: o.replica, replicaFor: o.replicaFor, backupEvery: o.backupEvery }
       const settings = await resolveNodeSettings(dataDir, flags)
       await readIdentityPublic(dataDir) // NO_IDENTITY before anything is created
-      if (settings.replicas.length > 0 || settings.replicaFor.length > 0 || settings.backupEveryMs !== undefined) {
-        out.warn('--replica, --replica-for and --backup-every are validated and kept, but this version does not act on them yet')
-      }
       let lock: DaemonLock | undefined
       let node: TokenimNode | undefined
       let api: ApiServer | undefined
