@@ -9,16 +9,9 @@ import type { P2PNode } from '../../src/p2p/index.ts'
 
 export const PASSWORD = 'correct horse battery staple'
 
-/** Poll `check` until it returns a truthy value or the deadline passes (no fixed sleeps). */
-export async function waitFor<T> (check: () => T | Promise<T>, what: string, timeoutMs = 30_000, intervalMs = 50): Promise<NonNullable<T>> {
-  const deadline = Date.now() + timeoutMs
-  for (;;) {
-    const value = await check()
-    if (value != null && value !== false) return value as NonNullable<T>
-    if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`)
-    await new Promise(resolve => setTimeout(resolve, intervalMs))
-  }
-}
+import { waitFor } from '../support/wait.ts'
+
+export { waitFor }
 
 /** Fast retries so offline/online tests finish quickly. */
 export const FAST_MESSAGING = { retryBaseMs: 200, retryMaxMs: 1_000, ackTimeoutMs: 5_000, deliveryTimeoutMs: 10_000 }
