@@ -1,34 +1,35 @@
 /**
  * `npm run demo` — tokenim's main job on embedded defaults, with nothing to configure: a local chain,
- * three nodes on 127.0.0.1 (Alice, Bob, and a replica), end-to-end encrypted messages both ways,
- * an anchored backup, an incremental one, and the checks a restore relies on. Everything runs in a
- * temporary directory that is removed at the end; the process exits 0 only if every step held.
+ * three nodes on 127.0.0.1 (Alice, Bob, and a replica that keeps Alice's backups), end-to-end
+ * encrypted messages both ways, an anchored backup pinned by the replica, an incremental one, the
+ * loss of Alice's device, and a restore on a new device from her mnemonic alone through the replica
+ * and the chain — then a tampered CAR and an older version refused with their precise reasons.
+ * Everything runs in a temporary directory removed at the end; exit 0 only if every step held.
  */
-import { mkdtemp, rm, readFile, writeFile } from 'node:fs/promises'
+import { mkdtemp, rm, readFile, writeFile, readdir } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
+import { Wallet } from 'ethers'
 import { startDevnet, RegistryClient, type Devnet } from '../src/chain/index.ts'
-import { createIdentity, deriveBackupKey } from '../src/identity/index.ts'
+import { createIdentity } from '../src/identity/index.ts'
 import { TokenimNode } from '../src/node/index.ts'
-import { buildBackup, writeCar, readCar, verifyBackup, readBackup } from '../src/backup/index.ts'
+import { runBackup, type RunBackupResult } from '../src/backup/job/index.ts'
+import { startReplicaService, type ReplicaService } from '../src/backup/replica/index.ts'
+import { restoreBackup, openNetworkSource, openCarSource } from '../src/restore/index.ts'
 import { isTokenimError } from '../src/errors.ts'
 import type { StoredMessage } from '../src/store/index.ts'
-import { Wallet } from 'ethers'
 
 const PASSWORD = 'demo password (not secret)'
+const CHEAP_KDF = 1024 // keystore scrypt cost for a demo; real keystores use 2^17
 const started = Date.now()
 const rows: Array<[string, string]> = []
 
-function step (text: string): void {
-  process.stdout.write(`\n▸ ${text}\n`)
-}
-function note (text: string): void {
-  process.stdout.write(`  ${text}\n`)
-}
-function record (what: string, value: string): void {
-  rows.push([what, value])
-}
-async function until (what: string, check: () => Promise<boolean> | boolean, timeoutMs = 20_000): Promise<void> {
+const say = (text: string): void => { process.stdout.write(`${text}\n`) }
+const step = (text: string): void => say(`\n▸ ${text}`)
+const note = (text: string): void => say(`  ${text}`)
+const record = (what: string, value: string): void => { rows.push([what, value]) }
+
+async function until (what: string, check: () => Promise<boolean> | boolean, timeoutMs = 30_000): Promise<void> {
   const deadline = Date.now() + timeoutMs
   while (!(await check())) {
     if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`)
@@ -36,15 +37,11 @@ async function until (what: string, check: () => Promise<boolean> | boolean, tim
   }
 }
 
-const root = await mkdtemp(join(tmpdir(), 'tokenim-demo-'))
-let devnet: Devnet | undefined
-const nodes: TokenimNode[] = []
-let chain: RegistryClient | undefined
-
 /** Older conversations with made-up peers, so the backups have a realistic shape. */
 function generatedHistory (self: string, conversations: number, perConversation: number): StoredMessage[] {
   const out: StoredMessage[] = []
   const t0 = Date.now() - 90 * 86_400_000
+  const me = self.toLowerCase()
   for (let c = 0; c < conversations; c++) {
     const peer = Wallet.createRandom().address.toLowerCase()
     for (let i = 0; i < perConversation; i++) {
@@ -52,8 +49,8 @@ function generatedHistory (self: string, conversations: number, perConversation:
       out.push({
         id: `demo-${c}-${i}`,
         conversation: peer,
-        from: incoming ? peer : self.toLowerCase(),
-        to: incoming ? self.toLowerCase() : peer,
+        from: incoming ? peer : me,
+        to: incoming ? me : peer,
         ts: t0 + c * 3_600_000 + i * 60_000,
         text: `(${c}/${i}) ${'lorem ipsum dolor sit amet '.repeat(1 + (i * 7) % 5)}`,
         direction: incoming ? 'in' : 'out',
@@ -64,10 +61,31 @@ function generatedHistory (self: string, conversations: number, perConversation:
   return out
 }
 
-async function newNode (name: string, bootstrap: string[] = []): Promise<TokenimNode> {
-  const dataDir = join(root, name)
-  await createIdentity(dataDir, { password: PASSWORD, scryptN: 1024 })
-  const node = await TokenimNode.open({ dataDir, password: PASSWORD, listen: ['/ip4/127.0.0.1/tcp/0'], bootstrap })
+/** Restore into `dataDir`, expecting a refusal; returns "CODE: message". */
+async function refusedRestore (dataDir: string, phrase: string, carPath: string, chain: RegistryClient): Promise<string> {
+  const source = await openCarSource(carPath)
+  try {
+    await restoreBackup({ dataDir, phrase, password: PASSWORD, scryptN: CHEAP_KDF, source, chain })
+    return 'ACCEPTED'
+  } catch (err) {
+    return isTokenimError(err) ? `${err.code}: ${err.message}` : `error: ${(err as Error).message}`
+  } finally {
+    await source.close()
+  }
+}
+
+async function isEmptyDir (dir: string): Promise<boolean> {
+  return await readdir(dir).then(entries => entries.length === 0, () => true)
+}
+
+const root = await mkdtemp(join(tmpdir(), 'tokenim-demo-'))
+let devnet: Devnet | undefined
+const nodes: TokenimNode[] = []
+const clients: RegistryClient[] = []
+let replicaService: ReplicaService | undefined
+
+async function startNode (name: string, bootstrap: string[] = []): Promise<TokenimNode> {
+  const node = await TokenimNode.open({ dataDir: join(root, name), password: PASSWORD, listen: ['/ip4/127.0.0.1/tcp/0'], bootstrap })
   await node.start()
   nodes.push(node)
   return node
@@ -76,15 +94,26 @@ async function newNode (name: string, bootstrap: string[] = []): Promise<Tokenim
 try {
   step('Starting a local EVM chain and deploying BackupRegistry')
   devnet = await startDevnet()
+  const readChain = new RegistryClient(devnet.profile)
+  clients.push(readChain)
   note(`chain ${devnet.chainId} at ${devnet.rpc}, registry ${devnet.registry}`)
 
-  step('Starting three nodes on 127.0.0.1: a replica, Alice and Bob')
-  const replica = await newNode('replica')
+  step('Creating identities: each is a wallet from a BIP-39 mnemonic')
+  const aliceId = await createIdentity(join(root, 'alice'), { password: PASSWORD, scryptN: CHEAP_KDF })
+  await createIdentity(join(root, 'bob'), { password: PASSWORD, scryptN: CHEAP_KDF })
+  await createIdentity(join(root, 'replica'), { password: PASSWORD, scryptN: CHEAP_KDF })
+  const aliceMnemonic = aliceId.mnemonic
+  if (aliceMnemonic === undefined) throw new Error('a new identity must come with its mnemonic')
+  note(`Alice ${aliceId.address} (mnemonic: ${aliceMnemonic.split(' ').length} words, kept aside for later)`)
+
+  step('Starting three nodes on 127.0.0.1: a replica that keeps Alice\'s backups, Alice and Bob')
+  const replica = await startNode('replica')
+  replicaService = await startReplicaService(replica, { owners: [aliceId.address], chain: readChain })
   const bootstrap = replica.multiaddrs().slice(0, 1)
-  const alice = await newNode('alice', bootstrap)
-  const bob = await newNode('bob', bootstrap)
-  note(`Alice ${alice.address}`)
-  note(`Bob   ${bob.address}`)
+  const alice = await startNode('alice', bootstrap)
+  const bob = await startNode('bob', bootstrap)
+  note(`replica ${replica.address}  ${bootstrap[0]}`)
+  note(`Bob     ${bob.address}`)
 
   step('Alice and Bob find each other by wallet address and exchange end-to-end encrypted messages')
   const lines: Array<[TokenimNode, TokenimNode, string]> = [
@@ -97,7 +126,7 @@ try {
   for (const [from, to, text] of lines) {
     const sent = await from.send(to.address, text)
     await until(`delivery of "${text}"`, async () => (await from.store.getMessage(sent.id))?.status === 'delivered')
-    note(`${from === alice ? 'Alice' : 'Bob  '} → ${text}  [${(await from.store.getMessage(sent.id))?.status}]`)
+    note(`${from === alice ? 'Alice' : 'Bob  '} → ${text}  [delivered]`)
   }
   await until('Bob to store every message', async () => (await bob.messages(alice.address)).length === lines.length)
   record('messages exchanged (E2E, delivered)', String(lines.length))
@@ -106,72 +135,78 @@ try {
   await alice.store.addMessages(generatedHistory(alice.address, 30, 100))
   note(`${await alice.store.countMessages()} messages in ${(await alice.store.conversations()).length} conversations`)
 
-  step('Alice backs up: encrypted bundle in Helia, digest anchored on-chain')
-  const backupKey = (await deriveBackupKey(alice.identity.keys.backupRootKey)).key
-  chain = new RegistryClient(devnet.profile, alice.identity.wallet)
-  await chain.ensureFunds(alice.address)
-  const v1 = await buildBackup({ store: alice.store, blockstore: alice.p2p.helia.blockstore, owner: alice.address, version: 1, backupKey })
-  const tx1 = await chain.anchor(1, v1.digest)
-  note(`version 1: ${v1.messages} messages, ${v1.bytesTotal} bytes, root ${v1.root.toString()}`)
-  note(`anchored in tx ${tx1.txHash}`)
-  record('backup v1 (bytesTotal / bytesNew)', `${v1.bytesTotal} / ${v1.bytesNew}`)
+  step('Alice backs up: encrypted, pinned on her node, anchored on-chain, pinned by the replica')
+  const aliceChain = new RegistryClient(devnet.profile, alice.identity.wallet)
+  clients.push(aliceChain)
+  const v1Car = join(root, 'alice-v1.car')
+  const v1 = await runBackup({ node: alice, chain: aliceChain, replicas: [replica.address], out: v1Car }) as RunBackupResult
+  note(`version ${v1.version}: ${v1.messages} messages, ${v1.bytesTotal} bytes, root ${v1.cid}`)
+  note(`anchored in tx ${v1.txHash}; replicas: ${v1.replicas.map(r => `${r.address.slice(0, 10)}… ${r.ok ? 'pinned' : `FAILED ${r.error ?? ''}`}`).join(', ')}`)
+  record('backup v1 (bytes total / new)', `${v1.bytesTotal} / ${v1.bytesNew}`)
+  if (!v1.anchored || !v1.replicas.every(r => r.ok)) throw new Error('backup v1 was not anchored and replicated')
 
-  step('More messages, then an incremental backup: only what changed is new')
+  step('More messages, then an incremental backup: only what changed is stored again')
   for (let i = 0; i < 20; i++) await alice.send(bob.address, `message ${i} after the first backup`)
-  const v2 = await buildBackup({ store: alice.store, blockstore: alice.p2p.helia.blockstore, owner: alice.address, version: 2, backupKey, prevRoot: v1.root })
-  await chain.anchor(2, v2.digest)
-  note(`version 2: ${v2.messages} messages, ${v2.bytesTotal} bytes total, ${v2.bytesNew} bytes new (${(100 * v2.bytesNew / v2.bytesTotal).toFixed(1)}%)`)
-  record('backup v2 (bytesTotal / bytesNew)', `${v2.bytesTotal} / ${v2.bytesNew}`)
+  const v2Car = join(root, 'alice-v2.car')
+  const v2 = await runBackup({ node: alice, chain: aliceChain, replicas: [replica.address], out: v2Car }) as RunBackupResult
+  const share = (100 * v2.bytesNew / v2.bytesTotal).toFixed(1)
+  note(`version ${v2.version}: ${v2.messages} messages, ${v2.bytesTotal} bytes total, ${v2.bytesNew} new (${share}%)`)
+  record('backup v2 (bytes total / new)', `${v2.bytesTotal} / ${v2.bytesNew} (${share}%)`)
+  record('replica confirmations', `${v1.replicas.filter(r => r.ok).length + v2.replicas.filter(r => r.ok).length} / 2`)
+  const original = await alice.messages()
 
-  step('Writing version 2 as a CAR file and checking it against the chain')
-  const carPath = join(root, 'alice-v2.car')
-  await writeCar(v2.root, alice.p2p.helia.blockstore, carPath)
-  const latest = await chain.latest(alice.address)
-  const car = await readCar(carPath)
-  const report = await verifyBackup({ root: car.root, blockstore: car.blockstore, backupKey })
-  const rootDigestMatches = latest.digest.toLowerCase() === v2.digest.toLowerCase()
-  note(`chain latest: version ${latest.version}, digest ${latest.digest}`)
-  note(`CAR verified: ${report.ok ? 'intact' : 'PROBLEMS'}, root digest ${rootDigestMatches ? 'equals' : 'DIFFERS FROM'} the anchor`)
-  if (!report.ok || !rootDigestMatches || latest.version !== 2) throw new Error('the fresh backup did not verify')
-  const reader = await readBackup({ root: car.root, blockstore: car.blockstore, owner: alice.address, version: 2, backupKey })
-  let restored = 0
-  for await (const _ of reader.messages()) restored++
-  record('messages read back from the CAR', String(restored))
+  step('Alice\'s device is lost: her node stops and its data dir is deleted')
+  await alice.stop()
+  nodes.splice(nodes.indexOf(alice), 1)
+  await rm(join(root, 'alice'), { recursive: true, force: true })
+  note('gone: keystore, device key, messages, blocks')
 
-  step('A tampered CAR is refused')
-  const bytes = await readFile(carPath)
-  bytes[bytes.length - 10] ^= 0xff
-  const tamperedPath = join(root, 'tampered.car')
-  await writeFile(tamperedPath, bytes)
-  let tamperVerdict = 'accepted (BUG)'
+  step('A new device restores from the mnemonic alone, through the replica and the chain')
+  const source = await openNetworkSource({ bootstrap })
+  let restored
   try {
-    const t = await readCar(tamperedPath)
-    const r = await verifyBackup({ root: t.root, blockstore: t.blockstore, backupKey })
-    if (!r.ok) tamperVerdict = `refused: ${r.problems[0]?.code} ${r.problems[0]?.message ?? ''}`
-  } catch (err) {
-    tamperVerdict = `refused: ${isTokenimError(err) ? err.code : ''} ${(err as Error).message}`
+    restored = await restoreBackup({ dataDir: join(root, 'alice-new'), phrase: aliceMnemonic, password: PASSWORD, scryptN: CHEAP_KDF, source, chain: readChain })
+  } finally {
+    await source.close()
   }
+  note(`restored version ${restored.version} (the chain's latest), ${restored.messages} messages in ${restored.conversations} conversations`)
+  const aliceAgain = await startNode('alice-new', bootstrap)
+  const history = await aliceAgain.messages()
+  const same = history.length === original.length && history.every((m, i) => m.id === original[i].id && m.text === original[i].text && m.ts === original[i].ts)
+  note(`history ${same ? 'identical' : 'DIFFERENT'}: ids, texts and order of ${history.length} messages`)
+  record('restored on a new device (mnemonic only)', same ? `identical, ${history.length} messages, version ${restored.version}` : 'DIFFERENT')
+  if (!same || restored.version !== v2.version) throw new Error('the restored history differs from the original')
+  await aliceAgain.send(bob.address, 'Back on a new phone, with everything.')
+  note('Alice → Back on a new phone, with everything.  (her new device record is published)')
+
+  step('A tampered CAR is refused, and nothing is written')
+  const bytes = await readFile(v2Car)
+  bytes[bytes.length - 10] ^= 0xff
+  const tampered = join(root, 'tampered.car')
+  await writeFile(tampered, bytes)
+  const tamperVerdict = await refusedRestore(join(root, 'victim-1'), aliceMnemonic, tampered, readChain)
   note(tamperVerdict)
-  record('tampered CAR', tamperVerdict.startsWith('refused') ? 'refused' : 'ACCEPTED')
-  if (!tamperVerdict.startsWith('refused')) throw new Error('a tampered CAR was accepted')
+  const untouched = await isEmptyDir(join(root, 'victim-1'))
+  record('tampered CAR', tamperVerdict === 'ACCEPTED' ? 'ACCEPTED' : `refused (${tamperVerdict.split(':')[0]})${untouched ? ', nothing written' : ''}`)
+  if (tamperVerdict === 'ACCEPTED' || !untouched) throw new Error('a tampered CAR was accepted or left files behind')
 
-  step('An older version is a rollback: its digest is not the newest anchor')
-  const v1Digest = await chain.digestOf(alice.address, 1)
-  const isRollback = v1Digest !== undefined && v1Digest.toLowerCase() !== latest.digest.toLowerCase()
-  note(`version 1 digest ${v1Digest} ≠ latest anchor (version ${latest.version}): ${isRollback ? 'refused as a rollback' : 'NOT DETECTED'}`)
-  record('older version offered as latest', isRollback ? 'refused (rollback)' : 'ACCEPTED')
-  if (!isRollback) throw new Error('rollback not detected')
+  step('An older version is a rollback: refused unless asked for by number')
+  const rollbackVerdict = await refusedRestore(join(root, 'victim-2'), aliceMnemonic, v1Car, readChain)
+  note(rollbackVerdict)
+  record('version 1 offered as the latest', rollbackVerdict.startsWith('ROLLBACK_REFUSED') ? 'refused (ROLLBACK_REFUSED)' : `NOT REFUSED AS A ROLLBACK: ${rollbackVerdict}`)
+  if (!rollbackVerdict.startsWith('ROLLBACK_REFUSED')) throw new Error('rollback not refused')
 
-  process.stdout.write('\nSummary\n')
+  say('\nSummary')
   const width = Math.max(...rows.map(r => r[0].length))
-  for (const [k, v] of rows) process.stdout.write(`  ${k.padEnd(width)}  ${v}\n`)
-  process.stdout.write(`  ${'time'.padEnd(width)}  ${((Date.now() - started) / 1000).toFixed(1)} s\n`)
+  for (const [k, v] of rows) say(`  ${k.padEnd(width)}  ${v}`)
+  say(`  ${'time'.padEnd(width)}  ${((Date.now() - started) / 1000).toFixed(1)} s`)
 } catch (err) {
   process.exitCode = 1
   process.stderr.write(`\ndemo failed: ${isTokenimError(err) ? `${err.code}: ` : ''}${(err as Error).message}\n`)
 } finally {
-  await chain?.close?.()
+  await replicaService?.stop().catch(() => {})
   for (const node of nodes.reverse()) await node.stop().catch(() => {})
+  for (const c of clients) c.close()
   await devnet?.stop().catch(() => {})
   await rm(root, { recursive: true, force: true })
 }
