@@ -1,6 +1,5 @@
 import type { Command } from 'commander'
 import { acquireDaemonLock, createRoutes, displayAddress, startApiServer } from '../../api/index.ts'
-import { startBackupServices } from '../../api/backup-routes.ts'
 import type { BackupServices } from '../../api/backup-routes.ts'
 import type { ApiServer, DaemonLock } from '../../api/index.ts'
 import { readIdentityPublic } from '../../identity/index.ts'
@@ -64,6 +63,7 @@ Examples:
         lock = await acquireDaemonLock(dataDir)
         const password = await readSecret(opts, { purpose: 'keystore password' })
         signal.throwIfAborted()
+        // loaded on demand (libp2p, Helia, backup): every other command would pay for them at startup
         const { createTokenimNode } = await import('../../node/index.ts')
         node = await createTokenimNode({ dataDir, password, listen: settings.listen, bootstrap: settings.bootstrap, mdns: settings.mdns })
         signal.throwIfAborted()
@@ -75,6 +75,7 @@ Examples:
           running.on('delivered', (d) => { out.info(`delivered ${d.id} to ${displayAddress(d.to)}`) })
         }
         // the replica service (--replica-for), the backup scheduler (--backup-every) and the backup routes
+        const { startBackupServices } = await import('../../api/backup-routes.ts')
         backup = await startBackupServices(running, { replicaFor: settings.replicaFor, replicas: settings.replicas, backupEveryMs: settings.backupEveryMs, chain: opts.chain, info: out.info })
         api = await startApiServer({ routes: createRoutes(running, { extend: backup.routes }) })
         signal.throwIfAborted()
