@@ -340,6 +340,8 @@ export async function createP2PNode (init: P2PNodeInit): Promise<P2PNode> {
   }
   const hooks = init.dhtRecord ?? { validator: deviceRecordDhtValidator, selector: deviceRecordDhtSelector }
 
+  // level would create these 0755; blocks and pins are private history
+  for (const dir of ['blocks', 'datastore']) await mkdir(join(init.dataDir, dir), { recursive: true, mode: 0o700 })
   const blockstore = new LevelBlockstore(join(init.dataDir, 'blocks'))
   const datastore = new LevelDatastore(join(init.dataDir, 'datastore'))
 

@@ -1,4 +1,6 @@
 import assert from 'node:assert/strict'
+import { stat } from 'node:fs/promises'
+import { join } from 'node:path'
 import { CID } from 'multiformats/cid'
 import * as raw from 'multiformats/codecs/raw'
 import { sha256 } from 'multiformats/hashes/sha2'
@@ -21,6 +23,7 @@ describe('p2p node', function () {
     const addrs = node.multiaddrs().map(String)
     assert.ok(addrs.length > 0)
     assert.ok(addrs.every(a => a.startsWith('/ip4/127.0.0.1/tcp/') && a.endsWith(`/p2p/${node.peerId.toString()}`)), addrs.join())
+    for (const dir of ['blocks', 'datastore']) assert.equal((await stat(join(node.dataDir, dir))).mode & 0o777, 0o700, `${dir} is private`)
     await Promise.all([node.stop(), node.stop()])
     await node.stop()
     assert.equal(node.status, 'stopped')
