@@ -13,6 +13,8 @@ export const EXIT = {
   NETWORK: 5,
   STATE: 6,
   STORAGE: 7,
+  /** `backup` only: made and pinned locally, not anchored yet (pending) */
+  BACKUP_PENDING: 10,
   INTERRUPTED: 130
 } as const
 

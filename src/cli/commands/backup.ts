@@ -2,15 +2,13 @@ import { resolve as resolvePath } from 'node:path'
 import type { Command } from 'commander'
 import { SingleBar } from 'cli-progress'
 import { callApi } from '../../api/index.ts'
-import { doBackup } from '../../api/backup-routes.ts'
 import type { BackupParams } from '../../api/backup-routes.ts'
-import { BACKUP_PENDING_EXIT } from '../../backup/job/index.ts'
 import type { AnchorPendingResult, JobProgress, RunBackupResult } from '../../backup/job/index.ts'
 import { TokenimError } from '../../errors.ts'
 import { readIdentityPublic } from '../../identity/index.ts'
-import { createTokenimNode } from '../../node/index.ts'
 import type { TokenimNode } from '../../node/index.ts'
 import { action, collect, intOption } from '../command.ts'
+import { EXIT } from '../exit-codes.ts'
 import type { CommandContext } from '../command.ts'
 import { readApiInfo } from '../daemon-client.ts'
 import { resolveNodeSettings } from '../node-config.ts'
@@ -26,7 +24,8 @@ interface BackupFlags {
   replica?: string[]
 }
 
-export { BACKUP_PENDING_EXIT }
+/** `backup` exits with this when the version was made and pinned but is not anchored yet. */
+export const BACKUP_PENDING_EXIT = EXIT.BACKUP_PENDING
 
 /** Start a node of the data dir for one command (the daemon is not running), run fn, stop it. */
 export async function withLocalNode<T> (ctx: CommandContext, fn: (node: TokenimNode) => Promise<T>): Promise<T> {
@@ -35,6 +34,8 @@ export async function withLocalNode<T> (ctx: CommandContext, fn: (node: TokenimN
   const settings = await resolveNodeSettings(dataDir)
   const password = await readSecret(ctx.opts, { purpose: 'keystore password' })
   ctx.signal.throwIfAborted()
+  // loaded here, not at start-up: libp2p, Helia and ethers cost ~1.5 s of CPU for every command
+  const { createTokenimNode } = await import('../../node/index.ts')
   const node = await createTokenimNode({ dataDir, password, listen: settings.listen, bootstrap: settings.bootstrap, mdns: settings.mdns })
   try {
     await node.start()
@@ -139,6 +140,7 @@ Examples:
       } else {
         const bar = progressBar(ctx)
         try {
+          const { doBackup } = await import('../../api/backup-routes.ts')
           result = await withLocalNode(ctx, async (node) => await doBackup(node, params, { signal: ctx.signal, onProgress: bar.onProgress }))
         } finally {
           bar.stop()

@@ -1,7 +1,6 @@
 import { resolve as resolvePath } from 'node:path'
 import type { Command } from 'commander'
 import { callApi } from '../../api/index.ts'
-import { doListBackups } from '../../api/backup-routes.ts'
 import type { BackupListEntry, ListBackupsResult } from '../../backup/job/index.ts'
 import { action } from '../command.ts'
 import { readApiInfo } from '../daemon-client.ts'
@@ -44,7 +43,10 @@ Without a chain profile (or with the chain unreachable: a warning) only the loca
       const api = await readApiInfo(opts.dataDir)
       const result: ListBackupsResult = api !== undefined
         ? await callApi<ListBackupsResult>(api, 'GET', `/v1/backups${chain !== undefined ? `?chain=${encodeURIComponent(chain)}` : ''}`, undefined, { signal: ctx.signal })
-        : await withLocalNode(ctx, async (node) => await doListBackups(node, { chain }, { signal: ctx.signal }))
+        : await withLocalNode(ctx, async (node) => {
+          const { doListBackups } = await import('../../api/backup-routes.ts')
+          return await doListBackups(node, { chain }, { signal: ctx.signal })
+        })
       if (result.chainError !== undefined) out.warn(`the chain could not be read, listing local versions only: ${result.chainError.message} (${result.chainError.code})`)
       out.result(result.backups, human)
     }))

@@ -1,9 +1,7 @@
 import { join } from 'node:path'
 import type { Command } from 'commander'
-import { RegistryClient, resolveChainProfile } from '../../chain/index.ts'
+import type { RegistryClient } from '../../chain/index.ts'
 import { isTokenimError, TokenimError } from '../../errors.ts'
-import { STORE_DIR } from '../../node/index.ts'
-import { openCarSource, openNetworkSource, restoreBackup } from '../../restore/index.ts'
 import type { BlockSource, RestoreProblem, RestoreProgress } from '../../restore/index.ts'
 import type { BlockGetter } from '../../backup/index.ts'
 import { action, collect, intOption } from '../command.ts'
@@ -67,6 +65,8 @@ export function bootstrapList (flags: string[] | undefined): string[] {
 
 /** The chain client for the command's chain profile, or undefined when none applies. */
 export async function chainClient (ctx: CommandContext): Promise<RegistryClient | undefined> {
+  // the chain, restore and p2p modules load on use: at start-up they would cost every command ~1.5 s
+  const { RegistryClient, resolveChainProfile } = await import('../../chain/index.ts')
   const profile = await resolveChainProfile({ chain: ctx.opts.chain, dataDir: ctx.opts.dataDir })
   return profile === undefined ? undefined : new RegistryClient(profile)
 }
@@ -94,6 +94,7 @@ export interface SourceFlags { file?: string, bootstrap?: string[], blockTimeout
 
 /** A CAR file (--file) or a temporary network node dialling --bootstrap peers. */
 export async function openSource (ctx: CommandContext, o: SourceFlags, onProgress: (p: RestoreProgress) => void, local?: BlockGetter, extraPeers: string[] = []): Promise<BlockSource> {
+  const { openCarSource, openNetworkSource } = await import('../../restore/index.ts')
   if (o.file !== undefined) return await openCarSource(o.file, { signal: ctx.signal })
   const timeout = intOption(o.blockTimeout, '--block-timeout', { min: 1, max: 3600 })
   return await openNetworkSource({
@@ -144,6 +145,8 @@ Examples:
         try {
           const source = await openSource(ctx, o, onProgress)
           try {
+            const { restoreBackup } = await import('../../restore/index.ts')
+            const { STORE_DIR } = await import('../../node/index.ts')
             const res = await restoreBackup({
               dataDir: opts.dataDir,
               storePath: join(opts.dataDir, STORE_DIR),

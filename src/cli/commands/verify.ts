@@ -1,11 +1,9 @@
 import { join } from 'node:path'
 import type { Command } from 'commander'
-import { LevelBlockstore } from 'blockstore-level'
-import { readHeader } from '../../backup/index.ts'
+import type { LevelBlockstore } from 'blockstore-level'
 import type { BlockGetter } from '../../backup/index.ts'
 import { TokenimError, isTokenimError } from '../../errors.ts'
 import { deriveKeys, identityExists, openIdentity, readIdentityPublic } from '../../identity/index.ts'
-import { backupKeySource, verifyRestoreSource } from '../../restore/index.ts'
 import type { BlockSource } from '../../restore/index.ts'
 import { action, collect, intOption } from '../command.ts'
 import { readApiInfo } from '../daemon-client.ts'
@@ -87,6 +85,9 @@ Examples:
           else local = await openLocalBlocks(join(opts.dataDir, 'blocks'))
         }
         const chain = await chainClient(ctx)
+        // loaded on use: at start-up these would cost every command ~1.5 s
+        const { backupKeySource, verifyRestoreSource } = await import('../../restore/index.ts')
+        const { readHeader } = await import('../../backup/index.ts')
         let source: BlockSource | undefined
         try {
           source = await openSource(ctx, o, onProgress, local as BlockGetter | undefined, extraPeers)
@@ -129,6 +130,7 @@ Examples:
 /** This data dir's own blockstore, when it exists and no daemon holds it. */
 async function openLocalBlocks (path: string): Promise<LevelBlockstore | undefined> {
   if (!await exists(path)) return undefined
+  const { LevelBlockstore } = await import('blockstore-level')
   const bs = new LevelBlockstore(path)
   try {
     await bs.open()
