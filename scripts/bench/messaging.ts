@@ -1,0 +1,186 @@
+/**
+ * Section 1: messaging between two TokenimNodes on 127.0.0.1, against the same two nodes' libp2p:
+ * a raw echo protocol (same varint framing, frames of the sealed envelope's size) and ping.
+ *
+ * - throughput: `inFlight` sends outstanding at once, each resolved by its verified receipt;
+ *   reference: the same number of raw echo round trips in flight, one stream per frame (tokenim opens
+ *   one stream per message too), and, as a ceiling, frames pipelined on one long-lived stream.
+ * - latency: one send at a time, send() → delivered (store write, stream, envelope, receipt, store
+ *   update); reference: one raw echo round trip on a new stream, and a libp2p ping.
+ */
+import { mkdtemp, rm } from 'node:fs/promises'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { createIdentity } from '../../src/identity/index.ts'
+import { sealMessage } from '../../src/messaging/index.ts'
+import { TokenimNode } from '../../src/node/index.ts'
+import { framed } from '../../src/p2p/index.ts'
+import type { P2PNode, PeerId } from '../../src/p2p/index.ts'
+import { quantile } from './results.ts'
+import type { Recorder } from './results.ts'
+import type { Scale } from './scale.ts'
+import { PASSWORD, CHEAP_KDF, until } from './util.ts'
+
+const SECTION = 'messaging'
+export const ECHO_PROTOCOL = '/tokenim-bench/echo/1.0.0'
+/** the benchmark's receiver lifts the per-peer inbound budget (default: burst 64, 16/s) */
+const UNLIMITED = { capacity: 1e9, refillPerSecond: 1e9 }
+
+/** Run `total` tasks with at most `inFlight` at once; returns the elapsed ms. */
+async function pipelined (total: number, inFlight: number, task: (i: number) => Promise<void>): Promise<number> {
+  let next = 0
+  const t0 = performance.now()
+  await Promise.all(Array.from({ length: Math.min(inFlight, total) }, async () => {
+    while (next < total) await task(next++)
+  }))
+  return performance.now() - t0
+}
+
+async function timed (n: number, task: () => Promise<void>): Promise<number[]> {
+  const out: number[] = []
+  for (let i = 0; i < n; i++) {
+    const t0 = performance.now()
+    await task()
+    out.push(performance.now() - t0)
+  }
+  return out
+}
+
+/** The echo handler: every frame is written back; the stream ends when the dialer closes. */
+async function serveEcho (p2p: P2PNode): Promise<void> {
+  await p2p.handle(ECHO_PROTOCOL, (stream) => {
+    const f = framed(stream, { maxFrameBytes: 256 * 1024 })
+    void (async () => {
+      try {
+        for (let frame = await f.read(); frame != null; frame = await f.read()) await f.write(frame)
+        await f.close()
+      } catch (err) {
+        f.abort(err as Error)
+      }
+    })()
+  }, { maxInboundStreams: 1024, maxOutboundStreams: 1024 })
+}
+
+async function echoOnce (p2p: P2PNode, peer: PeerId, frame: Uint8Array): Promise<void> {
+  const stream = await p2p.dialProtocol(peer, ECHO_PROTOCOL)
+  const f = framed(stream, { maxFrameBytes: 256 * 1024 })
+  await f.write(frame)
+  const back = await f.read()
+  if (back?.length !== frame.length) throw new Error('echo: wrong reply')
+  await f.close()
+}
+
+export async function benchMessaging (scale: Scale, rec: Recorder): Promise<void> {
+  const root = await mkdtemp(join(tmpdir(), 'tokenim-bench-msg-'))
+  const nodes: TokenimNode[] = []
+  try {
+    for (const name of ['alice', 'bob']) await createIdentity(join(root, name), { password: PASSWORD, scryptN: CHEAP_KDF })
+    const messaging = { rateLimit: UNLIMITED }
+    const alice = await TokenimNode.open({ dataDir: join(root, 'alice'), password: PASSWORD, messaging })
+    await alice.start()
+    nodes.push(alice)
+    const bob = await TokenimNode.open({ dataDir: join(root, 'bob'), password: PASSWORD, messaging, bootstrap: alice.multiaddrs().slice(0, 1) })
+    await bob.start()
+    nodes.push(bob)
+    await until('the two nodes to find each other by address', async () =>
+      await alice.resolve(bob.address, { timeoutMs: 3_000 }).then(() => true, () => false) &&
+      await bob.resolve(alice.address, { timeoutMs: 3_000 }).then(() => true, () => false))
+
+    const text = 'x'.repeat(1024)
+    const send = async (): Promise<void> => {
+      const r = await alice.send(bob.address, text)
+      if (r.status !== 'delivered') throw new Error('a benchmark message was not delivered at once')
+    }
+    // the raw frames are as long as the sealed envelope of a 1 KiB message
+    const bobKey = alice.resolver.cached(bob.address)?.messagingKey
+    if (bobKey === undefined) throw new Error('bob is not resolved')
+    const envelopeBytes = sealMessage({ from: alice.address, to: bob.address, body: { text } }, alice.identity.keys.messaging, bobKey).bytes.length + 4
+    const frame = new Uint8Array(envelopeBytes).fill(0x61)
+    await serveEcho(bob.p2p)
+    const bobPeer = bob.p2p.peerId
+    const echo = async (): Promise<void> => { await echoOnce(alice.p2p, bobPeer, frame) }
+
+    // warm up both paths (JIT, connection, caches)
+    await pipelined(scale.warmup, scale.inFlight, send)
+    await pipelined(scale.warmup, scale.inFlight, echo)
+
+    // throughput
+    const n = scale.throughputMessages
+    const tokenimMs = await pipelined(n, scale.inFlight, send)
+    const rawMs = await pipelined(n, scale.inFlight, echo)
+    const singleStreamMs = await pipelinedOneStream(alice.p2p, bobPeer, frame, n, scale.inFlight)
+    const delivered = (await alice.status()).messaging.delivered
+    const received = (await bob.status()).messaging.received
+    if (received < n + scale.warmup) throw new Error(`bob stored ${received} of ${n + scale.warmup} messages`)
+    const tokenimRate = n / (tokenimMs / 1000)
+    const rawRate = n / (rawMs / 1000)
+    rec.figure({
+      section: SECTION,
+      name: `E2E throughput (1 KiB, ${scale.inFlight} in flight)`,
+      value: tokenimRate,
+      unit: 'msg/s',
+      reference: { name: 'raw echo, stream per frame', value: rawRate },
+      targets: [{ of: 'ratio', op: '>=', limit: 0.5 }, { of: 'value', op: '>=', limit: 5000 }],
+      note: `${n} messages, each stored, sealed, sent on its own stream, stored by the receiver, receipt verified, marked delivered (${delivered} delivered in all)`
+    })
+    rec.figure({
+      section: SECTION,
+      name: 'E2E throughput vs one pipelined stream',
+      value: tokenimRate,
+      unit: 'msg/s',
+      reference: { name: 'raw echo, one stream', value: n / (singleStreamMs / 1000) },
+      note: 'ceiling: frames pipelined on one long-lived stream (no stream set-up per frame)'
+    })
+
+    // latency
+    const k = scale.latencySamples
+    const sendLat = await timed(k, send)
+    const echoLat = await timed(k, echo)
+    const pingLat: number[] = []
+    for (let i = 0; i < k; i++) pingLat.push(await alice.p2p.libp2p.services.ping.ping(bobPeer))
+    for (const [q, label, limit] of [[0.5, 'p50', 2], [0.99, 'p99', 5]] as const) {
+      rec.figure({
+        section: SECTION,
+        name: `send→receipt latency ${label}`,
+        value: quantile(sendLat, q),
+        unit: 'ms',
+        reference: { name: `raw echo round trip ${label}`, value: quantile(echoLat, q) },
+        targets: [{ of: 'ratio', op: '<=', limit }]
+      })
+      rec.figure({
+        section: SECTION,
+        name: `send→receipt latency ${label} vs ping`,
+        value: quantile(sendLat, q),
+        unit: 'ms',
+        reference: { name: `libp2p ping ${label}`, value: quantile(pingLat, q) }
+      })
+    }
+    rec.note(`messaging: the receiver's per-peer inbound budget was lifted for the bench (default burst 64, then 16 frames/s per peer, which caps one sender at 16 msg/s sustained by design); ${scale.inFlight} sends in flight because a receiver accepts 16 inbound ${'/tokenim/msg/1.0.0'} streams at once`)
+  } finally {
+    for (const node of nodes.reverse()) await node.stop().catch(() => {})
+    await rm(root, { recursive: true, force: true })
+  }
+}
+
+/** `n` frames over one stream with `window` unanswered at most. */
+async function pipelinedOneStream (p2p: P2PNode, peer: PeerId, frame: Uint8Array, n: number, window: number): Promise<number> {
+  const stream = await p2p.dialProtocol(peer, ECHO_PROTOCOL)
+  const f = framed(stream, { maxFrameBytes: 256 * 1024 })
+  const t0 = performance.now()
+  let sent = 0
+  const writer = (async () => {
+    for (; sent < Math.min(window, n); sent++) await f.write(frame)
+  })()
+  await writer
+  for (let got = 0; got < n; got++) {
+    const back = await f.read()
+    if (back == null) throw new Error('echo stream ended early')
+    if (sent < n) {
+      await f.write(frame)
+      sent++
+    }
+  }
+  const ms = performance.now() - t0
+  await f.close()
+  return ms
+}

@@ -1,0 +1,91 @@
+/** Bench sizes: `tiny` (the test, seconds), `small` (default, under a minute), `full` (issue 7). */
+export type ScaleName = 'tiny' | 'small' | 'full'
+
+export interface Scale {
+  name: ScaleName
+  /** messaging: warm-up sends, pipelined sends, sends in flight, sequential round trips */
+  warmup: number
+  throughputMessages: number
+  inFlight: number
+  latencySamples: number
+  /** backup: generated history */
+  messages: number
+  conversations: number
+  /** share of messages added for the incremental backup, and of conversations they go to */
+  incrementShare: number
+  incrementConversationShare: number
+  /** restic steps are skipped when one takes longer than this */
+  resticTimeoutMs: number
+  /** peak RSS runs (child processes); 0 = skipped */
+  rssMessages: number
+  /** start-up samples */
+  startSamples: number
+}
+
+export const SCALES: Record<ScaleName, Scale> = {
+  tiny: {
+    name: 'tiny',
+    warmup: 10,
+    throughputMessages: 100,
+    inFlight: 8,
+    latencySamples: 20,
+    messages: 300,
+    conversations: 6,
+    incrementShare: 0.01,
+    incrementConversationShare: 0.34,
+    resticTimeoutMs: 15_000,
+    rssMessages: 0,
+    startSamples: 1
+  },
+  small: {
+    name: 'small',
+    warmup: 100,
+    throughputMessages: 2_000,
+    inFlight: 8,
+    latencySamples: 200,
+    messages: 10_000,
+    conversations: 100,
+    incrementShare: 0.01,
+    incrementConversationShare: 0.1,
+    resticTimeoutMs: 120_000,
+    rssMessages: 0,
+    startSamples: 3
+  },
+  full: {
+    name: 'full',
+    warmup: 200,
+    throughputMessages: 20_000,
+    inFlight: 8,
+    latencySamples: 1_000,
+    messages: 100_000,
+    conversations: 1_000,
+    incrementShare: 0.01,
+    incrementConversationShare: 0.1,
+    resticTimeoutMs: 600_000,
+    rssMessages: 1_000_000,
+    startSamples: 5
+  }
+}
+
+export function parseScale (argv: string[]): ScaleName {
+  let scale: string = 'small'
+  for (let i = 0; i < argv.length; i++) {
+    const a = argv[i]
+    if (a === '--scale') scale = argv[++i] ?? ''
+    else if (a.startsWith('--scale=')) scale = a.slice('--scale='.length)
+    else if (a === '--help' || a === '-h') throw new UsageError('usage: npm run bench [-- --scale tiny|small|full] [--out FILE]')
+  }
+  if (scale !== 'tiny' && scale !== 'small' && scale !== 'full') throw new UsageError(`--scale must be tiny, small or full (got "${scale}")`)
+  return scale
+}
+
+export function parseOut (argv: string[], fallback: string): string {
+  const i = argv.indexOf('--out')
+  if (i >= 0 && argv[i + 1] !== undefined) return argv[i + 1]
+  const eq = argv.find(a => a.startsWith('--out='))
+  return eq !== undefined ? eq.slice('--out='.length) : fallback
+}
+
+export class UsageError extends Error {
+  override name = 'UsageError'
+}
