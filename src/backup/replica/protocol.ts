@@ -10,6 +10,7 @@
  */
 import * as dagCbor from '@ipld/dag-cbor'
 import { CID } from 'multiformats/cid'
+import { TokenimError } from '../../errors.ts'
 import { ReplicaReason } from './errors.ts'
 
 export const PIN_PROTOCOL = '/tokenim/pin/1.0.0'
@@ -35,10 +36,12 @@ export interface PinReceipt {
   message?: string
 }
 
-export class ProtocolError extends Error {
+/** A malformed frame: a TokenimError whose code is the ReplicaReason sent back (BAD_REQUEST). */
+export class ProtocolError extends TokenimError {
   readonly reason: string
   constructor (reason: string, message: string) {
-    super(message)
+    super(reason, message, { reason })
+    this.name = 'ProtocolError'
     this.reason = reason
   }
 }
