@@ -58,3 +58,30 @@ export type {
 } from './service.ts'
 export { TokenBuckets } from './rate-limit.ts'
 export type { TokenBucketInit } from './rate-limit.ts'
+export {
+  AttachmentService,
+  AttachmentError,
+  AttachmentErrorCode,
+  ATTACHMENT_CHUNK_BYTES,
+  DEFAULT_ATTACHMENT_MAX_BYTES,
+  guessMime,
+  newAttachmentKey,
+  decodeAttachmentKey,
+  encryptAttachmentStream,
+  decryptAttachmentStream,
+  verifyPlaintext,
+  checkAttachmentFile,
+  readAttachment,
+  attachmentOf
+} from './attachments.ts'
+export type {
+  AttachmentProgress,
+  AttachmentServiceComponents,
+  AttachmentServiceInit,
+  AttachmentServiceEvents,
+  AttachmentBlockstore,
+  AttachmentPins,
+  ReadOptions as AttachmentReadOptions,
+  ReadAttachmentOptions,
+  SaveResult as AttachmentSaveResult
+} from './attachments.ts'

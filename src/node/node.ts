@@ -21,8 +21,8 @@ import { EventEmitter } from 'node:events'
 import { join } from 'node:path'
 import { openIdentity } from '../identity/index.ts'
 import type { OpenedIdentity } from '../identity/index.ts'
-import { MessagingService } from '../messaging/index.ts'
-import type { MessageAttachment, MessagingInit, MessagingStats, SendResult } from '../messaging/index.ts'
+import { AttachmentService, attachmentOf, MessagingService } from '../messaging/index.ts'
+import type { AttachmentProgress, AttachmentServiceInit, AttachmentSaveResult, MessageAttachment, MessagingInit, MessagingStats, SendResult } from '../messaging/index.ts'
 import { createP2PNode, DeviceRecordPublisher, Resolver } from '../p2p/index.ts'
 import type { P2PNode, ResolvedPeer, ResolveOptions, ResolverInit } from '../p2p/index.ts'
 import { openStore } from '../store/index.ts'
@@ -50,6 +50,8 @@ export interface TokenimNodeInit {
   /** delivery, retry and rate-limit tuning */
   messaging?: MessagingInit
   resolver?: ResolverInit
+  /** attachment size limit and background fetch tuning */
+  attachments?: AttachmentServiceInit
   /** how often the device record is re-published (default 10 min) */
   republishIntervalMs?: number
 }
@@ -59,6 +61,10 @@ export interface TokenimNodeEvents {
   message: [StoredMessage]
   /** one of our messages was acknowledged by its recipient */
   delivered: [{ id: string, to: string }]
+  /** a message's attachment was fetched, verified and pinned (in the background) */
+  attachment: [{ id: string, cid: string, size: number }]
+  /** a background attachment fetch failed (retried after `retryInMs` when given) */
+  'attachment:failed': [{ id: string, cid: string, code: string, message: string, retryInMs?: number }]
 }
 
 export interface TokenimNodeStatus {
@@ -83,6 +89,37 @@ export interface SendMessageOptions {
   signal?: AbortSignal
 }
 
+export interface SendFileOptions {
+  /** the message text shown with the file (default empty) */
+  caption?: string
+  /** file name the recipient sees (default the path's base name) */
+  name?: string
+  /** MIME type (default guessed from the name's extension) */
+  mime?: string
+  /** size limit for this file (default the node's, 100 MiB) */
+  maxBytes?: number
+  /** aborts encrypting, and waiting for the first delivery attempt (then the message stays queued) */
+  signal?: AbortSignal
+  /** stop waiting for the first delivery attempt only */
+  waitSignal?: AbortSignal
+  onProgress?: (p: AttachmentProgress) => void
+}
+
+export interface SendFileResult extends SendResult {
+  attachment: MessageAttachment
+}
+
+export interface GetAttachmentOptions {
+  signal?: AbortSignal
+  /** never use the network */
+  offline?: boolean
+  /** bound the fetch when no signal is given (ms, default 2 min) */
+  timeoutMs?: number
+  onProgress?: (p: AttachmentProgress) => void
+}
+
+const DEFAULT_GET_TIMEOUT_MS = 120_000
+
 type State = 'stopped' | 'starting' | 'started' | 'stopping'
 
 interface Running {
@@ -91,6 +128,7 @@ interface Running {
   publisher: DeviceRecordPublisher
   resolver: Resolver
   messaging: MessagingService
+  attachments: AttachmentService
 }
 
 export class TokenimNode extends EventEmitter<TokenimNodeEvents> {
@@ -107,6 +145,8 @@ export class TokenimNode extends EventEmitter<TokenimNodeEvents> {
   private transition?: Promise<void>
   private readonly onMessage = (msg: StoredMessage): void => { this.emit('message', msg) }
   private readonly onDelivered = (evt: { id: string, to: string }): void => { this.emit('delivered', evt) }
+  private readonly onAttachmentFetched = (evt: { id: string, cid: string, size: number }): void => { this.emit('attachment', evt) }
+  private readonly onAttachmentFailed = (evt: { id: string, cid: string, code: string, message: string, retryInMs?: number }): void => { this.emit('attachment:failed', evt) }
 
   /** Use {@link TokenimNode.open}. */
   constructor (init: TokenimNodeInit, identity: OpenedIdentity) {
@@ -195,8 +235,30 @@ export class TokenimNode extends EventEmitter<TokenimNodeEvents> {
       const messaging = new MessagingService({ node: p2p, resolver, store, address: this.address, keys: messagingKey }, this.init.messaging)
       messaging.on('message', this.onMessage)
       messaging.on('delivered', this.onDelivered)
+      const attachments = new AttachmentService({
+        blockstore: p2p.helia.blockstore,
+        pins: p2p.helia.pins,
+        store,
+        connect: async (address, { signal }) => {
+          const peer = await resolver.resolve(address, { signal })
+          await p2p.dial(peer.peerId, { signal })
+        },
+        provide: async (cid, { signal }) => { await p2p.libp2p.contentRouting.provide(cid, { signal }) },
+        findProviders: async (cid, { signal }) => {
+          for await (const prov of p2p.libp2p.contentRouting.findProviders(cid, { signal })) {
+            if (prov.id.equals(p2p.peerId)) continue
+            await p2p.dial(prov.id, { signal }).catch(() => {})
+          }
+        }
+      }, this.init.attachments)
+      attachments.on('fetched', this.onAttachmentFetched)
+      attachments.on('fetch:failed', this.onAttachmentFailed)
+      // incoming attachments are fetched in the background once their message is stored
+      messaging.on('message', (msg) => { if (msg.attachment !== undefined) attachments.schedule(msg) })
+      attachments.start()
+      started.unshift(async () => { await attachments.stop() })
       await messaging.start()
-      this.parts = { store, p2p, publisher, resolver, messaging }
+      this.parts = { store, p2p, publisher, resolver, messaging, attachments }
       this.state = 'started'
       this.log('started %s (%s) on %s', this.address, this.peerId, this.multiaddrs().join(', '))
     } catch (err) {
@@ -213,6 +275,9 @@ export class TokenimNode extends EventEmitter<TokenimNodeEvents> {
     if (parts !== undefined) {
       const errors: unknown[] = []
       const step = async (fn: () => Promise<void>): Promise<void> => { try { await fn() } catch (err) { errors.push(err) } }
+      await step(async () => { await parts.attachments.stop() })
+      parts.attachments.off('fetched', this.onAttachmentFetched)
+      parts.attachments.off('fetch:failed', this.onAttachmentFailed)
       await step(async () => { await parts.messaging.stop() })
       parts.messaging.off('message', this.onMessage)
       parts.messaging.off('delivered', this.onDelivered)
@@ -233,6 +298,48 @@ export class TokenimNode extends EventEmitter<TokenimNodeEvents> {
    */
   async send (address: string, text: string, options: SendMessageOptions = {}): Promise<SendResult> {
     return await this.require().messaging.send(address, text, options)
+  }
+
+  /**
+   * Send a file: encrypted with a fresh key into our blockstore (UnixFS, pinned), then a message that
+   * carries its CID, key, name, MIME type, size and SHA-256. FILE_TOO_LARGE / FILE_NOT_FOUND /
+   * FILE_NOT_READABLE before anything is stored or sent. The recipient fetches it over bitswap.
+   */
+  async sendFile (address: string, path: string, options: SendFileOptions = {}): Promise<SendFileResult> {
+    const parts = this.require()
+    const attachment = await parts.attachments.add(path, { name: options.name, mime: options.mime, maxBytes: options.maxBytes, signal: options.signal, onProgress: options.onProgress })
+    const waits = [options.signal, options.waitSignal].filter((s): s is AbortSignal => s !== undefined)
+    const result = await parts.messaging.send(address, options.caption ?? '', { attachment, signal: waits.length === 0 ? undefined : AbortSignal.any(waits) })
+    return { ...result, attachment }
+  }
+
+  /**
+   * The plaintext of a message's attachment, streamed and verified (size, SHA-256; ATTACHMENT_CORRUPT):
+   * from our blockstore, else fetched from the other party or DHT providers (ATTACHMENT_UNAVAILABLE when
+   * that fails in time). NO_ATTACHMENT for an unknown message or one without an attachment.
+   */
+  async getAttachment (messageId: string, options: GetAttachmentOptions = {}): Promise<AsyncGenerator<Uint8Array>> {
+    const parts = this.require()
+    const message = await parts.store.getMessage(messageId)
+    const ref = attachmentOf(message, messageId)
+    return parts.attachments.read(ref, { ...options, from: message?.conversation, timeoutMs: options.timeoutMs ?? DEFAULT_GET_TIMEOUT_MS })
+  }
+
+  /** Write a message's attachment to `out` atomically (0600; FILE_EXISTS unless `force`), fetching it if needed. */
+  async saveAttachment (messageId: string, out: string, options: GetAttachmentOptions & { force?: boolean } = {}): Promise<AttachmentSaveResult & { id: string }> {
+    const parts = this.require()
+    const message = await parts.store.getMessage(messageId)
+    attachmentOf(message, messageId)
+    const signal = options.signal ?? AbortSignal.timeout(options.timeoutMs ?? DEFAULT_GET_TIMEOUT_MS)
+    const r = await parts.attachments.save(message as StoredMessage, out, { ...options, signal })
+    return { id: messageId, ...r }
+  }
+
+  /** True when a message's attachment is on this device, verified and pinned. */
+  async hasAttachment (messageId: string): Promise<boolean> {
+    const parts = this.require()
+    const message = await parts.store.getMessage(messageId)
+    return message?.attachment !== undefined && await parts.attachments.isLocal(message.attachment)
   }
 
   /** Conversation summaries (one per peer address). */
