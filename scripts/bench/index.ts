@@ -10,7 +10,6 @@
  */
 import { mkdir, rename, writeFile } from 'node:fs/promises'
 import { dirname, resolve } from 'node:path'
-import { fileURLToPath } from 'node:url'
 import { benchBackup } from './backup.ts'
 import { benchGas } from './gas.ts'
 import { benchMessaging } from './messaging.ts'
@@ -20,8 +19,7 @@ import { benchRss } from './rss.ts'
 import { SCALES, UsageError, parseOut, parseScale } from './scale.ts'
 import type { Scale } from './scale.ts'
 import { benchStartup } from './startup.ts'
-
-export const REPO = resolve(dirname(fileURLToPath(import.meta.url)), '..', '..')
+import { REPO_ROOT } from './util.ts'
 
 const SECTIONS: Array<[string, (scale: Scale, rec: Recorder) => Promise<void>]> = [
   ['messaging', benchMessaging],
@@ -42,7 +40,7 @@ async function main (argv: string[]): Promise<number> {
     }
     throw err
   }
-  const out = resolve(parseOut(argv, resolve(REPO, 'bench', 'results.json')))
+  const out = resolve(parseOut(argv, resolve(REPO_ROOT, 'bench', 'results.json')))
   const only = argv.includes('--only') ? argv[argv.indexOf('--only') + 1]?.split(',') : undefined
   const scale = SCALES[scaleName]
   const rec = new Recorder()

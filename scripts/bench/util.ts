@@ -1,5 +1,10 @@
 /** Small helpers shared by the bench sections. */
 import { spawn } from 'node:child_process'
+import { dirname, resolve } from 'node:path'
+import { fileURLToPath } from 'node:url'
+
+/** the repository root (scripts/bench/../..) */
+export const REPO_ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '..', '..')
 
 export const PASSWORD = 'bench password (not secret)'
 /** keystore scrypt cost for bench identities (real keystores use 2^17) */
