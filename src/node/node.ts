@@ -29,6 +29,8 @@ import { openStore } from '../store/index.ts'
 import type { ConversationSummary, MessageQuery, Store, StoredMessage } from '../store/index.ts'
 import { log } from '../util/log.ts'
 import { NodeError, NodeErrorCode } from './errors.ts'
+import { assertStoreHealthy, explainOpenError } from './health.ts'
+import type { StoreHealthOptions } from './health.ts'
 
 /** The store lives in `<dataDir>/store`; p2p keeps `<dataDir>/blocks` and `<dataDir>/datastore`. */
 export const STORE_DIR = 'store'
@@ -54,6 +56,8 @@ export interface TokenimNodeInit {
   attachments?: AttachmentServiceInit
   /** how often the device record is re-published (default 10 min) */
   republishIntervalMs?: number
+  /** the store check at start (default on, bounded: see health.ts); false skips it */
+  storeCheck?: false | StoreHealthOptions
 }
 
 export interface TokenimNodeEvents {
@@ -208,8 +212,10 @@ export class TokenimNode extends EventEmitter<TokenimNodeEvents> {
     this.state = 'starting'
     const started: Array<() => Promise<void>> = []
     try {
-      const store = await openStore(join(this.dataDir, STORE_DIR))
+      const store = await openStore(join(this.dataDir, STORE_DIR)).catch((err: unknown) => { throw explainOpenError(err) })
       started.unshift(async () => { await store.close() })
+      // a damaged store stops the start with STORE_CORRUPT and what to do (tokenim repair)
+      if (this.init.storeCheck !== false) await assertStoreHealthy(store, this.init.storeCheck)
       const p2p = await createP2PNode({
         privateKey: this.identity.deviceKey,
         dataDir: this.dataDir,

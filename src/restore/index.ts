@@ -21,3 +21,5 @@ export {
   restoreBackup, verifyRestoreSource, backupKeySource, RESTORE_MARKER_FILE, RESTORED_FROM_META, DEFAULT_BATCH_SIZE
 } from './restore.ts'
 export type { RestoreOptions, RestoreResult, RestoreProblem, RestoreProgress, VerifyRestoreOptions, VerifyRestoreResult } from './restore.ts'
+export { repairMessageStore, REPAIRED_META } from './repair.ts'
+export type { RepairBackupOptions, RepairFix, RepairOptions, RepairProgress, RepairResult } from './repair.ts'

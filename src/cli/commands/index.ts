@@ -3,6 +3,7 @@ import { registerInit } from './init.ts'
 import { registerId } from './id.ts'
 import { registerDaemon } from './daemon.ts'
 import { registerSend } from './send.ts'
+import { registerAttachment } from './attachment.ts'
 import { registerMessages } from './messages.ts'
 import { registerContacts } from './contacts.ts'
 import { registerStatus } from './status.ts'
@@ -12,6 +13,7 @@ import { registerVerify } from './verify.ts'
 import { registerRestore } from './restore.ts'
 import { registerBackup } from './backup.ts'
 import { registerBackups } from './backups.ts'
+import { registerRepair } from './repair.ts'
 
 /** Every command, in the order `tokenim --help` lists them. */
 export const commands: Array<(program: Command) => void> = [
@@ -19,6 +21,7 @@ export const commands: Array<(program: Command) => void> = [
   registerId,
   registerDaemon,
   registerSend,
+  registerAttachment,
   registerMessages,
   registerContacts,
   registerStatus,
@@ -27,5 +30,6 @@ export const commands: Array<(program: Command) => void> = [
   registerExport,
   registerVerify,
   registerRestore,
+  registerRepair,
   registerDevnet
 ]
