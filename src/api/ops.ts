@@ -3,6 +3,7 @@
  * whether it ran through the daemon (routes.ts) or on an in-process node / store (src/cli/node-access.ts).
  * Inputs are validated already (validate.ts); results are plain JSON (the `--json` contract).
  */
+import { loadConfig } from '../config/index.ts'
 import type { TokenimNode } from '../node/index.ts'
 import type { AttachmentRef, BackupRecord, Contact, MessageStatus, Store, StoredMessage } from '../store/index.ts'
 import { displayAddress } from './validate.ts'
@@ -159,4 +160,63 @@ export async function offlineStatus (identity: { address: string, peerId: string
     multiaddrs: [],
     ...(last !== undefined ? { lastBackup: backupSummary(last) } : {})
   }
+}
+
+// ---------------------------------------------------------------------------------------------
+// attachments
+
+/** Default attachment size limit (config.json `attachmentMaxBytes` overrides it). */
+export const DEFAULT_ATTACHMENT_MAX_BYTES = 100 * 1024 * 1024
+
+/** `send --file` as `--json` prints it: the message and what it carries (not its key). */
+export interface SendFileView {
+  id: string
+  status: 'delivered' | 'queued'
+  attachment: { cid: string, name: string, mime: string, size: number, sha256: string }
+}
+
+/** `attachment get` as `--json` prints it. */
+export interface SavedAttachmentView {
+  id: string
+  file: string
+  name: string
+  mime: string
+  size: number
+  sha256: string
+}
+
+export interface TransferProgress {
+  phase: 'encrypt' | 'fetch'
+  bytes: number
+  total: number
+}
+
+/** The attachment size limit of a data dir: config.json `attachmentMaxBytes`, else 100 MiB. */
+export async function attachmentMaxBytes (dataDir: string): Promise<number> {
+  return (await loadConfig(dataDir)).attachmentMaxBytes ?? DEFAULT_ATTACHMENT_MAX_BYTES
+}
+
+/**
+ * Send a file (absolute path) as an attachment, waiting at most `waitMs` for the first delivery attempt.
+ * FILE_TOO_LARGE (over the data dir's limit), FILE_NOT_FOUND, FILE_NOT_READABLE before anything is sent.
+ */
+export async function sendFileOp (node: TokenimNode, to: string, path: string, { caption, signal, waitMs = SEND_WAIT_MS, onProgress }: { caption?: string, signal?: AbortSignal, waitMs?: number, onProgress?: (p: TransferProgress) => void } = {}): Promise<SendFileView> {
+  const maxBytes = await attachmentMaxBytes(node.dataDir)
+  let waitSignal: AbortSignal | undefined
+  const r = await node.sendFile(to, path, {
+    caption,
+    maxBytes,
+    signal,
+    onProgress,
+    // the wait for delivery starts once the file is stored, not while it is encrypted
+    get waitSignal () { waitSignal ??= AbortSignal.timeout(waitMs); return waitSignal }
+  })
+  const a = r.attachment
+  return { id: r.id, status: r.status, attachment: { cid: a.cid, name: a.name, mime: a.mime, size: a.size, sha256: a.sha256 } }
+}
+
+/** Write a message's attachment to `out` (absolute path), fetching it first when it is not here. */
+export async function saveAttachmentOp (node: TokenimNode, id: string, out: string, { force, signal, onProgress }: { force?: boolean, signal?: AbortSignal, onProgress?: (p: TransferProgress) => void } = {}): Promise<SavedAttachmentView> {
+  const r = await node.saveAttachment(id, out, { force, signal, onProgress })
+  return { id, file: r.file, name: r.name, mime: r.mime, size: r.size, sha256: r.sha256 }
 }

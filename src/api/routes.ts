@@ -7,6 +7,11 @@
  *   GET  /v1/contacts                                    → [{address, name?, addedAt}]
  *   POST /v1/contacts    {address, name}                 → {address, name, addedAt}
  *   GET  /v1/status                                      → {address, peerId, running, peers, routingTable, outbox, multiaddrs, lastBackup?}
+ *   POST /v1/attachments {to, path, caption?}            → {id, status, attachment: {cid, name, mime, size, sha256}}
+ *   POST /v1/attachments/save {id, out, force?}          → {id, file, name, mime, size, sha256}
+ *
+ * The attachment routes take absolute paths on this machine: the daemon reads the file to send and
+ * writes the file asked for (atomically, 0600) itself, so big files never travel through the API.
  *
  * Extension point: features that come later (backup, backups, verify, restore, attachments, export)
  * add their routes through `extend` — e.g. `createRoutes(node, { extend: backupRoutes(node, scheduler) })`
@@ -15,7 +20,8 @@
  */
 import type { TokenimNode } from '../node/index.ts'
 import type { Routes } from './server.ts'
-import { addContact, idView, listContacts, listMessages, nodeStatus, sendMessage, SEND_WAIT_MS } from './ops.ts'
+import { isAbsolute } from 'node:path'
+import { addContact, idView, listContacts, listMessages, nodeStatus, saveAttachmentOp, sendFileOp, sendMessage, SEND_WAIT_MS } from './ops.ts'
 import type { MessagesQuery } from './ops.ts'
 import { parseAddress, parseContactName, parseCount, parseMessageText, parseObject, parseTimestamp } from './validate.ts'
 import { apiError, ApiErrorCode } from './errors.ts'
@@ -42,12 +48,34 @@ export function createRoutes (node: TokenimNode, init: RoutesInit = {}): Routes 
       const b = parseObject(body)
       return await addContact(node.store, parseAddress(b.address), parseContactName(b.name))
     },
-    'GET /v1/status': async () => await nodeStatus(node)
+    'GET /v1/status': async () => await nodeStatus(node),
+    'POST /v1/attachments': async ({ body, signal }) => {
+      const b = parseObject(body)
+      const to = parseAddress(b.to, 'to')
+      const path = parseAbsolutePath(b.path, 'path')
+      const caption = b.caption === undefined || b.caption === '' ? undefined : parseMessageText(b.caption, 'caption')
+      return await sendFileOp(node, to, path, { caption, signal, waitMs: init.sendWaitMs ?? SEND_WAIT_MS })
+    },
+    'POST /v1/attachments/save': async ({ body, signal }) => {
+      const b = parseObject(body)
+      if (typeof b.id !== 'string' || b.id === '' || b.id.length > 128) throw apiError(ApiErrorCode.INVALID_ARGUMENT, 'id must be a message id', { field: 'id' })
+      const out = parseAbsolutePath(b.out, 'out')
+      if (b.force !== undefined && typeof b.force !== 'boolean') throw apiError(ApiErrorCode.INVALID_ARGUMENT, 'force must be true or false', { field: 'force' })
+      return await saveAttachmentOp(node, b.id, out, { force: b.force === true, signal })
+    }
   }
   for (const key of Object.keys(init.extend ?? {})) {
     if (key in core) throw apiError(ApiErrorCode.INVALID_ARGUMENT, `route ${key} is defined twice`)
   }
   return { ...core, ...init.extend }
+}
+
+/** An absolute file path (the daemon has no working directory of the caller's). */
+function parseAbsolutePath (value: unknown, field: string): string {
+  if (typeof value !== 'string' || value === '' || value.length > 4096 || value.includes('\0') || !isAbsolute(value)) {
+    throw apiError(ApiErrorCode.INVALID_ARGUMENT, `${field} must be an absolute file path`, { field })
+  }
+  return value
 }
 
 /** ?peer=&since=&until=&limit= (each optional; since/until inclusive, in ms since the epoch). */

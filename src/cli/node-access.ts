@@ -11,12 +11,17 @@
  */
 import { join } from 'node:path'
 import {
-  addContact, callApi, listContacts, listMessages, lockedBy, messagesQueryString, offlineStatus, sendMessage, ApiErrorCode, apiError
+  addContact, attachmentMaxBytes, callApi, listContacts, listMessages, lockedBy, messagesQueryString, offlineStatus, saveAttachmentOp,
+  sendFileOp, sendMessage, ApiErrorCode, apiError
 } from '../api/index.ts'
-import type { ApiEndpoint, ContactView, IdView, MessagesQuery, MessageView, StatusView } from '../api/index.ts'
+import type {
+  ApiEndpoint, ContactView, IdView, MessagesQuery, MessageView, SavedAttachmentView, SendFileView, StatusView, TransferProgress
+} from '../api/index.ts'
+import { isTokenimError, TokenimError } from '../errors.ts'
 import { readIdentityPublic } from '../identity/index.ts'
 import type { TokenimNode } from '../node/index.ts'
 import { openStore } from '../store/index.ts'
+import { exists, writeFileAtomic } from '../util/fs.ts'
 import type { Store } from '../store/index.ts'
 import type { CommandContext } from './command.ts'
 import { readApiInfo } from './daemon-client.ts'
@@ -32,6 +37,10 @@ export interface NodeAccess {
   contacts: () => Promise<ContactView[]>
   addContact: (address: string, name: string) => Promise<ContactView>
   status: () => Promise<StatusView>
+  /** send a file (absolute path) as an attachment; `onProgress` only in process */
+  sendFile: (to: string, path: string, caption: string | undefined, onProgress?: (p: TransferProgress) => void) => Promise<SendFileView>
+  /** write a message's attachment to `out` (absolute path); `onProgress` only in process */
+  saveAttachment: (id: string, out: string, force: boolean, onProgress?: (p: TransferProgress) => void) => Promise<SavedAttachmentView>
 }
 
 /** Same as STORE_DIR of src/node (kept here so reads need not load the node and libp2p). */
@@ -78,7 +87,9 @@ function daemonAccess (endpoint: ApiEndpoint, signal: AbortSignal): NodeAccess {
     messages: async (q) => await get(`/v1/messages${messagesQueryString(q)}`),
     contacts: async () => await get('/v1/contacts'),
     addContact: async (address, name) => await post('/v1/contacts', { address, name }),
-    status: async () => await get('/v1/status')
+    status: async () => await get('/v1/status'),
+    sendFile: async (to, path, caption) => await post('/v1/attachments', { to, path, ...(caption !== undefined ? { caption } : {}) }),
+    saveAttachment: async (id, out, force) => await post('/v1/attachments/save', { id, out, force })
   }
 }
 
@@ -117,6 +128,44 @@ class LocalAccess implements NodeAccess {
   async status (): Promise<StatusView> {
     const pub = await readIdentityPublic(this.ctx.opts.dataDir)
     return await offlineStatus(pub, await this.openStore())
+  }
+
+  async sendFile (to: string, path: string, caption: string | undefined, onProgress?: (p: TransferProgress) => void): Promise<SendFileView> {
+    // size limit and readability before the password prompt and the network
+    await readIdentityPublic(this.ctx.opts.dataDir)
+    const { checkAttachmentFile } = await import('../messaging/index.ts')
+    await checkAttachmentFile(path, await attachmentMaxBytes(this.ctx.opts.dataDir))
+    const node = await this.startNode()
+    return await sendFileOp(node, to, path, { caption, signal: this.ctx.signal, onProgress })
+  }
+
+  /**
+   * From this device's blockstore when the attachment is here (no password, no network); otherwise a
+   * node is started (password) and fetches it from the other party or DHT providers.
+   */
+  async saveAttachment (id: string, out: string, force: boolean, onProgress?: (p: TransferProgress) => void): Promise<SavedAttachmentView> {
+    if (this.node === undefined) {
+      const store = await this.openStore()
+      const { attachmentOf, readAttachment, AttachmentErrorCode } = await import('../messaging/index.ts')
+      const ref = attachmentOf(await store.getMessage(id), id)
+      const blocksDir = join(this.ctx.opts.dataDir, 'blocks')
+      if (await exists(blocksDir)) {
+        const { LevelBlockstore } = await import('blockstore-level')
+        const blockstore = new LevelBlockstore(blocksDir)
+        try {
+          await blockstore.open()
+          await writeFileAtomic(out, readAttachment(ref, { blockstore, offline: true, signal: this.ctx.signal, onProgress }), { exclusive: !force })
+          return { id, file: out, name: ref.name, mime: ref.mime, size: ref.size, sha256: ref.sha256 }
+        } catch (err) {
+          if (!isTokenimError(err, AttachmentErrorCode.ATTACHMENT_UNAVAILABLE)) throw err
+        } finally {
+          await blockstore.close().catch(() => {})
+        }
+      }
+      if (!force && await exists(out)) throw new TokenimError('FILE_EXISTS', `refusing to overwrite ${out}`, { path: out })
+    }
+    const node = await this.startNode()
+    return await saveAttachmentOp(node, id, out, { force, signal: this.ctx.signal, onProgress })
   }
 
   async close (): Promise<void> {

@@ -3,6 +3,7 @@ import { registerInit } from './init.ts'
 import { registerId } from './id.ts'
 import { registerDaemon } from './daemon.ts'
 import { registerSend } from './send.ts'
+import { registerAttachment } from './attachment.ts'
 import { registerMessages } from './messages.ts'
 import { registerContacts } from './contacts.ts'
 import { registerStatus } from './status.ts'
@@ -20,6 +21,7 @@ export const commands: Array<(program: Command) => void> = [
   registerId,
   registerDaemon,
   registerSend,
+  registerAttachment,
   registerMessages,
   registerContacts,
   registerStatus,
