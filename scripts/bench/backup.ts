@@ -38,7 +38,7 @@ export async function benchBackup (scale: Scale, rec: Recorder): Promise<void> {
   let replicaService: ReplicaService | undefined
   try {
     // restic first: its install (when missing) must not be timed with anything
-    const found = await findRestic(scale.resticTimeoutMs)
+    const found = await findRestic(scale.resticTimeoutMs, scale.name !== 'tiny')
     let restic: Restic | undefined
     let resticSkip = found.reason
     if (found.restic !== undefined) {

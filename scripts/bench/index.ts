@@ -10,23 +10,20 @@
  */
 import { mkdir, rename, writeFile } from 'node:fs/promises'
 import { dirname, resolve } from 'node:path'
-import { benchBackup } from './backup.ts'
-import { benchGas } from './gas.ts'
-import { benchMessaging } from './messaging.ts'
 import { Recorder, RESULTS_SCHEMA_ID, ResultsSchema, formatTable, machineInfo } from './results.ts'
 import type { Results } from './results.ts'
-import { benchRss } from './rss.ts'
 import { SCALES, UsageError, parseOut, parseScale } from './scale.ts'
 import type { Scale } from './scale.ts'
-import { benchStartup } from './startup.ts'
 import { REPO_ROOT } from './util.ts'
 
-const SECTIONS: Array<[string, (scale: Scale, rec: Recorder) => Promise<void>]> = [
-  ['messaging', benchMessaging],
-  ['backup', benchBackup],
-  ['gas', benchGas],
-  ['rss', benchRss],
-  ['startup', benchStartup]
+// sections are loaded on use: a bad flag is refused without loading libp2p, Helia and Hardhat
+type Section = (scale: Scale, rec: Recorder) => Promise<void>
+const SECTIONS: Array<[string, () => Promise<Section>]> = [
+  ['messaging', async () => (await import('./messaging.ts')).benchMessaging],
+  ['backup', async () => (await import('./backup.ts')).benchBackup],
+  ['gas', async () => (await import('./gas.ts')).benchGas],
+  ['rss', async () => (await import('./rss.ts')).benchRss],
+  ['startup', async () => (await import('./startup.ts')).benchStartup]
 ]
 
 async function main (argv: string[]): Promise<number> {
@@ -47,7 +44,7 @@ async function main (argv: string[]): Promise<number> {
   const startedAt = new Date()
   const t0 = performance.now()
   process.stderr.write(`tokenim bench, scale ${scale.name}\n`)
-  for (const [name, fn] of SECTIONS) {
+  for (const [name, load] of SECTIONS) {
     if (only !== undefined && !only.includes(name)) {
       rec.skip(name, 'all', '--only excluded this section')
       continue
@@ -55,7 +52,7 @@ async function main (argv: string[]): Promise<number> {
     const s0 = performance.now()
     process.stderr.write(`▸ ${name} …\n`)
     try {
-      await fn(scale, rec)
+      await (await load())(scale, rec)
     } catch (err) {
       rec.errors.push({ section: name, message: (err as Error)?.stack ?? String(err) })
       process.stderr.write(`  ${name} failed: ${(err as Error)?.message ?? String(err)}\n`)

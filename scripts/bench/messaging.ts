@@ -87,9 +87,14 @@ export async function benchMessaging (scale: Scale, rec: Recorder): Promise<void
       await bob.resolve(alice.address, { timeoutMs: 3_000 }).then(() => true, () => false))
 
     const text = 'x'.repeat(1024)
+    // a first attempt that fails leaves the message queued: it counts once delivered by a retry
+    const retries: string[] = []
+    alice.messaging.on('retry', (e) => { retries.push(e.error) })
     const send = async (): Promise<void> => {
       const r = await alice.send(bob.address, text)
-      if (r.status !== 'delivered') throw new Error('a benchmark message was not delivered at once')
+      if (r.status !== 'delivered') {
+        await until(`the retry of ${r.id}`, async () => (await alice.store.getMessage(r.id))?.status === 'delivered', 120_000)
+      }
     }
     // the raw frames are as long as the sealed envelope of a 1 KiB message
     const bobKey = alice.resolver.cached(bob.address)?.messagingKey
@@ -154,6 +159,10 @@ export async function benchMessaging (scale: Scale, rec: Recorder): Promise<void
         unit: 'ms',
         reference: { name: `libp2p ping ${label}`, value: quantile(pingLat, q) }
       })
+    }
+    if (retries.length > 0) {
+      const kinds = [...new Set(retries.map(e => e.replace(/[0-9a-f]{8}-[0-9a-f-]{27}/g, 'ID').slice(0, 160)))]
+      rec.note(`messaging: ${retries.length} delivery attempts failed and were retried (default backoff from 2 s): ${kinds.slice(0, 3).join(' | ')}`)
     }
     rec.note(`messaging: the receiver's per-peer inbound budget was lifted for the bench (default burst 64, then 16 frames/s per peer, which caps one sender at 16 msg/s sustained by design); ${scale.inFlight} sends in flight because a receiver accepts 16 inbound ${'/tokenim/msg/1.0.0'} streams at once`)
   } finally {

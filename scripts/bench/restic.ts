@@ -18,10 +18,11 @@ export interface ResticBackup {
   bytesProcessed: number
 }
 
-/** restic ready to use, or the reason it is not. */
-export async function findRestic (timeoutMs: number): Promise<{ restic?: string, reason?: string }> {
+/** restic ready to use, or the reason it is not (installed from Debian when missing, if `mayInstall` and root). */
+export async function findRestic (timeoutMs: number, mayInstall: boolean): Promise<{ restic?: string, reason?: string }> {
   const found = await run('restic', ['version']).catch(() => undefined)
   if (found?.code === 0) return { restic: found.stdout.trim() }
+  if (!mayInstall) return { reason: 'restic is not installed (this scale does not install it: apt-get install -y restic)' }
   if (process.getuid?.() !== 0) return { reason: 'restic is not installed and we are not root to install it (apt-get install -y restic)' }
   const update = await run('apt-get', ['update', '-qq'], { timeoutMs: 300_000 }).catch((err: Error) => ({ code: 1, stderr: err.message, timedOut: false }))
   if (update.code !== 0) return { reason: `apt-get update failed: ${update.stderr.trim().split('\n').pop() ?? ''}` }

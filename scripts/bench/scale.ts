@@ -39,17 +39,17 @@ export const SCALES: Record<ScaleName, Scale> = {
   },
   small: {
     name: 'small',
-    warmup: 100,
-    throughputMessages: 2_000,
+    warmup: 50,
+    throughputMessages: 800,
     inFlight: 8,
-    latencySamples: 200,
+    latencySamples: 100,
     messages: 10_000,
     conversations: 100,
     incrementShare: 0.01,
     incrementConversationShare: 0.1,
     resticTimeoutMs: 120_000,
     rssMessages: 0,
-    startSamples: 3
+    startSamples: 1
   },
   full: {
     name: 'full',

@@ -1,0 +1,47 @@
+/**
+ * `npm run bench` at --scale tiny, once, in a child process: it completes and writes results that match
+ * the schema, with every section present (measured, or skipped with its reason). No timing assertions.
+ */
+import assert from 'node:assert/strict'
+import { mkdtemp, readFile, rm } from 'node:fs/promises'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { ResultsSchema } from '../scripts/bench/results.ts'
+import { REPO_ROOT, run } from '../scripts/bench/util.ts'
+
+describe('npm run bench (tiny scale)', function () {
+  this.timeout(180_000)
+  let dir: string
+
+  before(async () => { dir = await mkdtemp(join(tmpdir(), 'tokenim-bench-test-')) })
+  after(async () => { await rm(dir, { recursive: true, force: true }) })
+
+  it('runs every section and writes valid results', async () => {
+    const out = join(dir, 'results.json')
+    const res = await run(process.execPath, [join(REPO_ROOT, 'scripts', 'bench', 'index.ts'), '--scale', 'tiny', '--out', out], { cwd: REPO_ROOT, timeoutMs: 170_000 })
+    assert.equal(res.timedOut, false, 'the bench did not finish in time')
+    const results = ResultsSchema.parse(JSON.parse(await readFile(out, 'utf8')))
+    assert.deepEqual(results.errors, [], 'no section failed')
+    assert.equal(res.code, 0, res.stderr)
+    assert.equal(results.scale, 'tiny')
+    const sections = new Set([...results.figures.map(f => f.section), ...results.skipped.map(s => s.section)])
+    for (const s of ['messaging', 'backup', 'restore', 'gas', 'rss', 'startup']) assert.ok(sections.has(s), `section ${s} measured or skipped`)
+    for (const f of results.figures) {
+      assert.ok(Number.isFinite(f.value), `${f.name} is a number`)
+      if (f.reference !== undefined) assert.ok(f.ratio === undefined || Number.isFinite(f.ratio), `${f.name} has a finite ratio`)
+    }
+    assert.ok(results.figures.some(f => f.section === 'messaging' && f.reference !== undefined), 'messaging figures have references')
+    assert.ok(results.skipped.some(s => s.section === 'rss'), 'peak RSS is skipped below full scale, with a reason')
+    // restic: measured beside the backup, or skipped with a reason
+    const backupFigure = results.figures.find(f => f.section === 'backup' && f.name.startsWith('full backup time'))
+    assert.ok(backupFigure !== undefined)
+    if (backupFigure.reference === undefined) assert.ok(results.skipped.some(s => s.section === 'backup'), 'restic skipped with a reason')
+    assert.match(res.stdout, /ratio/)
+  })
+
+  it('refuses an unknown scale with exit 2', async () => {
+    const res = await run(process.execPath, [join(REPO_ROOT, 'scripts', 'bench', 'index.ts'), '--scale', 'huge'], { cwd: REPO_ROOT, timeoutMs: 60_000 })
+    assert.equal(res.code, 2)
+    assert.match(res.stderr, /--scale must be/)
+  })
+})
