@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict'
 import { createHash, randomBytes } from 'node:crypto'
-import { readFile, stat, writeFile } from 'node:fs/promises'
+import { readdir, readFile, stat, writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import { callApi } from '../../src/api/index.ts'
 import type { ApiInfo } from '../../src/cli/daemon-client.ts'
@@ -77,5 +77,15 @@ describe('cli: send --file and attachment get through two daemons', function () 
     assert.equal(refused.code, 2)
     assert.equal(json<{ error: { code: string } }>(refused).error.code, 'FILE_TOO_LARGE')
     assert.equal((await runJson<Message[]>(['messages', '--data-dir', dirA])).length, 1)
+
+    // with B's daemon stopped, an html export copies the attachment from B's blockstore, verified
+    b.child.kill('SIGTERM')
+    assert.equal(await b.exited, 0)
+    const html = join(work, 'chat.html')
+    const exported = await runJson<{ attachments: number, attachmentsCopied: number, filesDir: string }>(['export', '--out', html, '--data-dir', dirB])
+    assert.deepEqual([exported.attachments, exported.attachmentsCopied], [1, 1])
+    const [copy] = await readdir(exported.filesDir)
+    assert.ok((await readFile(join(exported.filesDir, copy))).equals(picture), 'the exported copy is identical')
+    assert.match(await readFile(html, 'utf8'), new RegExp(copy.replace('.', '\\.')))
   })
 })

@@ -1,10 +1,11 @@
 import { extname, join } from 'node:path'
 import type { Command } from 'commander'
 import { EXPORT_FORMATS, exportHistory, isExportFormat } from '../../backup/export/index.ts'
-import type { ExportFormat } from '../../backup/export/index.ts'
+import type { ExportFormat, GetAttachment } from '../../backup/export/index.ts'
 import { TokenimError, isTokenimError } from '../../errors.ts'
 import { readIdentityPublic } from '../../identity/index.ts'
 import { StoreErrorCode, isAddress, openStore } from '../../store/index.ts'
+import { exists } from '../../util/fs.ts'
 import { action } from '../command.ts'
 import { readApiInfo } from '../daemon-client.ts'
 import { parseTimeRange } from '../time.ts'
@@ -31,8 +32,9 @@ export function registerExport (program: Command): void {
     .addHelpText('after', `
 The export is a readable copy of your messages and is NOT encrypted: keep it somewhere private.
 It is written atomically with mode 0600; an existing file is never replaced without --force.
-json is lossless (every stored field); md and html show contact names and link attachment copies
-when this device has them; txt is plain text.
+json is lossless (every stored field); md and html show contact names and copy attachments that
+this device has (decrypted and checked against their SHA-256) to PATH.files/, linked from the
+export; txt is plain text.
 
 While the daemon runs it holds the message store: stop it first (exporting through the daemon
 is not supported yet).
@@ -54,7 +56,10 @@ Examples:
 
       const identity = await readIdentityPublic(opts.dataDir)
       const store = await openExportStore(opts.dataDir)
+      let blocks: Awaited<ReturnType<typeof openLocalAttachments>>
       try {
+        // html/md copy attachment files: read from this device's blockstore (offline), decrypted and verified
+        if (format === 'html' || format === 'md') blocks = await openLocalAttachments(opts.dataDir, signal)
         const r = await exportHistory({
           store,
           self: identity.address,
@@ -64,8 +69,8 @@ Examples:
           since,
           until,
           force: o.force === true,
-          signal
-          // getAttachment: attachments land later; until then html/md list them as not available locally
+          signal,
+          getAttachment: blocks?.getAttachment
         })
         out.warn(`${r.file} is NOT encrypted: anyone who can read it can read these messages`)
         const result: Record<string, unknown> = {
@@ -81,9 +86,31 @@ Examples:
           ...(r.attachments > 0 ? [`attachments: ${r.attachments} (${r.attachmentsCopied} copied${r.filesDir !== undefined ? ` to ${r.filesDir}` : ''})`] : [])
         ].join('\n'))
       } finally {
+        await blocks?.close()
         await store.close()
       }
     }))
+}
+
+/**
+ * The data dir's blockstore (not held by anyone once the store could be opened: the daemon is not
+ * running), and a getAttachment that streams an attachment's plaintext from it without the network.
+ * Undefined when the data dir has no blockstore.
+ */
+async function openLocalAttachments (dataDir: string, signal: AbortSignal): Promise<{ getAttachment: GetAttachment, close: () => Promise<void> } | undefined> {
+  const dir = join(dataDir, 'blocks')
+  if (!await exists(dir)) return undefined
+  const [{ LevelBlockstore }, { readAttachment }] = await Promise.all([import('blockstore-level'), import('../../messaging/index.ts')])
+  const blockstore = new LevelBlockstore(dir)
+  try {
+    await blockstore.open()
+  } catch {
+    return undefined // unreadable or locked: attachments are listed as not available locally
+  }
+  return {
+    getAttachment: (m) => m.attachment === undefined ? undefined : readAttachment(m.attachment, { blockstore, offline: true, signal }),
+    close: async () => { await blockstore.close().catch(() => {}) }
+  }
 }
 
 /**
