@@ -14,6 +14,7 @@ import { registerRestore } from './restore.ts'
 import { registerBackup } from './backup.ts'
 import { registerBackups } from './backups.ts'
 import { registerRepair } from './repair.ts'
+import { registerDoctor } from './doctor.ts'
 
 /** Every command, in the order `tokenim --help` lists them. */
 export const commands: Array<(program: Command) => void> = [
@@ -31,5 +32,6 @@ export const commands: Array<(program: Command) => void> = [
   registerVerify,
   registerRestore,
   registerRepair,
+  registerDoctor,
   registerDevnet
 ]
