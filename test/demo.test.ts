@@ -19,6 +19,8 @@ describe('npm run demo', () => {
     assert.match(out, /messages exchanged \(E2E, delivered\)\s+5/)
     assert.match(out, /replica confirmations\s+2 \/ 2/)
     assert.match(out, /restored on a new device \(mnemonic only\)\s+identical/)
+    assert.match(out, /picture \(attachment\) at Bob\s+identical bytes/)
+    assert.match(out, /picture \(attachment\) after restore\s+identical bytes/)
     assert.match(out, /tampered CAR\s+refused \(BACKUP_TAMPERED\), nothing written/)
     assert.match(out, /version 1 offered as the latest\s+refused \(ROLLBACK_REFUSED\)/)
   })
