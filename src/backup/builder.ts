@@ -1,10 +1,11 @@
 /**
  * The bundle builder: streams the store into segments, seals them, and writes blocks bottom-up (segments,
- * then the manifest node, then the root) so that a root never points at nothing.
+ * then the manifest — v2: shards, contacts, top node; v1: one manifest node — then the root) so that a
+ * root never points at nothing.
  */
 import type { CID } from 'multiformats/cid'
 import type { KdfParams } from '../crypto/index.ts'
-import { sha256 } from '../crypto/index.ts'
+import { hmacSha256, sha256 } from '../crypto/index.ts'
 import { isTokenimError } from '../errors.ts'
 import type { Contact, StoredMessage } from '../store/index.ts'
 import { log } from '../util/log.ts'
@@ -12,12 +13,16 @@ import { checksumAddress, isAddressLike } from './address.ts'
 import { dagCborCid, digestOfRoot, putBlock, rawCid, toCid } from './blocks.ts'
 import type { BlockStore } from './blocks.ts'
 import {
-  DEFAULT_SEGMENT_BYTES, DEFAULT_SEGMENT_SIZE, FORMAT_NAME, FORMAT_VERSION, MAX_ROOT_BLOCK, MAX_SEGMENT_BLOCK,
-  MAX_MANIFEST_BLOCK, MAX_SEGMENT_BYTES, MAX_SEGMENT_PLAINTEXT, MAX_SEGMENT_SIZE, MIN_SEGMENT_BYTES, SHA2_256, TAIL_MIN
+  DEFAULT_SEGMENT_BYTES, DEFAULT_SEGMENT_SIZE, DEFAULT_SHARD_SIZE, FORMAT_NAME, FORMAT_VERSION, MAX_ROOT_BLOCK, MAX_SEGMENT_BLOCK,
+  MAX_MANIFEST_BLOCK, MAX_SEGMENT_BYTES, MAX_SEGMENT_PLAINTEXT, MAX_SEGMENT_SIZE, MAX_SHARD_SEGMENTS, MAX_SHARD_SIZE, MIN_SEGMENT_BYTES,
+  SHA2_256, SHARD_CAP_FACTOR, TAIL_MIN
 } from './constants.ts'
 import { BackupErrorCode, backupError, invalidArgument, throwIfAborted } from './errors.ts'
-import { checkSegmentMessage, compareMessages, encode, encodeHeader, encodeLinks, encodeManifest, encodeManifestNode, encodeSegment, toSegmentMessage } from './schema.ts'
-import type { Manifest, ManifestConversation, SegmentMessage } from './schema.ts'
+import {
+  checkSegmentMessage, compareMessages, encode, encodeContacts, encodeHeader, encodeIndex, encodeLinks, encodeManifest, encodeManifestNode,
+  encodeSegment, encodeShard, encodeShardNode, encodeTopLinks, encodeTopNode, toSegmentMessage
+} from './schema.ts'
+import type { Manifest, ManifestConversation, SegmentMessage, ShardSummary } from './schema.ts'
 import { seal } from './seal.ts'
 import { validateKdfParams } from '../crypto/index.ts'
 
@@ -61,6 +66,10 @@ export interface BuildBackupOptions {
   segmentSize?: number
   /** soft byte limit per segment (default 256 KiB) */
   segmentBytes?: number
+  /** v2: target conversations per manifest shard (default 8) */
+  shardSize?: number
+  /** format version to write (default FORMAT_VERSION, 2; 1 is kept for fixtures and tests) */
+  formatVersion?: 1 | 2
   /** creation time (ms; default now) */
   created?: number
   onProgress?: (p: BuildProgress) => void
@@ -77,7 +86,11 @@ export interface BuildBackupResult {
   conversations: number
   segments: number
   attachments: number
-  /** bytes of the bundle's own blocks (root, manifest node, segments; attachments not counted) */
+  /** format version written */
+  formatVersion: number
+  /** v2: manifest shards (0 for v1) */
+  shards: number
+  /** bytes of the bundle's own blocks (root, manifest blocks, segments; attachments not counted) */
   bytesTotal: number
   /** bytes of those blocks that the blockstore did not already hold */
   bytesNew: number
@@ -88,7 +101,9 @@ export interface BuildBackupResult {
   plaintextBytes: number
 }
 
-function checkOptions (o: BuildBackupOptions): { owner: string, kdf: KdfParams | null, segmentSize: number, segmentBytes: number, created: number, prev: Manifest['prev'] } {
+interface Checked { owner: string, kdf: KdfParams | null, segmentSize: number, segmentBytes: number, shardSize: number, formatVersion: 1 | 2, created: number, prev: Manifest['prev'] }
+
+function checkOptions (o: BuildBackupOptions): Checked {
   if (o === null || typeof o !== 'object') throw invalidArgument('options must be an object')
   if (typeof o.store?.allMessages !== 'function') throw invalidArgument('store must provide allMessages()')
   if (typeof o.blockstore?.put !== 'function' || typeof o.blockstore?.has !== 'function') throw invalidArgument('blockstore must provide put() and has()')
@@ -99,6 +114,10 @@ function checkOptions (o: BuildBackupOptions): { owner: string, kdf: KdfParams |
   if (!Number.isSafeInteger(segmentSize) || segmentSize < 1 || segmentSize > MAX_SEGMENT_SIZE) throw invalidArgument(`segmentSize must be 1..${MAX_SEGMENT_SIZE}`)
   const segmentBytes = o.segmentBytes ?? DEFAULT_SEGMENT_BYTES
   if (!Number.isSafeInteger(segmentBytes) || segmentBytes < MIN_SEGMENT_BYTES || segmentBytes > MAX_SEGMENT_BYTES) throw invalidArgument(`segmentBytes must be ${MIN_SEGMENT_BYTES}..${MAX_SEGMENT_BYTES}`)
+  const shardSize = o.shardSize ?? DEFAULT_SHARD_SIZE
+  if (!Number.isSafeInteger(shardSize) || shardSize < 1 || shardSize > MAX_SHARD_SIZE) throw invalidArgument(`shardSize must be 1..${MAX_SHARD_SIZE}`)
+  const formatVersion = o.formatVersion ?? FORMAT_VERSION
+  if (formatVersion !== 1 && formatVersion !== 2) throw invalidArgument('formatVersion must be 1 or 2')
   const created = o.created ?? Date.now()
   if (!Number.isSafeInteger(created) || created < 0) throw invalidArgument('created must be a non-negative integer (ms)')
   let kdf: KdfParams | null = null
@@ -117,7 +136,7 @@ function checkOptions (o: BuildBackupOptions): { owner: string, kdf: KdfParams |
     if (!Number.isSafeInteger(pv) || pv < 1 || pv >= o.version) throw invalidArgument('prevVersion must be a positive integer below version')
     prev = { version: pv, root }
   }
-  return { owner: checksumAddress(o.owner), kdf, segmentSize, segmentBytes, created, prev }
+  return { owner: checksumAddress(o.owner), kdf, segmentSize, segmentBytes, shardSize, formatVersion, created, prev }
 }
 
 function sourceInvalid (message: string, info: Record<string, unknown> = {}, cause?: unknown): Error {
@@ -146,13 +165,22 @@ export async function buildBackup (options: BuildBackupOptions): Promise<BuildBa
   }
 }
 
-async function build (options: BuildBackupOptions, o: ReturnType<typeof checkOptions>, key: Uint8Array): Promise<BuildBackupResult> {
+/** A conversation as built: its manifest entry plus its links. */
+interface BuiltConversation {
+  entry: ManifestConversation
+  segments: CID[]
+  /** distinct attachment links in order of first reference */
+  attachments: Map<string, CID>
+}
+
+async function build (options: BuildBackupOptions, o: Checked, key: Uint8Array): Promise<BuildBackupResult> {
   const { blockstore, signal } = options
   const onProgress = options.onProgress ?? (() => {})
 
   const segmentCids: CID[] = []
   const attachments = new Map<string, CID>()
   const conversations: ManifestConversation[] = []
+  const built: BuiltConversation[] = []
   const seenPeers = new Set<string>()
   let messages = 0
   let bytesTotal = 0
@@ -162,6 +190,7 @@ async function build (options: BuildBackupOptions, o: ReturnType<typeof checkOpt
   let plaintextBytes = 0
 
   let conv: ManifestConversation | undefined
+  let cur: BuiltConversation | undefined
   let buf: SegmentMessage[] = []
   let bufBytes = 0
   let last: { ts: number, id: string } | undefined
@@ -193,6 +222,7 @@ async function build (options: BuildBackupOptions, o: ReturnType<typeof checkOpt
     const cid = rawCid(box)
     await put(cid, box)
     segmentCids.push(cid)
+    cur?.segments.push(cid)
     plaintextBytes += plain.length
     conv.segments.push({ count: msgs.length, firstTs: msgs[0].ts, lastTs: msgs[msgs.length - 1].ts })
     progress('segments')
@@ -231,6 +261,8 @@ async function build (options: BuildBackupOptions, o: ReturnType<typeof checkOpt
         seenPeers.add(peer)
         conv = { peer, count: 0, firstTs: 0, lastTs: 0, lastId: '', segments: [] }
         conversations.push(conv)
+        cur = { entry: conv, segments: [], attachments: new Map() }
+        built.push(cur)
         last = undefined
       }
       let m: SegmentMessage
@@ -251,6 +283,7 @@ async function build (options: BuildBackupOptions, o: ReturnType<typeof checkOpt
       if (m.attachment !== undefined) {
         const a = attachmentCid(m.attachment.cid)
         if (a !== undefined && !attachments.has(a.toString())) attachments.set(a.toString(), a)
+        if (a !== undefined && cur !== undefined && !cur.attachments.has(a.toString())) cur.attachments.set(a.toString(), a)
       }
       buf.push(m)
       bufBytes += encode(m).length
@@ -265,34 +298,82 @@ async function build (options: BuildBackupOptions, o: ReturnType<typeof checkOpt
   }
 
   progress('manifest')
-  const contacts = await readContacts(options.store)
+  const contacts = (await readContacts(options.store)).map(c => c.name === undefined || c.name === null
+    ? { address: c.address.toLowerCase(), addedAt: c.addedAt }
+    : { address: c.address.toLowerCase(), name: c.name, addedAt: c.addedAt })
   const attachmentList = [...attachments.values()]
-  const manifest: Manifest = {
-    type: 'manifest',
-    owner: o.owner,
-    version: options.version,
-    created: o.created,
-    kdf: o.kdf,
-    prev: o.prev,
-    segmentSize: o.segmentSize,
-    segmentBytes: o.segmentBytes,
-    links: sha256(encodeLinks(segmentCids, attachmentList)),
-    conversations,
-    contacts: contacts.map(c => c.name === undefined || c.name === null ? { address: c.address.toLowerCase(), addedAt: c.addedAt } : { address: c.address.toLowerCase(), name: c.name, addedAt: c.addedAt }),
-    totals: { messages, conversations: conversations.length, segments: segmentCids.length, attachments: attachmentList.length, bytes: plaintextBytes }
+  const totals = { messages, conversations: conversations.length, segments: segmentCids.length, attachments: attachmentList.length, bytes: plaintextBytes }
+  let manifestCid: CID
+  let shardCount = 0
+  if (o.formatVersion === 1) {
+    const manifest: Manifest = {
+      type: 'manifest',
+      owner: o.owner,
+      version: options.version,
+      created: o.created,
+      kdf: o.kdf,
+      prev: o.prev,
+      segmentSize: o.segmentSize,
+      segmentBytes: o.segmentBytes,
+      links: sha256(encodeLinks(segmentCids, attachmentList)),
+      conversations,
+      contacts,
+      totals
+    }
+    const sealed = seal(key, 'manifest', encodeManifest(manifest))
+    const node = encodeManifestNode({ sealed, segments: segmentCids, attachments: attachmentList })
+    if (node.length > MAX_MANIFEST_BLOCK) throw sourceInvalid('the manifest exceeds the format\'s size cap', { bytes: node.length })
+    manifestCid = dagCborCid(node)
+    await put(manifestCid, node)
+  } else {
+    // v2: shards (bottom-up, after their segments), then the contacts box, then the top node
+    const shardCids: CID[] = []
+    const summaries: ShardSummary[] = []
+    for (const group of shardGroups(key, built, o.shardSize)) {
+      throwIfAborted(signal)
+      const segs = group.flatMap(c => c.segments)
+      const atts = new Map<string, CID>()
+      for (const c of group) for (const [k, v] of c.attachments) if (!atts.has(k)) atts.set(k, v)
+      const attList = [...atts.values()]
+      const sealed = seal(key, 'shard', encodeShard({ type: 'shard', links: sha256(encodeLinks(segs, attList)), conversations: group.map(c => c.entry) }))
+      const node = encodeShardNode({ sealed, segments: segs, attachments: attList })
+      if (node.length > MAX_MANIFEST_BLOCK) throw sourceInvalid('a manifest shard exceeds the format\'s size cap', { bytes: node.length })
+      const cid = dagCborCid(node)
+      await put(cid, node)
+      shardCids.push(cid)
+      summaries.push({ conversations: group.length, segments: segs.length, messages: group.reduce((n, c) => n + c.entry.count, 0), attachments: attList.length })
+    }
+    shardCount = shardCids.length
+    const contactsBox = seal(key, 'contacts', encodeContacts(contacts))
+    if (contactsBox.length > MAX_MANIFEST_BLOCK) throw sourceInvalid('the contacts exceed the format\'s size cap', { bytes: contactsBox.length })
+    const contactsCid = rawCid(contactsBox)
+    await put(contactsCid, contactsBox)
+    const sealed = seal(key, 'index', encodeIndex({
+      type: 'index',
+      owner: o.owner,
+      version: options.version,
+      created: o.created,
+      kdf: o.kdf,
+      prev: o.prev,
+      segmentSize: o.segmentSize,
+      segmentBytes: o.segmentBytes,
+      shardSize: o.shardSize,
+      links: sha256(encodeTopLinks(shardCids, contactsCid)),
+      shards: summaries,
+      totals
+    }))
+    const top = encodeTopNode({ sealed, shards: shardCids, contacts: contactsCid })
+    if (top.length > MAX_MANIFEST_BLOCK) throw sourceInvalid('the manifest exceeds the format\'s size cap', { bytes: top.length })
+    manifestCid = dagCborCid(top)
+    await put(manifestCid, top)
   }
-  const sealed = seal(key, 'manifest', encodeManifest(manifest))
-  const node = encodeManifestNode({ sealed, segments: segmentCids, attachments: attachmentList })
-  if (node.length > MAX_MANIFEST_BLOCK) throw sourceInvalid('the manifest exceeds the format\'s size cap', { bytes: node.length })
-  const nodeCid = dagCborCid(node)
-  await put(nodeCid, node)
 
-  const rootBytes = encodeHeader({ format: FORMAT_NAME, v: FORMAT_VERSION, owner: o.owner, version: options.version, created: o.created, kdf: o.kdf, manifest: nodeCid })
+  const rootBytes = encodeHeader({ format: FORMAT_NAME, v: o.formatVersion, owner: o.owner, version: options.version, created: o.created, kdf: o.kdf, manifest: manifestCid })
   if (rootBytes.length > MAX_ROOT_BLOCK) throw invalidArgument('the root block exceeds its size cap (kdf parameters too large)')
   const root = dagCborCid(rootBytes)
   await put(root, rootBytes)
   progress('done')
-  logger('built backup v%d: %d messages, %d segments, %d/%d bytes new', options.version, messages, segmentCids.length, bytesNew, bytesTotal)
+  logger('built backup v%d (format %d): %d messages, %d segments, %d shards, %d/%d bytes new', options.version, o.formatVersion, messages, segmentCids.length, shardCount, bytesNew, bytesTotal)
   return {
     root,
     digest: digestOfRoot(root),
@@ -302,12 +383,45 @@ async function build (options: BuildBackupOptions, o: ReturnType<typeof checkOpt
     conversations: conversations.length,
     segments: segmentCids.length,
     attachments: attachmentList.length,
+    formatVersion: o.formatVersion,
+    shards: shardCount,
     bytesTotal,
     bytesNew,
     blocks,
     blocksNew,
     plaintextBytes
   }
+}
+
+const SHARD_LABEL = new TextEncoder().encode('tokenim-backup/v2/shard-boundary\0')
+
+/**
+ * v2 shard boundaries (docs/backup-format.md#manifest-shards): conversations stay in build order; a new
+ * shard starts before a conversation whose keyed hash HMAC(K, label ‖ peer) read as a big-endian uint32 is
+ * 0 mod shardSize, or when the current shard already holds SHARD_CAP_FACTOR·shardSize conversations or
+ * MAX_SHARD_SEGMENTS segments. A boundary depends only on the conversation itself (and, for the caps, on
+ * its run), so adding a conversation or messages rewrites one shard, not its neighbours.
+ */
+export function shardGroups<T extends { entry: { peer: string }, segments: unknown[] }> (key: Uint8Array, convs: T[], shardSize: number): T[][] {
+  const out: T[][] = []
+  let group: T[] = []
+  let segs = 0
+  for (const c of convs) {
+    if (group.length > 0 && (group.length >= SHARD_CAP_FACTOR * shardSize || segs >= MAX_SHARD_SEGMENTS || isShardStart(key, c.entry.peer, shardSize))) {
+      out.push(group)
+      group = []
+      segs = 0
+    }
+    group.push(c)
+    segs += c.segments.length
+  }
+  if (group.length > 0) out.push(group)
+  return out
+}
+
+export function isShardStart (key: Uint8Array, peer: string, shardSize: number): boolean {
+  const h = hmacSha256(key, Buffer.concat([SHARD_LABEL, new TextEncoder().encode(peer)]))
+  return ((h[0] << 24 >>> 0) + (h[1] << 16) + (h[2] << 8) + h[3]) % shardSize === 0
 }
 
 /**

@@ -1,9 +1,10 @@
-/** Constants of backup format v1 (docs/backup-format.md). Changing any of them changes the format. */
+/** Constants of the backup format, v1 and v2 (docs/backup-format.md). Changing any of them changes the format. */
 
 export const FORMAT_NAME = 'tokenim-backup'
-export const FORMAT_VERSION = 1
+/** the format version the builder writes */
+export const FORMAT_VERSION = 2
 /** format versions this reader understands */
-export const SUPPORTED_VERSIONS: readonly number[] = [1]
+export const SUPPORTED_VERSIONS: readonly number[] = [1, 2]
 
 /** multicodec codes */
 export const DAG_CBOR = 0x71
@@ -45,4 +46,12 @@ export const SIV_LENGTH = 32
 export const TAG_LENGTH = 16
 export const NONCE = new Uint8Array(12)
 
-export type BoxKind = 'segment' | 'manifest'
+/** v2: default target number of conversations per manifest shard (a shard boundary is drawn with probability 1/shardSize) */
+export const DEFAULT_SHARD_SIZE = 8
+export const MAX_SHARD_SIZE = 1024
+/** v2: a shard is also closed after this many times shardSize conversations, or this many segments */
+export const SHARD_CAP_FACTOR = 4
+export const MAX_SHARD_SEGMENTS = 4096
+
+/** v1: manifest; v2: index, shard, contacts */
+export type BoxKind = 'segment' | 'manifest' | 'index' | 'shard' | 'contacts'

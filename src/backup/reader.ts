@@ -12,8 +12,12 @@ import { digestOfRoot, readBlock, toCid } from './blocks.ts'
 import type { AbortOptions, BlockGetter } from './blocks.ts'
 import { MAX_MANIFEST_BLOCK, MAX_MANIFEST_PLAINTEXT, MAX_ROOT_BLOCK, MAX_SEGMENT_BLOCK, MAX_SEGMENT_PLAINTEXT } from './constants.ts'
 import { BackupErrorCode, backupError, invalidArgument, malformed } from './errors.ts'
-import { compareMessages, decodeHeader, decodeManifest, decodeManifestNode, decodeSegment, encodeLinks, fromSegmentMessage } from './schema.ts'
-import type { BackupHeader, Manifest, ManifestConversation, ManifestNode, Segment } from './schema.ts'
+import {
+  checkTotals, compareMessages, decodeContacts, decodeHeader, decodeIndex, decodeManifest, decodeManifestNode, decodeSegment, decodeShard,
+  decodeShardNode, decodeTopNode, encodeLinks, encodeTopLinks, fromSegmentMessage
+} from './schema.ts'
+import type { BackupHeader, Manifest, ManifestConversation, ManifestNode, Segment, ShardedNode } from './schema.ts'
+import type { BoxKind } from './constants.ts'
 import { open } from './seal.ts'
 
 /** The backup key, or a function deriving it from the root's KDF parameters (null: no passphrase). */
@@ -103,21 +107,34 @@ export async function resolveKey (source: BackupKeySource, kdf: KdfParams | null
   return key
 }
 
+/**
+ * Fetch the manifest's plaintext blocks (no key needed). v1: the manifest node. v2: the top node, every
+ * shard node and the contacts box, presented as one list of segment and attachment links.
+ */
 export async function readManifestNode (bs: BlockGetter, header: BackupHeader, options: AbortOptions = {}): Promise<ManifestNode> {
   const where = { block: 'manifest', cid: header.manifest.toString() }
   const bytes = await readBlock(bs, header.manifest, MAX_MANIFEST_BLOCK, { signal: options.signal, where: { block: 'manifest' } })
-  return decodeManifestNode(bytes, where)
+  if (header.v === 1) return decodeManifestNode(bytes, where)
+  const top = decodeTopNode(bytes, where)
+  const shards: ShardedNode['shards'] = []
+  const segments: CID[] = []
+  const attachments = new Map<string, CID>()
+  for (let i = 0; i < top.shards.length; i++) {
+    const cid = top.shards[i]
+    const shardWhere = { block: 'shard', shard: i }
+    const node = decodeShardNode(await readBlock(bs, cid, MAX_MANIFEST_BLOCK, { signal: options.signal, where: shardWhere }), { ...shardWhere, cid: cid.toString() })
+    shards.push({ ...node, cid })
+    segments.push(...node.segments)
+    for (const a of node.attachments) if (!attachments.has(a.toString())) attachments.set(a.toString(), a)
+  }
+  const contactsBox = await readBlock(bs, top.contacts, MAX_MANIFEST_BLOCK, { signal: options.signal, where: { block: 'contacts' } })
+  return { sealed: top.sealed, segments, attachments: [...attachments.values()], sharded: { top, shards, contactsBox } }
 }
 
-/**
- * Open the sealed manifest and cross-check it with the root and the plaintext links. A manifest that does
- * not authenticate means the key is wrong: WRONG_PASSPHRASE with a passphrase, DECRYPT_FAILED without.
- */
-export function openManifest (key: Uint8Array, header: BackupHeader, node: ManifestNode): Manifest {
-  const where = { block: 'manifest', cid: header.manifest.toString() }
-  let plain: Uint8Array
+/** Open the box that proves the key (v1 manifest, v2 index): failing to authenticate means a wrong key. */
+function openKeyBox (key: Uint8Array, header: BackupHeader, kind: BoxKind, box: Uint8Array, where: Record<string, unknown>): Uint8Array {
   try {
-    plain = open(key, 'manifest', node.sealed, MAX_MANIFEST_PLAINTEXT, where)
+    return open(key, kind, box, MAX_MANIFEST_PLAINTEXT, where)
   } catch (err) {
     if (isTokenimError(err, BackupErrorCode.DECRYPT_FAILED)) {
       if (header.kdf !== null) {
@@ -127,12 +144,40 @@ export function openManifest (key: Uint8Array, header: BackupHeader, node: Manif
     }
     throw err
   }
-  const m = decodeManifest(plain, where)
+}
+
+/** Open a box under a key already proven right: failing to authenticate is tampering. */
+function openTrusted (key: Uint8Array, kind: BoxKind, box: Uint8Array, where: Record<string, unknown>): Uint8Array {
+  try {
+    return open(key, kind, box, MAX_MANIFEST_PLAINTEXT, where)
+  } catch (err) {
+    if (isTokenimError(err, BackupErrorCode.DECRYPT_FAILED)) {
+      throw backupError(BackupErrorCode.BACKUP_TAMPERED, `the ${kind} block ${String(where.cid)} does not authenticate`, { ...where, reason: 'aead' })
+    }
+    throw err
+  }
+}
+
+/**
+ * Open the sealed manifest and cross-check it with the root and the plaintext links. A manifest (v2: the
+ * index) that does not authenticate means the key is wrong: WRONG_PASSPHRASE with a passphrase,
+ * DECRYPT_FAILED without. v2 shards and contacts are opened too and assembled into one Manifest.
+ */
+export function openManifest (key: Uint8Array, header: BackupHeader, node: ManifestNode): Manifest {
+  const where = { block: 'manifest', cid: header.manifest.toString() }
+  let m: Manifest
+  if (header.v === 1) {
+    if (node.sharded !== undefined) throw malformed('a v1 root links a v2 manifest', { ...where, reason: 'format' })
+    m = decodeManifest(openKeyBox(key, header, 'manifest', node.sealed, where), where)
+    if (Buffer.compare(sha256(encodeLinks(node.segments, node.attachments)), m.links) !== 0) {
+      throw backupError(BackupErrorCode.BACKUP_TAMPERED, 'the manifest node\'s links are not the ones the manifest commits to', { ...where, reason: 'links' })
+    }
+  } else {
+    if (node.sharded === undefined) throw malformed(`a v${header.v} root needs a sharded manifest`, { ...where, reason: 'format' })
+    m = openSharded(key, header, node.sharded, where)
+  }
   if (m.owner !== header.owner || m.version !== header.version || m.created !== header.created || !sameKdf(m.kdf, header.kdf)) {
     throw malformed('the manifest disagrees with the root (owner, version, created or kdf)', { ...where, reason: 'header-mismatch' })
-  }
-  if (Buffer.compare(sha256(encodeLinks(node.segments, node.attachments)), m.links) !== 0) {
-    throw backupError(BackupErrorCode.BACKUP_TAMPERED, 'the manifest node\'s links are not the ones the manifest commits to', { ...where, reason: 'links' })
   }
   if (m.totals.segments !== node.segments.length) {
     throw backupError(BackupErrorCode.COUNT_MISMATCH, `the manifest lists ${m.totals.segments} segments, the node links ${node.segments.length}`, { ...where, expected: m.totals.segments, actual: node.segments.length })
@@ -141,6 +186,52 @@ export function openManifest (key: Uint8Array, header: BackupHeader, node: Manif
     throw backupError(BackupErrorCode.COUNT_MISMATCH, `the manifest counts ${m.totals.attachments} attachments, the node links ${node.attachments.length}`, { ...where, expected: m.totals.attachments, actual: node.attachments.length })
   }
   return m
+}
+
+function openSharded (key: Uint8Array, header: BackupHeader, sharded: ShardedNode, where: Record<string, unknown>): Manifest {
+  const index = decodeIndex(openKeyBox(key, header, 'index', sharded.top.sealed, where), where)
+  if (Buffer.compare(sha256(encodeTopLinks(sharded.top.shards, sharded.top.contacts)), index.links) !== 0) {
+    throw backupError(BackupErrorCode.BACKUP_TAMPERED, 'the manifest node\'s links are not the ones the index commits to', { ...where, reason: 'links' })
+  }
+  if (index.shards.length !== sharded.shards.length) {
+    throw backupError(BackupErrorCode.COUNT_MISMATCH, `the index lists ${index.shards.length} shards, the node links ${sharded.shards.length}`, { ...where, expected: index.shards.length, actual: sharded.shards.length })
+  }
+  const conversations: ManifestConversation[] = []
+  for (let i = 0; i < sharded.shards.length; i++) {
+    const s = sharded.shards[i]
+    const w = { block: 'shard', cid: s.cid.toString(), shard: i }
+    const shard = decodeShard(openTrusted(key, 'shard', s.sealed, w), w, index.segmentSize)
+    if (Buffer.compare(sha256(encodeLinks(s.segments, s.attachments)), shard.links) !== 0) {
+      throw backupError(BackupErrorCode.BACKUP_TAMPERED, `shard ${i}'s links are not the ones it commits to`, { ...w, reason: 'links' })
+    }
+    const sum = index.shards[i]
+    const segs = shard.conversations.reduce((n, c) => n + c.segments.length, 0)
+    const msgs = shard.conversations.reduce((n, c) => n + c.count, 0)
+    if (sum.conversations !== shard.conversations.length || sum.segments !== segs || sum.segments !== s.segments.length ||
+        sum.messages !== msgs || sum.attachments !== s.attachments.length) {
+      throw backupError(BackupErrorCode.COUNT_MISMATCH, `shard ${i} disagrees with the index's summary of it`, { ...w, expected: sum, actual: { conversations: shard.conversations.length, segments: segs, messages: msgs, attachments: s.attachments.length } })
+    }
+    conversations.push(...shard.conversations)
+  }
+  checkTotals(conversations, index.totals, where)
+  const cw = { block: 'contacts', cid: sharded.top.contacts.toString() }
+  const contacts = decodeContacts(openTrusted(key, 'contacts', sharded.contactsBox, cw), cw)
+  return {
+    type: 'manifest',
+    owner: index.owner,
+    version: index.version,
+    created: index.created,
+    kdf: index.kdf,
+    prev: index.prev,
+    segmentSize: index.segmentSize,
+    segmentBytes: index.segmentBytes,
+    links: index.links,
+    conversations,
+    contacts,
+    totals: index.totals,
+    shardSize: index.shardSize,
+    shards: index.shards
+  }
 }
 
 function sameKdf (a: KdfParams | null, b: KdfParams | null): boolean {

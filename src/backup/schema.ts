@@ -1,5 +1,5 @@
 /**
- * Encoding and strict validation of every v1 structure (docs/backup-format.md#block-encodings).
+ * Encoding and strict validation of every v1 and v2 structure (docs/backup-format.md#block-encodings).
  * Decoders take untrusted bytes and either return a clean, typed value or throw a TokenimError
  * (BACKUP_MALFORMED / BACKUP_FORMAT_UNSUPPORTED); they never throw anything else.
  */
@@ -10,7 +10,7 @@ import type { KdfParams } from '../crypto/index.ts'
 import type { Contact, StoredMessage } from '../store/index.ts'
 import { isChecksummedAddress } from './address.ts'
 import { BackupErrorCode, backupError, malformed } from './errors.ts'
-import { FORMAT_NAME, MAX_LIST, MAX_SEGMENT_BYTES, MAX_SEGMENT_SIZE, MIN_SEGMENT_BYTES, RAW, SHA2_256, SUPPORTED_VERSIONS } from './constants.ts'
+import { DAG_CBOR, FORMAT_NAME, MAX_LIST, MAX_SEGMENT_BYTES, MAX_SEGMENT_SIZE, MAX_SHARD_SIZE, MIN_SEGMENT_BYTES, RAW, SHA2_256, SUPPORTED_VERSIONS } from './constants.ts'
 
 type Where = Record<string, unknown>
 type Obj = Record<string, unknown>
@@ -34,11 +34,71 @@ export interface BackupHeader {
   manifest: CID
 }
 
-/** The manifest node: plaintext links plus the sealed manifest. */
+/**
+ * The manifest node: plaintext links plus the sealed manifest. For v2 bundles, readManifestNode fetches the
+ * top node, every shard node and the contacts box, and presents their links as one list (`segments` in
+ * manifest order, `attachments` distinct); `sharded` keeps the v2 pieces the manifest is opened from.
+ */
 export interface ManifestNode {
   sealed: Uint8Array
   segments: CID[]
   attachments: CID[]
+  sharded?: ShardedNode
+}
+
+/** v2: the top manifest node, its shards and the contacts box, as read (hash-checked, not yet opened). */
+export interface ShardedNode {
+  top: TopNode
+  shards: Array<ShardNode & { cid: CID }>
+  contactsBox: Uint8Array
+}
+
+/** v2 top manifest node (plaintext): the sealed index, the shard links and the contacts box link. */
+export interface TopNode {
+  sealed: Uint8Array
+  shards: CID[]
+  /** raw CID of the sealed contacts box */
+  contacts: CID
+}
+
+/** v2 shard node (plaintext): a sealed shard plus the links of its conversations' segments and attachments. */
+export interface ShardNode {
+  sealed: Uint8Array
+  segments: CID[]
+  attachments: CID[]
+}
+
+/** v2: what the index says about each shard (cross-checked against the opened shard). */
+export interface ShardSummary {
+  conversations: number
+  segments: number
+  messages: number
+  attachments: number
+}
+
+/** v2 sealed index (kind "index"). */
+export interface ManifestIndex {
+  type: 'index'
+  owner: string
+  version: number
+  created: number
+  kdf: KdfParams | null
+  prev: { version: number, root: CID } | null
+  segmentSize: number
+  segmentBytes: number
+  shardSize: number
+  /** SHA-256(dag-cbor({ shards, contacts })) of the top node's links */
+  links: Uint8Array
+  shards: ShardSummary[]
+  totals: ManifestTotals
+}
+
+/** v2 sealed shard (kind "shard"). */
+export interface ManifestShard {
+  type: 'shard'
+  /** SHA-256(dag-cbor({ segments, attachments })) of the shard node's links */
+  links: Uint8Array
+  conversations: ManifestConversation[]
 }
 
 export interface SegmentInfo {
@@ -79,6 +139,9 @@ export interface Manifest {
   conversations: ManifestConversation[]
   contacts: Contact[]
   totals: ManifestTotals
+  /** v2 only: the target shard size and the per-shard summaries */
+  shardSize?: number
+  shards?: ShardSummary[]
 }
 
 /** A message as stored in a segment: StoredMessage without `conversation` (the segment's `conv`). */
@@ -264,17 +327,18 @@ export function encodeManifest (m: Manifest): Uint8Array {
     segmentSize: m.segmentSize,
     segmentBytes: m.segmentBytes,
     links: m.links,
-    conversations: m.conversations.map(c => ({
-      peer: c.peer,
-      count: c.count,
-      firstTs: c.firstTs,
-      lastTs: c.lastTs,
-      lastId: c.lastId,
-      segments: c.segments.map(s => [s.count, s.firstTs, s.lastTs])
-    })),
-    contacts: m.contacts.map(c => c.name === undefined ? { address: c.address, addedAt: c.addedAt } : { address: c.address, addedAt: c.addedAt, name: c.name }),
+    conversations: m.conversations.map(encodableConversation),
+    contacts: m.contacts.map(encodableContact),
     totals: m.totals
   })
+}
+
+function encodableConversation (c: ManifestConversation): Obj {
+  return { peer: c.peer, count: c.count, firstTs: c.firstTs, lastTs: c.lastTs, lastId: c.lastId, segments: c.segments.map(s => [s.count, s.firstTs, s.lastTs]) }
+}
+
+function encodableContact (c: Contact): Obj {
+  return c.name === undefined || c.name === null ? { address: c.address, addedAt: c.addedAt } : { address: c.address, addedAt: c.addedAt, name: c.name }
 }
 
 function checkContact (v: unknown, i: number, where: Where): Contact {
@@ -329,23 +393,52 @@ export function decodeManifest (plain: Uint8Array, where: Where): Manifest {
   const o = shape(decode(plain, where), 'manifest',
     ['type', 'owner', 'version', 'created', 'kdf', 'prev', 'segmentSize', 'segmentBytes', 'links', 'conversations', 'contacts', 'totals'], [], where)
   if (get(o, 'type') !== 'manifest') throw malformed('manifest.type must be "manifest"', { ...where, field: 'manifest.type' })
+  const common = checkCommon(o, 'manifest', where)
+  const conversations = list(get(o, 'conversations'), 'manifest.conversations', where).map((c, i) => checkConversation(c, i, where, common.segmentSize))
+  checkTotals(conversations, common.totals, where)
+  return {
+    type: 'manifest',
+    ...common,
+    conversations,
+    contacts: checkContacts(get(o, 'contacts'), 'manifest.contacts', where)
+  }
+}
+
+/** The fields the v1 manifest and the v2 index share. */
+function checkCommon (o: Obj, name: string, where: Where): Omit<Manifest, 'type' | 'conversations' | 'contacts' | 'shardSize' | 'shards'> {
   const owner = get(o, 'owner')
-  if (!isChecksummedAddress(owner)) throw malformed('manifest.owner must be an EIP-55 checksummed address', { ...where, field: 'manifest.owner' })
+  if (!isChecksummedAddress(owner)) throw malformed(`${name}.owner must be an EIP-55 checksummed address`, { ...where, field: `${name}.owner` })
   let prev: Manifest['prev'] = null
   if (get(o, 'prev') !== null) {
-    const p = shape(get(o, 'prev'), 'manifest.prev', ['version', 'root'], [], where)
-    prev = { version: uint(get(p, 'version'), 'manifest.prev.version', where, 1), root: cid(get(p, 'root'), 'manifest.prev.root', where) }
+    const p = shape(get(o, 'prev'), `${name}.prev`, ['version', 'root'], [], where)
+    prev = { version: uint(get(p, 'version'), `${name}.prev.version`, where, 1), root: cid(get(p, 'root'), `${name}.prev.root`, where) }
   }
-  const segmentSize = uint(get(o, 'segmentSize'), 'manifest.segmentSize', where, 1, MAX_SEGMENT_SIZE)
-  const t = shape(get(o, 'totals'), 'manifest.totals', ['messages', 'conversations', 'segments', 'attachments', 'bytes'], [], where)
-  const totals: ManifestTotals = {
-    messages: uint(get(t, 'messages'), 'totals.messages', where),
-    conversations: uint(get(t, 'conversations'), 'totals.conversations', where),
-    segments: uint(get(t, 'segments'), 'totals.segments', where),
-    attachments: uint(get(t, 'attachments'), 'totals.attachments', where),
-    bytes: uint(get(t, 'bytes'), 'totals.bytes', where)
+  const t = shape(get(o, 'totals'), `${name}.totals`, ['messages', 'conversations', 'segments', 'attachments', 'bytes'], [], where)
+  return {
+    owner,
+    version: uint(get(o, 'version'), `${name}.version`, where, 1),
+    created: uint(get(o, 'created'), `${name}.created`, where),
+    kdf: kdf(get(o, 'kdf'), `${name}.kdf`, where),
+    prev,
+    segmentSize: uint(get(o, 'segmentSize'), `${name}.segmentSize`, where, 1, MAX_SEGMENT_SIZE),
+    segmentBytes: uint(get(o, 'segmentBytes'), `${name}.segmentBytes`, where, MIN_SEGMENT_BYTES, MAX_SEGMENT_BYTES),
+    links: bytes(get(o, 'links'), `${name}.links`, where, 32),
+    totals: {
+      messages: uint(get(t, 'messages'), 'totals.messages', where),
+      conversations: uint(get(t, 'conversations'), 'totals.conversations', where),
+      segments: uint(get(t, 'segments'), 'totals.segments', where),
+      attachments: uint(get(t, 'attachments'), 'totals.attachments', where),
+      bytes: uint(get(t, 'bytes'), 'totals.bytes', where)
+    }
   }
-  const conversations = list(get(o, 'conversations'), 'manifest.conversations', where).map((c, i) => checkConversation(c, i, where, segmentSize))
+}
+
+function checkContacts (v: unknown, field: string, where: Where): Contact[] {
+  return list(v, field, where).map((c, i) => checkContact(c, i, where))
+}
+
+/** Conversations appear once each, and their counts add up to the totals. */
+export function checkTotals (conversations: ManifestConversation[], totals: ManifestTotals, where: Where): void {
   const peers = new Set<string>()
   let messages = 0
   let segments = 0
@@ -361,20 +454,103 @@ export function decodeManifest (plain: Uint8Array, where: Where): Manifest {
   if (conversations.length !== totals.conversations || segments !== totals.segments) {
     throw backupError(BackupErrorCode.COUNT_MISMATCH, 'the manifest totals disagree with its conversations', { ...where, field: 'manifest.totals' })
   }
-  return {
-    type: 'manifest',
-    owner,
-    version: uint(get(o, 'version'), 'manifest.version', where, 1),
-    created: uint(get(o, 'created'), 'manifest.created', where),
-    kdf: kdf(get(o, 'kdf'), 'manifest.kdf', where),
-    prev,
-    segmentSize,
-    segmentBytes: uint(get(o, 'segmentBytes'), 'manifest.segmentBytes', where, MIN_SEGMENT_BYTES, MAX_SEGMENT_BYTES),
-    links: bytes(get(o, 'links'), 'manifest.links', where, 32),
-    conversations,
-    contacts: list(get(o, 'contacts'), 'manifest.contacts', where).map((c, i) => checkContact(c, i, where)),
-    totals
+}
+
+// ---------------------------------------------------------------------------------------------------------
+// v2: top node, shard nodes, index, shards, contacts
+
+export function encodeTopNode (n: TopNode): Uint8Array {
+  return encode({ sealed: n.sealed, shards: n.shards, contacts: n.contacts })
+}
+
+/** The v2 index's `links` commitment: SHA-256 input of the top node's plaintext links. */
+export function encodeTopLinks (shards: CID[], contacts: CID): Uint8Array {
+  return encode({ shards, contacts })
+}
+
+export function decodeTopNode (block: Uint8Array, where: Where): TopNode {
+  const o = shape(decode(block, where, true), 'manifest node', ['sealed', 'shards', 'contacts'], [], where)
+  const shards = list(get(o, 'shards'), 'shards', where).map((c, i) => {
+    const s = cid(c, `shards[${i}]`, where)
+    if (s.code !== DAG_CBOR) throw malformed(`shards[${i}] must be a dag-cbor CID`, { ...where, field: `shards[${i}]` })
+    return s
+  })
+  const contacts = cid(get(o, 'contacts'), 'contacts', where)
+  if (contacts.code !== RAW) throw malformed('contacts must be a raw CID', { ...where, field: 'contacts' })
+  return { sealed: bytes(get(o, 'sealed'), 'sealed', where), shards, contacts }
+}
+
+export function encodeShardNode (n: ShardNode): Uint8Array {
+  return encodeManifestNode(n)
+}
+
+/** A shard node has the v1 manifest node's shape: { sealed, segments, attachments }. */
+export function decodeShardNode (block: Uint8Array, where: Where): ShardNode {
+  return decodeManifestNode(block, where)
+}
+
+export function encodeIndex (m: ManifestIndex): Uint8Array {
+  return encode({
+    type: m.type,
+    owner: m.owner,
+    version: m.version,
+    created: m.created,
+    kdf: m.kdf,
+    prev: m.prev === null ? null : { version: m.prev.version, root: m.prev.root },
+    segmentSize: m.segmentSize,
+    segmentBytes: m.segmentBytes,
+    shardSize: m.shardSize,
+    links: m.links,
+    shards: m.shards.map(s => [s.conversations, s.segments, s.messages, s.attachments]),
+    totals: m.totals
+  })
+}
+
+export function decodeIndex (plain: Uint8Array, where: Where): ManifestIndex {
+  const o = shape(decode(plain, where), 'index',
+    ['type', 'owner', 'version', 'created', 'kdf', 'prev', 'segmentSize', 'segmentBytes', 'shardSize', 'links', 'shards', 'totals'], [], where)
+  if (get(o, 'type') !== 'index') throw malformed('index.type must be "index"', { ...where, field: 'index.type' })
+  const common = checkCommon(o, 'index', where)
+  const shards = list(get(o, 'shards'), 'index.shards', where).map((v, i): ShardSummary => {
+    const t = list(v, `index.shards[${i}]`, where, 4)
+    if (t.length !== 4) throw malformed(`index.shards[${i}] must be [conversations, segments, messages, attachments]`, { ...where, field: `index.shards[${i}]` })
+    const f = `index.shards[${i}]`
+    return { conversations: uint(t[0], `${f}[0]`, where, 1), segments: uint(t[1], `${f}[1]`, where, 1), messages: uint(t[2], `${f}[2]`, where, 1), attachments: uint(t[3], `${f}[3]`, where) }
+  })
+  let conversations = 0
+  let segments = 0
+  let messages = 0
+  for (const s of shards) {
+    conversations += s.conversations
+    segments += s.segments
+    messages += s.messages
   }
+  if (conversations !== common.totals.conversations || segments !== common.totals.segments || messages !== common.totals.messages) {
+    throw backupError(BackupErrorCode.COUNT_MISMATCH, 'the index\'s shard summaries disagree with its totals', { ...where, field: 'index.shards' })
+  }
+  return { type: 'index', ...common, shardSize: uint(get(o, 'shardSize'), 'index.shardSize', where, 1, MAX_SHARD_SIZE), shards }
+}
+
+export function encodeShard (s: ManifestShard): Uint8Array {
+  return encode({ type: s.type, links: s.links, conversations: s.conversations.map(encodableConversation) })
+}
+
+export function decodeShard (plain: Uint8Array, where: Where, segmentSize: number): ManifestShard {
+  const o = shape(decode(plain, where), 'shard', ['type', 'links', 'conversations'], [], where)
+  if (get(o, 'type') !== 'shard') throw malformed('shard.type must be "shard"', { ...where, field: 'shard.type' })
+  const conversations = list(get(o, 'conversations'), 'shard.conversations', where).map((c, i) => checkConversation(c, i, where, segmentSize))
+  if (conversations.length === 0) throw malformed('a shard has no conversations', { ...where, field: 'shard.conversations' })
+  return { type: 'shard', links: bytes(get(o, 'links'), 'shard.links', where, 32), conversations }
+}
+
+export function encodeContacts (contacts: Contact[]): Uint8Array {
+  return encode({ type: 'contacts', contacts: contacts.map(encodableContact) })
+}
+
+export function decodeContacts (plain: Uint8Array, where: Where): Contact[] {
+  const o = shape(decode(plain, where), 'contacts', ['type', 'contacts'], [], where)
+  if (get(o, 'type') !== 'contacts') throw malformed('contacts.type must be "contacts"', { ...where, field: 'contacts.type' })
+  return checkContacts(get(o, 'contacts'), 'contacts.contacts', where)
 }
 
 // ---------------------------------------------------------------------------------------------------------

@@ -8,8 +8,10 @@ import { buildBackup, readBackup, readCar, readHeader, verifyBackup, writeCar } 
 import type { BuildBackupResult } from '../../src/backup/index.ts'
 import { dagCborCid } from '../../src/backup/blocks.ts'
 import { openManifest, readManifestNode } from '../../src/backup/reader.ts'
-import { encodeHeader, encodeLinks, encodeManifest, encodeManifestNode } from '../../src/backup/schema.ts'
-import { seal } from '../../src/backup/seal.ts'
+import {
+  decodeIndex, decodeShard, encodeHeader, encodeIndex, encodeLinks, encodeManifest, encodeManifestNode, encodeShard, encodeShardNode, encodeTopLinks, encodeTopNode
+} from '../../src/backup/schema.ts'
+import { open, seal } from '../../src/backup/seal.ts'
 import { sha256 } from '../../src/crypto/index.ts'
 import { isTokenimError } from '../../src/errors.ts'
 import { KEY, OTHER_KEY, OWNER, collect, makeEnv, makeHistory } from './helpers.ts'
@@ -109,8 +111,9 @@ describe('backup: wrong keys, tampering, missing blocks', function () {
     assert.deepEqual(pub.problems.map(p => p.code), ['BACKUP_VERSION_MISMATCH', 'MISSING_BLOCK', 'BACKUP_TAMPERED'])
   })
 
-  it('a manifest that authenticates but disagrees with a segment → COUNT_MISMATCH', async () => {
+  it('v1: a manifest that authenticates but disagrees with a segment → COUNT_MISMATCH', async () => {
     // forge with the key (only the owner can): claim one message less in the first segment
+    res = await buildBackup({ store: env.store, blockstore: env.blockstore, owner: OWNER, version: 4, backupKey: KEY, segmentSize: 32, formatVersion: 1 })
     const header = await readHeader({ root: res.root, blockstore: env.blockstore })
     const node = await readManifestNode(env.blockstore, header)
     const m = openManifest(KEY, header, node)
@@ -133,7 +136,62 @@ describe('backup: wrong keys, tampering, missing blocks', function () {
     assert.deepEqual(report.problems.map(p => p.code), ['COUNT_MISMATCH'])
   })
 
-  it('segments spliced into a manifest node without the key → BACKUP_TAMPERED (links commitment)', async () => {
+  it('v2: a shard that authenticates but disagrees with a segment → COUNT_MISMATCH', async () => {
+    const header = await readHeader({ root: res.root, blockstore: env.blockstore })
+    const node = await readManifestNode(env.blockstore, header)
+    const sharded = node.sharded!
+    const index = decodeIndex(open(KEY, 'index', sharded.top.sealed, 1 << 24), {})
+    const s0 = sharded.shards[0]
+    const shard = decodeShard(open(KEY, 'shard', s0.sealed, 1 << 24), {}, 32)
+    shard.conversations[0].segments[0].count -= 1
+    shard.conversations[0].count -= 1
+    index.shards[0].messages -= 1
+    index.totals.messages -= 1
+    const shardBytes = encodeShardNode({ ...s0, sealed: seal(KEY, 'shard', encodeShard(shard)) })
+    const shardCid = dagCborCid(shardBytes)
+    await env.blockstore.put(shardCid, shardBytes)
+    const shards = [shardCid, ...sharded.top.shards.slice(1)]
+    index.links = sha256(encodeTopLinks(shards, sharded.top.contacts))
+    const topBytes = encodeTopNode({ ...sharded.top, shards, sealed: seal(KEY, 'index', encodeIndex(index)) })
+    const topCid = dagCborCid(topBytes)
+    await env.blockstore.put(topCid, topBytes)
+    const rootBytes = encodeHeader({ ...header, manifest: topCid })
+    const root = dagCborCid(rootBytes)
+    await env.blockstore.put(root, rootBytes)
+    await rejectsWith(readAll(env, root), 'COUNT_MISMATCH', info => {
+      assert.equal(info.cid, segments[0].toString())
+      assert.equal(info.expected, 31)
+      assert.equal(info.actual, 32)
+    })
+    const report = await verifyBackup({ root, blockstore: env.blockstore, backupKey: KEY })
+    assert.deepEqual(report.problems.map(p => p.code), ['COUNT_MISMATCH'])
+  })
+
+  it('v2: segments spliced into a shard, or shards swapped, without the key → BACKUP_TAMPERED (links commitments)', async () => {
+    const header = await readHeader({ root: res.root, blockstore: env.blockstore })
+    const node = await readManifestNode(env.blockstore, header)
+    const sharded = node.sharded!
+    const s0 = sharded.shards[0]
+    const swapped = [...s0.segments]
+    ;[swapped[0], swapped[1]] = [swapped[1], swapped[0]]
+    const shardBytes = encodeShardNode({ ...s0, segments: swapped })
+    const shardCid = dagCborCid(shardBytes)
+    await env.blockstore.put(shardCid, shardBytes)
+    const variants = [[shardCid, ...sharded.top.shards.slice(1)]]
+    if (sharded.top.shards.length > 1) variants.push([...sharded.top.shards].reverse())
+    for (const shards of variants) {
+      const topBytes = encodeTopNode({ ...sharded.top, shards })
+      const topCid = dagCborCid(topBytes)
+      await env.blockstore.put(topCid, topBytes)
+      const rootBytes = encodeHeader({ ...header, manifest: topCid })
+      const root = dagCborCid(rootBytes)
+      await env.blockstore.put(root, rootBytes)
+      await rejectsWith(readAll(env, root), 'BACKUP_TAMPERED', info => assert.equal(info.reason, 'links'))
+    }
+  })
+
+  it('v1: segments spliced into a manifest node without the key → BACKUP_TAMPERED (links commitment)', async () => {
+    res = await buildBackup({ store: env.store, blockstore: env.blockstore, owner: OWNER, version: 4, backupKey: KEY, segmentSize: 32, formatVersion: 1 })
     const header = await readHeader({ root: res.root, blockstore: env.blockstore })
     const node = await readManifestNode(env.blockstore, header)
     const swapped = [...node.segments]
@@ -153,10 +211,10 @@ describe('backup: wrong keys, tampering, missing blocks', function () {
     await env.blockstore.put(otherCid, other)
     await rejectsWith(readHeader({ root: otherCid, blockstore: env.blockstore }), 'BACKUP_FORMAT_UNSUPPORTED')
     const header = await readHeader({ root: res.root, blockstore: env.blockstore })
-    const future = dagCbor.encode({ ...dagCbor.decode(encodeHeader(header)) as object, v: 2 })
+    const future = dagCbor.encode({ ...dagCbor.decode(encodeHeader(header)) as object, v: 3 })
     const futureCid = dagCborCid(future)
     await env.blockstore.put(futureCid, future)
-    await rejectsWith(readHeader({ root: futureCid, blockstore: env.blockstore }), 'BACKUP_FORMAT_UNSUPPORTED', info => assert.equal(info.found, 2))
+    await rejectsWith(readHeader({ root: futureCid, blockstore: env.blockstore }), 'BACKUP_FORMAT_UNSUPPORTED', info => assert.equal(info.found, 3))
   })
 
   it('a flipped byte in a CAR file → the block is reported tampered, reading fails with BACKUP_TAMPERED', async () => {

@@ -2,7 +2,7 @@ import assert from 'node:assert/strict'
 import * as dagCbor from '@ipld/dag-cbor'
 import { tailChunks } from '../../src/backup/builder.ts'
 import { checksumAddress } from '../../src/backup/index.ts'
-import { decodeHeader, decodeManifest, decodeManifestNode, decodeSegment } from '../../src/backup/schema.ts'
+import { decodeContacts, decodeHeader, decodeIndex, decodeManifest, decodeManifestNode, decodeSegment, decodeShard, decodeTopNode } from '../../src/backup/schema.ts'
 import { open, seal } from '../../src/backup/seal.ts'
 import { isTokenimError } from '../../src/errors.ts'
 import { KEY, OTHER_KEY, prng } from './helpers.ts'
@@ -49,7 +49,7 @@ describe('backup: format pieces', function () {
       samples.push(Uint8Array.from({ length: n }, () => Math.floor(rnd() * 256)))
     }
     // also valid CBOR of the wrong shapes
-    for (const v of [null, 1, 'x', [], {}, { format: 'tokenim-backup', v: 1 }, { type: 'manifest' }, { type: 'segment', msgs: [{}] }, { __proto__: { format: 'tokenim-backup' } }]) {
+    for (const v of [null, 1, 'x', [], {}, { format: 'tokenim-backup', v: 1 }, { type: 'manifest' }, { type: 'index', shards: [[1, 1, 1, 0]] }, { type: 'shard', conversations: [] }, { type: 'contacts', contacts: [{}] }, { type: 'segment', msgs: [{}] }, { __proto__: { format: 'tokenim-backup' } }]) {
       samples.push(dagCbor.encode(v))
     }
     for (const s of samples) {
@@ -58,6 +58,10 @@ describe('backup: format pieces', function () {
         () => decodeManifestNode(s, {}),
         () => decodeManifest(s, {}),
         () => decodeSegment(s, {}, 256),
+        () => decodeTopNode(s, {}),
+        () => decodeIndex(s, {}),
+        () => decodeShard(s, {}, 256),
+        () => decodeContacts(s, {}),
         () => open(KEY, 'segment', s, 1 << 20)
       ]) {
         assert.throws(f, (e: unknown) => isTokenimError(e), `input ${Buffer.from(s).toString('hex')}`)

@@ -3,7 +3,7 @@ import { createHash } from 'node:crypto'
 import { readFile, stat } from 'node:fs/promises'
 import { join } from 'node:path'
 import { CarBlockIterator } from '@ipld/car'
-import { buildBackup, readBackup, readCar, readHeader, rootCidFromDigest, verifyBackup, writeCar, checksumAddress } from '../../src/backup/index.ts'
+import { buildBackup, readBackup, readCar, readHeader, readManifestNode, rootCidFromDigest, verifyBackup, writeCar, checksumAddress } from '../../src/backup/index.ts'
 import { KEY, OWNER, collect, makeEnv, makeHistory, materializeAttachments, peer, storeMessages } from './helpers.ts'
 import type { Env } from './helpers.ts'
 
@@ -28,7 +28,9 @@ describe('backup: build → read round trip', function () {
     assert.equal(res.conversations, 7)
     assert.equal(res.owner, checksumAddress(OWNER))
     assert.equal(res.attachments, new Set(msgs.filter(m => m.attachment).map(m => m.attachment?.cid)).size)
-    assert.equal(res.blocks, res.segments + 2)
+    assert.equal(res.formatVersion, 2)
+    assert.ok(res.shards >= 1)
+    assert.equal(res.blocks, res.segments + res.shards + 3, 'root, top node, shards, contacts box, segments')
     assert.equal(res.bytesNew, res.bytesTotal)
     assert.ok(progress.length >= res.segments)
 
@@ -65,12 +67,16 @@ describe('backup: build → read round trip', function () {
     assert.equal(car.blocks, res.blocks + res.attachments)
     assert.equal((await stat(file)).mode & 0o777, 0o600)
 
-    // deterministic order: root, manifest node, segments in manifest order, attachments
+    // deterministic order: root, top node, each shard followed by its segments and (new) attachments, contacts
     const it = await CarBlockIterator.fromBytes(await readFile(file))
     assert.deepEqual((await it.getRoots()).map(String), [res.root.toString()])
     const order = (await collect(it)).map(b => b.cid.toString())
     const reader0 = await readBackup({ root: res.root, blockstore: env.blockstore, backupKey: KEY })
-    assert.deepEqual(order, [res.root.toString(), reader0.header.manifest.toString(), ...reader0.links.segments.map(String), ...reader0.links.attachments.map(String)])
+    const sharded = (await readManifestNode(env.blockstore, reader0.header)).sharded!
+    const seen = new Set<string>()
+    const once = (cids: Array<{ toString: () => string }>): string[] => cids.map(String).filter(c => !seen.has(c) && seen.add(c) !== undefined)
+    assert.deepEqual(order, [res.root.toString(), reader0.header.manifest.toString(),
+      ...sharded.shards.flatMap(s => [s.cid.toString(), ...once(s.segments), ...once(s.attachments)]), sharded.top.contacts.toString()])
 
     // a second write of the same bundle gives the same bytes
     const file2 = join(env.dir, 'again.car')
@@ -105,7 +111,8 @@ describe('backup: build → read round trip', function () {
   it('builds an empty history', async () => {
     const res = await buildBackup({ store: env.store, blockstore: env.blockstore, owner: OWNER, version: 1, backupKey: KEY })
     assert.equal(res.messages, 0)
-    assert.equal(res.blocks, 2)
+    assert.equal(res.shards, 0)
+    assert.equal(res.blocks, 3, 'root, top node, contacts box')
     const reader = await readBackup({ root: res.root, blockstore: env.blockstore, backupKey: KEY })
     assert.deepEqual(await collect(reader.messages()), [])
   })
