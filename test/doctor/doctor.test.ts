@@ -1,0 +1,115 @@
+import assert from 'node:assert/strict'
+import { chmod, writeFile } from 'node:fs/promises'
+import { join } from 'node:path'
+import { startDevnet } from '../../src/chain/index.ts'
+import type { Devnet } from '../../src/chain/index.ts'
+import { runDoctor } from '../../src/cli/commands/doctor.ts'
+import type { DoctorReport } from '../../src/cli/commands/doctor.ts'
+import { createIdentity } from '../../src/identity/index.ts'
+import { openStore } from '../../src/store/index.ts'
+import { makeHistory, peer } from '../backup/helpers.ts'
+import { json, run, TempDirs } from '../cli/helpers.ts'
+import { breakCount } from '../repair/helpers.ts'
+
+const byName = (r: DoctorReport, name: string): DoctorReport['checks'][number] => {
+  const c = r.checks.find(x => x.name === name)
+  assert.ok(c !== undefined, `no check ${name} in ${JSON.stringify(r.checks.map(x => x.name))}`)
+  return c
+}
+
+describe('tokenim doctor', function () {
+  this.timeout(120_000)
+  const dirs = new TempDirs()
+  let devnet: Devnet
+
+  /** a data dir with an identity and a store of 40 messages; chain.json = the devnet's profile */
+  async function dataDir (): Promise<string> {
+    const dir = await dirs.make('tokenim-doctor-')
+    await createIdentity(dir, { password: 'pw', scryptN: 1024 })
+    const store = await openStore(join(dir, 'store'))
+    await store.addMessages(makeHistory({ conversations: 2, messages: 40, seed: 5 }))
+    await store.close()
+    await writeFile(join(dir, 'chain.json'), JSON.stringify(devnet.profile), { mode: 0o600 })
+    return dir
+  }
+
+  before(async () => { devnet = await startDevnet() })
+  after(async () => {
+    await devnet?.stop()
+    await dirs.cleanup()
+  })
+
+  it('a healthy data dir with a devnet profile is ok, without the password', async () => {
+    const dir = await dataDir()
+    const r = await runDoctor({ dataDir: dir })
+    assert.equal(r.ok, true, JSON.stringify(r.checks, null, 2))
+    for (const name of ['identity', 'keystore', 'data-dir', 'chain-profile', 'chain-rpc', 'registry', 'wallet', 'store']) {
+      assert.equal(byName(r, name).level, 'ok', `${name}: ${byName(r, name).message}`)
+    }
+    assert.equal(byName(r, 'peers').level, 'skip')
+    assert.match(byName(r, 'peers').message, /daemon is not running/)
+    assert.match(byName(r, 'store').message, /40 message/)
+    assert.equal(byName(r, 'backups').level, 'warn')
+    assert.match(byName(r, 'backups').message, /tokenim backup/)
+  })
+
+  it('a keystore readable by others fails with the chmod to run', async () => {
+    const dir = await dataDir()
+    await chmod(join(dir, 'keystore.json'), 0o644)
+    const r = await runDoctor({ dataDir: dir })
+    assert.equal(r.ok, false)
+    const c = byName(r, 'keystore')
+    assert.equal(c.ok, false)
+    assert.equal(c.code, 'INSECURE_FILE_MODE')
+    assert.match(c.message, /keystore\.json \(mode 644\)/)
+    assert.ok(c.message.includes(`chmod 600 ${join(dir, 'keystore.json')}`))
+  })
+
+  it('a profile pointing at a dead RPC fails the chain check quickly (CHAIN_UNREACHABLE)', async () => {
+    const dir = await dataDir()
+    await writeFile(join(dir, 'chain.json'), JSON.stringify({ ...devnet.profile, rpc: 'http://127.0.0.1:9' }))
+    const t0 = Date.now()
+    const r = await runDoctor({ dataDir: dir })
+    const ms = Date.now() - t0
+    assert.ok(ms < 5_000, `doctor took ${ms} ms`)
+    const c = byName(r, 'chain-rpc')
+    assert.equal(c.ok, false)
+    assert.equal(c.code, 'CHAIN_UNREACHABLE')
+    assert.match(c.message, /unreachable/)
+    assert.equal(byName(r, 'registry').level, 'skip')
+    assert.equal(byName(r, 'store').level, 'ok')
+  })
+
+  it('a pending backup and a damaged store are reported with what to do', async () => {
+    const dir = await dataDir()
+    const store = await openStore(join(dir, 'store'))
+    await store.putBackup({ version: 1, cid: 'bafyreia2ejq6jw6x6zuu6xwcixeome3pmbxf6da2phinrv4qxs7parqefy', digest: '0x1a2261e4dbd7f6694f5ec245c8e6136f606e5f0c1a79d0d8d790bcbef046042e', anchored: false, pending: true, createdAt: Date.now(), messages: 40, bytesTotal: 1000, bytesNew: 1000, replicas: [] })
+    await store.close()
+    await breakCount(join(dir, 'store'), peer(0), 3)
+    const r = await runDoctor({ dataDir: dir })
+    assert.equal(r.ok, false)
+    const b = byName(r, 'backups')
+    assert.equal(b.ok, false)
+    assert.match(b.message, /version 1 is pending/)
+    assert.match(b.message, /tokenim backup --anchor-pending/)
+    const s = byName(r, 'store')
+    assert.equal(s.code, 'STORE_CORRUPT')
+    assert.match(s.message, /summary count 3/)
+    assert.match(s.message, /tokenim repair/)
+  })
+
+  it('the command prints {ok, checks:[{name, ok, message}]} and exits non-zero on a failure', async () => {
+    const dir = await dataDir()
+    await writeFile(join(dir, 'chain.json'), JSON.stringify({ ...devnet.profile, rpc: 'http://127.0.0.1:9' }))
+    const res = await run(['doctor', '--data-dir', dir, '--json'], { env: { TOKENIM_PASSWORD: '' } })
+    const doc = json<DoctorReport>(res)
+    assert.equal(res.code, 5, res.stderr)
+    assert.equal(doc.ok, false)
+    for (const c of doc.checks) {
+      assert.equal(typeof c.name, 'string')
+      assert.equal(typeof c.ok, 'boolean')
+      assert.equal(typeof c.message, 'string')
+    }
+    assert.equal(doc.checks.find(c => c.name === 'chain-rpc')?.code, 'CHAIN_UNREACHABLE')
+  })
+})
