@@ -3,6 +3,7 @@
  * whether it ran through the daemon (routes.ts) or on an in-process node / store (src/cli/node-access.ts).
  * Inputs are validated already (validate.ts); results are plain JSON (the `--json` contract).
  */
+import type { BackupStatusView } from '../backup/job/health.ts'
 import { loadConfig } from '../config/index.ts'
 import type { TokenimNode } from '../node/index.ts'
 import type { AttachmentRef, BackupRecord, Contact, MessageStatus, Store, StoredMessage } from '../store/index.ts'
@@ -54,6 +55,21 @@ export interface StatusView {
   outbox: number
   multiaddrs: string[]
   lastBackup?: BackupSummary
+  /** backup health: last success, pending versions and problems, the scheduler's state (src/backup/job/health.ts) */
+  backup?: BackupStatusView
+}
+
+/**
+ * Backup health from the store. Loaded on demand from the light health module (not the backup job's
+ * index, which pulls in the chain and p2p code and costs seconds of startup for every command).
+ */
+async function backupStatusOf (store: Store): Promise<BackupStatusView | undefined> {
+  try {
+    const { backupStatus } = await import('../backup/job/health.ts')
+    return await backupStatus(store)
+  } catch {
+    return undefined
+  }
 }
 
 export interface MessagesQuery {
@@ -131,6 +147,10 @@ export function idView (node: TokenimNode): IdView {
   return { address: node.address, peerId: node.peerId, multiaddrs: node.multiaddrs() }
 }
 
+function withBackup (b: BackupStatusView | undefined): { backup?: BackupStatusView } {
+  return b !== undefined ? { backup: b } : {}
+}
+
 /** Status of a running node (the daemon). */
 export async function nodeStatus (node: TokenimNode): Promise<StatusView> {
   const s = await node.status()
@@ -143,7 +163,8 @@ export async function nodeStatus (node: TokenimNode): Promise<StatusView> {
     routingTable: s.routingTable,
     outbox: s.outbox,
     multiaddrs: s.multiaddrs,
-    ...(last !== undefined ? { lastBackup: backupSummary(last) } : {})
+    ...(last !== undefined ? { lastBackup: backupSummary(last) } : {}),
+    ...withBackup(await backupStatusOf(node.store))
   }
 }
 
@@ -158,7 +179,8 @@ export async function offlineStatus (identity: { address: string, peerId: string
     routingTable: 0,
     outbox: await store.outboxSize(),
     multiaddrs: [],
-    ...(last !== undefined ? { lastBackup: backupSummary(last) } : {})
+    ...(last !== undefined ? { lastBackup: backupSummary(last) } : {}),
+    ...withBackup(await backupStatusOf(store))
   }
 }
 

@@ -12,7 +12,8 @@ import type { BackupDeps, RunBackupOptions } from './job/run.ts'
 
 const logger = log('backup:scheduler')
 
-export const META_SCHEDULER = 'backup.scheduler'
+import { META_SCHEDULER } from './job/health.ts'
+export { META_SCHEDULER }
 export const DEFAULT_RETRY_BASE_MS = 60_000
 
 export interface SchedulerStatus {

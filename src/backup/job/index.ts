@@ -21,8 +21,10 @@ export type {
   AnchorPendingItem, AnchorPendingResult, BackupDeps, BackupNodeLike, HeliaLike, IdentityLike, JobProgress, JobWarning,
   ReplicaOutcome, RunBackupOptions, RunBackupResult
 } from './run.ts'
-export { listBackups, backupHealth } from './list.ts'
-export type { BackupHealth, BackupListEntry, BackupStatus, ListBackupsOptions, ListBackupsResult } from './list.ts'
+export { listBackups } from './list.ts'
+export type { BackupListEntry, ListBackupsOptions, ListBackupsResult } from './list.ts'
+export { backupHealth, backupStatus } from './health.ts'
+export type { BackupHealth, BackupStatus, BackupStatusView } from './health.ts'
 export { applyRetention, versionsToKeep } from '../retention.ts'
 export type { RetentionResult } from '../retention.ts'
 export { startBackupScheduler, META_SCHEDULER } from '../scheduler.ts'

@@ -12,13 +12,16 @@
  */
 import type { RegistryClient } from '../../chain/index.ts'
 import { isTokenimError } from '../../errors.ts'
-import type { BackupRecord, Store } from '../../store/index.ts'
+import type { Store } from '../../store/index.ts'
 import { rootCidFromDigest, toCid } from '../blocks.ts'
 import type { PinsLike } from '../retention.ts'
 import { META_ANCHOR_ERRORS } from './run.ts'
 import type { AnchorError, JobWarning } from './run.ts'
 
-export type BackupStatus = 'anchored' | 'pending' | 'local-only' | 'superseded' | 'chain-only' | 'conflict'
+import { backupHealth, localStatus } from './health.ts'
+import type { BackupHealth, BackupStatus } from './health.ts'
+export { backupHealth }
+export type { BackupHealth, BackupStatus }
 
 export interface BackupListEntry {
   version: number
@@ -54,13 +57,6 @@ export interface ListBackupsOptions {
   owner: string
   chain?: RegistryClient
   signal?: AbortSignal
-}
-
-function localStatus (r: BackupRecord, errors: Record<string, AnchorError>): BackupStatus {
-  if (r.anchored) return 'anchored'
-  if (r.pending === true) return 'pending'
-  if (errors[String(r.version)]?.code === 'ANCHOR_SUPERSEDED') return 'superseded'
-  return 'local-only'
 }
 
 export async function listBackups (o: ListBackupsOptions): Promise<ListBackupsResult> {
@@ -123,30 +119,3 @@ export async function listBackups (o: ListBackupsOptions): Promise<ListBackupsRe
   }
   return { backups, ...(chainError !== undefined ? { chainError } : {}) }
 }
-
-/** What `status` can show about backups: the last success and any pending problem. */
-export interface BackupHealth {
-  last?: { version: number, cid: string, createdAt: number, anchored: boolean, status: BackupStatus }
-  lastAnchored?: { version: number, createdAt: number, txHash?: string }
-  /** versions waiting to be anchored */
-  pending: number[]
-  /** the most recent anchoring problem of a pending version */
-  problem?: { version: number, code: string, message: string, at: number }
-}
-
-export async function backupHealth (store: Pick<Store, 'backups' | 'getMeta'>): Promise<BackupHealth> {
-  const records = await store.backups()
-  const errors = (await store.getMeta<Record<string, AnchorError>>(META_ANCHOR_ERRORS)) ?? {}
-  const last = records[records.length - 1]
-  const lastAnchored = [...records].reverse().find(r => r.anchored)
-  const pending = records.filter(r => r.pending === true).map(r => r.version)
-  const problems = pending.map(v => ({ version: v, ...errors[String(v)] })).filter((p): p is { version: number } & AnchorError => p.code !== undefined)
-  const problem = problems.sort((a, b) => b.at - a.at)[0]
-  return {
-    ...(last !== undefined ? { last: { version: last.version, cid: last.cid, createdAt: last.createdAt, anchored: last.anchored, status: localStatus(last, errors) } } : {}),
-    ...(lastAnchored !== undefined ? { lastAnchored: { version: lastAnchored.version, createdAt: lastAnchored.createdAt, ...(lastAnchored.txHash !== undefined ? { txHash: lastAnchored.txHash } : {}) } } : {}),
-    pending,
-    ...(problem !== undefined ? { problem } : {})
-  }
-}
-

@@ -39,7 +39,8 @@ export const BACKUP_PENDING_EXIT = 10
 
 /** meta keys in the store */
 export const META_KDF = 'backup.kdf'
-export const META_ANCHOR_ERRORS = 'backup.anchorErrors'
+import { META_ANCHOR_ERRORS } from './health.ts'
+export { META_ANCHOR_ERRORS }
 export const META_FINGERPRINT = 'backup.fingerprint'
 
 /** Chain errors that leave a version pending (retry later) rather than failing the backup. */
