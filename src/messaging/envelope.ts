@@ -26,6 +26,7 @@
  * All functions here are pure (no I/O); decoders are strict and every rejection is a typed
  * {@link MessagingError}.
  */
+import type { KeyObject } from 'node:crypto'
 import * as dagCbor from '@ipld/dag-cbor'
 import {
   aeadDecrypt,
@@ -138,6 +139,23 @@ export interface SealInput {
   ts?: number
 }
 
+/**
+ * Precomputed values that make sealing, opening and receipts cheaper. They change nothing on the wire:
+ * `staticSecret` is X25519(our static key, their static key), the same value every time, which a caller
+ * may cache per peer ({@link staticSecret}); the ephemeral-static DH stays per message.
+ */
+export interface SessionKeys {
+  /** X25519(our private key, the peer's messaging key); never zeroed by these functions */
+  staticSecret?: Uint8Array
+  /** our private key as a node KeyObject (saves parsing the raw key per operation) */
+  privateKeyObject?: KeyObject
+}
+
+/** X25519(our private key, the peer's public key): cacheable per peer (see {@link SessionKeys}). */
+export function staticSecret (self: MessagingKeyPair | KeyObject, peerKey: Uint8Array): Uint8Array {
+  return x25519SharedSecret('privateKey' in self ? self.privateKey : self, peerKey)
+}
+
 export interface SealedMessage {
   envelope: Envelope
   /** the encoded frame (without the length prefix) */
@@ -159,7 +177,7 @@ export interface OpenedMessage {
  * Encrypt a message from `input.from` (our key pair `self`) to `input.to` (their messaging key
  * `recipientKey`, from their device record).
  */
-export function sealMessage (input: SealInput, self: MessagingKeyPair, recipientKey: Uint8Array): SealedMessage {
+export function sealMessage (input: SealInput, self: MessagingKeyPair, recipientKey: Uint8Array, session: SessionKeys = {}): SealedMessage {
   const from = argAddress(input.from, 'from')
   const to = argAddress(input.to, 'to')
   if (from === to) throw argError('cannot send a message to oneself')
@@ -173,10 +191,9 @@ export function sealMessage (input: SealInput, self: MessagingKeyPair, recipient
 
   const eph = x25519GenerateKeyPair()
   const header: EnvelopeHeader = { v: 1, t: 'msg', id, from, to, ts, epk: eph.publicKey, spk: self.publicKey }
-  const { key, nonce } = messageKey(
-    x25519SharedSecret(eph.privateKey, recipientKey),
-    x25519SharedSecret(self.privateKey, recipientKey),
-    eph.publicKey, self.publicKey, recipientKey)
+  const dhSs = session.staticSecret ?? x25519SharedSecret(session.privateKeyObject ?? self.privateKey, recipientKey)
+  const { key, nonce } = messageKey(x25519SharedSecret(eph.privateKey, recipientKey), dhSs, eph.publicKey, self.publicKey, recipientKey)
+  if (dhSs !== session.staticSecret) dhSs.fill(0)
   eph.privateKey.fill(0)
   const ct = aeadEncrypt(key, nonce, plaintext, headerBytes(header))
   key.fill(0)
@@ -188,7 +205,7 @@ export function sealMessage (input: SealInput, self: MessagingKeyPair, recipient
   return { envelope, bytes }
 }
 
-export interface OpenOptions {
+export interface OpenOptions extends SessionKeys {
   /** our address: the envelope must be addressed to it (`WRONG_RECIPIENT`) */
   self: string
   /** our messaging key pair */
@@ -209,14 +226,16 @@ export function openMessage (envelope: Envelope, options: OpenOptions): OpenedMe
     throw new MessagingError(MessagingErrorCode.FORGED_SENDER, 'the envelope was not sealed with the sender\'s published messaging key', { id: envelope.id, from: envelope.from })
   }
   let dhEs: Uint8Array, dhSs: Uint8Array
+  const own = options.privateKeyObject ?? options.keys.privateKey
   try {
-    dhEs = x25519SharedSecret(options.keys.privateKey, envelope.epk)
-    dhSs = x25519SharedSecret(options.keys.privateKey, options.senderKey)
+    dhEs = x25519SharedSecret(own, envelope.epk)
+    dhSs = options.staticSecret ?? x25519SharedSecret(own, options.senderKey)
   } catch (err) {
     if (isTokenimError(err)) throw malformed('invalid X25519 public key', { id: envelope.id })
     throw err
   }
   const { key, nonce } = messageKey(dhEs, dhSs, envelope.epk, options.senderKey, options.keys.publicKey)
+  if (dhSs !== options.staticSecret) dhSs.fill(0)
   let plaintext: Uint8Array
   try {
     plaintext = aeadDecrypt(key, nonce, envelope.ct, headerBytes(envelope))
@@ -243,7 +262,6 @@ function messageKey (dhEs: Uint8Array, dhSs: Uint8Array, epk: Uint8Array, spk: U
   const okm = hkdf(ikm, MSG_SALT, concat(utf8(MSG_KEY_INFO), epk, spk, rpk), KEY_LENGTH + 12)
   ikm.fill(0)
   dhEs.fill(0)
-  dhSs.fill(0)
   return { key: okm.subarray(0, KEY_LENGTH), nonce: okm.subarray(KEY_LENGTH) }
 }
 
@@ -254,7 +272,7 @@ function headerBytes (h: EnvelopeHeader): Uint8Array {
 // ---------------------------------------------------------------------------------------------
 // receipts
 
-export interface ReceiptKeys {
+export interface ReceiptKeys extends SessionKeys {
   /** our messaging key pair */
   keys: MessagingKeyPair
   /** the other party's messaging key (from its verified device record) */
@@ -278,7 +296,7 @@ export function createReceipt (fields: { id: string, from: string, to: string, t
   if (!isMessageId(receipt.id)) throw argError('id must be a UUIDv7 string')
   if (!isTime(receipt.ts)) throw argError('ts must be a non-negative integer (ms)')
   // we are the message's recipient: S = their key, R = ours
-  const mac = receiptMac(receipt, keys.keys.privateKey, keys.peerKey, keys.peerKey, keys.keys.publicKey)
+  const mac = receiptMac(receipt, keys, keys.peerKey, keys.keys.publicKey)
   return { ...receipt, mac }
 }
 
@@ -293,7 +311,7 @@ export function verifyReceipt (receipt: Receipt, expected: { id: string, from: s
   let mac: Uint8Array
   try {
     // we sent the message: S = ours, R = theirs
-    mac = receiptMac(receipt, keys.keys.privateKey, keys.peerKey, keys.keys.publicKey, keys.peerKey)
+    mac = receiptMac(receipt, keys, keys.keys.publicKey, keys.peerKey)
   } catch (err) {
     if (isTokenimError(err)) throw new MessagingError(MessagingErrorCode.FORGED_RECEIPT, 'the receipt cannot be checked with the recipient\'s key', { id: expected.id })
     throw err
@@ -305,10 +323,10 @@ export function verifyReceipt (receipt: Receipt, expected: { id: string, from: s
 }
 
 /** `senderKey`/`recipientKey` are the message's S and R (one of them ours, the other `peerKey`). */
-function receiptMac (r: Omit<Receipt, 'mac'>, ownPrivate: Uint8Array, peerKey: Uint8Array, senderKey: Uint8Array, recipientKey: Uint8Array): Uint8Array {
-  const ss = x25519SharedSecret(ownPrivate, peerKey)
+function receiptMac (r: Omit<Receipt, 'mac'>, keys: ReceiptKeys, senderKey: Uint8Array, recipientKey: Uint8Array): Uint8Array {
+  const ss = keys.staticSecret ?? x25519SharedSecret(keys.privateKeyObject ?? keys.keys.privateKey, keys.peerKey)
   const key = hkdf(ss, RECEIPT_SALT, concat(utf8(RECEIPT_KEY_INFO), senderKey, recipientKey), KEY_LENGTH)
-  ss.fill(0)
+  if (ss !== keys.staticSecret) ss.fill(0)
   const body = dagCbor.encode({ v: r.v, t: r.t, id: r.id, from: r.from, to: r.to, status: r.status, ts: r.ts })
   const mac = hmacSha256(key, concat(utf8(RECEIPT_MAC_DOMAIN), body))
   key.fill(0)
@@ -507,6 +525,8 @@ function concat (...parts: Uint8Array[]): Uint8Array {
   return out
 }
 
+const encoder = new TextEncoder()
+
 function utf8 (s: string): Uint8Array {
-  return new TextEncoder().encode(s)
+  return encoder.encode(s)
 }

@@ -12,6 +12,7 @@ export {
   RECEIPT_STATUSES,
   sealMessage,
   openMessage,
+  staticSecret,
   checkRecipient,
   createReceipt,
   verifyReceipt,
@@ -35,7 +36,8 @@ export type {
   SealedMessage,
   OpenedMessage,
   OpenOptions,
-  ReceiptKeys
+  ReceiptKeys,
+  SessionKeys
 } from './envelope.ts'
 export {
   MessagingService,

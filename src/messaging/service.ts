@@ -2,10 +2,13 @@
  * The `/tokenim/msg/1.0.0` protocol: receiving (verify, dedupe, store, acknowledge) and sending
  * (outbox first, then deliver; retry with exponential backoff and jitter until a verified receipt).
  *
- * Stream protocol: the dialer writes one or more envelope frames; for each, the listener answers with
- * one receipt frame once the message is stored (also for a duplicate, so a sender whose receipt got
- * lost stops retrying). The dialer closes its writing side when done; the listener then closes too.
- * Anything malformed, oversized, unauthenticated, too fast or too slow aborts that stream only.
+ * Stream protocol: the dialer keeps one long-lived stream per recipient (channel.ts) and pipelines
+ * envelope frames on it; for each, the listener answers with one receipt frame on the same stream once
+ * the message is stored (also for a duplicate, so a sender whose receipt got lost stops retrying).
+ * Envelopes of one stream are handled concurrently (up to {@link MAX_INBOUND_IN_FLIGHT}), so receipts
+ * come back in any order and are matched by message id. The dialer closes its writing side when idle;
+ * the listener then closes too. Anything malformed, oversized, unauthenticated, too fast (token bucket
+ * per peer, per frame) or too slow aborts that stream only.
  *
  * @example
  * ```ts
@@ -17,25 +20,28 @@
  * ```
  */
 import { EventEmitter } from 'node:events'
+import type { KeyObject } from 'node:crypto'
 import type { Connection, Stream } from '@libp2p/interface'
+import { x25519PrivateKeyObject } from '../crypto/index.ts'
 import { isTokenimError } from '../errors.ts'
 import { framed, P2PErrorCode } from '../p2p/index.ts'
-import type { FramedStream, P2PNode, PeerId, ResolvedPeer, Resolver } from '../p2p/index.ts'
+import type { P2PNode, PeerId, ResolvedPeer, Resolver } from '../p2p/index.ts'
 import type { OutboxEntry, Store, StoredMessage } from '../store/index.ts'
 import { log } from '../util/log.ts'
 import {
   checkRecipient,
   createReceipt,
   decodeEnvelope,
-  decodeReceipt,
   encodeFrame,
   MAX_FRAME_BYTES,
   MSG_PROTOCOL,
   openMessage,
   sealMessage,
+  staticSecret,
   verifyReceipt
 } from './envelope.ts'
-import type { MessageAttachment, MessagingKeyPair } from './envelope.ts'
+import type { MessageAttachment, MessagingKeyPair, Receipt, SessionKeys } from './envelope.ts'
+import { FrameWriter, isChannelClosed, OutboundChannel } from './channel.ts'
 import { MessagingError, MessagingErrorCode } from './errors.ts'
 import { newMessageId } from './ids.ts'
 import { TokenBuckets } from './rate-limit.ts'
@@ -47,8 +53,15 @@ export const DEFAULT_STREAM_IDLE_TIMEOUT_MS = 30_000
 export const DEFAULT_RETRY_BASE_MS = 2_000
 export const DEFAULT_RETRY_MAX_MS = 10 * 60_000
 export const DEFAULT_MAX_CONCURRENT_DELIVERIES = 8
-/** How many frames one inbound stream may carry. */
-export const MAX_FRAMES_PER_STREAM = 256
+/**
+ * How many frames one inbound stream may carry: no limit of its own since streams are long-lived
+ * (the per-peer token bucket limits frames). Kept for compatibility.
+ */
+export const MAX_FRAMES_PER_STREAM = Infinity
+/** Envelopes of one inbound stream being verified and stored at once (the reader waits beyond). */
+export const MAX_INBOUND_IN_FLIGHT = 64
+/** Static-static secrets kept (per peer messaging key). */
+const MAX_SESSIONS = 1024
 /** After a peer identifies, wait this long (its record is being fetched) before retrying its messages. */
 const IDENTIFY_RETRY_DELAY_MS = 300
 
@@ -148,6 +161,13 @@ export class MessagingService extends EventEmitter<MessagingEvents> {
   private flushing?: Promise<void>
   private flushAgain: 'none' | 'due' | 'all' = 'none'
   private readonly onIdentify = (evt: { peerId: PeerId }): void => { this.peerIdentified(evt.peerId) }
+  /** our static private key as a KeyObject, and X25519(ours, theirs) per peer key (hex), LRU */
+  private readonly ownKey: KeyObject
+  private readonly sessions = new Map<string, Uint8Array>()
+  /** the open outbound channel per recipient address, channels being dialled, and all live ones */
+  private readonly channels = new Map<string, { ch: OutboundChannel, peer: ResolvedPeer }>()
+  private readonly dialing = new Map<string, Promise<{ ch: OutboundChannel, peer: ResolvedPeer }>>()
+  private readonly liveChannels = new Set<OutboundChannel>()
 
   constructor (components: MessagingComponents, init: MessagingInit = {}) {
     super()
@@ -160,6 +180,7 @@ export class MessagingService extends EventEmitter<MessagingEvents> {
     this.retryMaxMs = Math.max(init.retryMaxMs ?? DEFAULT_RETRY_MAX_MS, this.retryBaseMs)
     this.maxConcurrent = init.maxConcurrentDeliveries ?? DEFAULT_MAX_CONCURRENT_DELIVERIES
     this.limiter = new TokenBuckets(init.rateLimit)
+    this.ownKey = x25519PrivateKeyObject(components.keys.privateKey)
   }
 
   get isRunning (): boolean {
@@ -191,7 +212,15 @@ export class MessagingService extends EventEmitter<MessagingEvents> {
     this.identifyTimer = undefined
     this.shutdown.abort(new MessagingError(MessagingErrorCode.MESSAGING_NOT_STARTED, 'messaging is stopping'))
     await this.c.node.unhandle(MSG_PROTOCOL).catch(() => {})
-    await Promise.allSettled([this.flushing, ...this.inflight.values(), ...this.inbound])
+    const closing = new MessagingError(MessagingErrorCode.MESSAGING_NOT_STARTED, 'messaging is stopping')
+    for (const ch of this.liveChannels) ch.abort(closing)
+    await Promise.allSettled([this.flushing, ...this.inflight.values(), ...this.inbound, ...this.dialing.values()])
+    for (const ch of this.liveChannels) ch.abort(closing)
+    await Promise.allSettled([...this.liveChannels].map(async ch => { await ch.done }))
+    this.channels.clear()
+    this.liveChannels.clear()
+    for (const ss of this.sessions.values()) ss.fill(0)
+    this.sessions.clear()
     this.limiter.clear()
     this.peerAddresses.clear()
     this.identified.clear()
@@ -223,7 +252,7 @@ export class MessagingService extends EventEmitter<MessagingEvents> {
     const cached = this.c.resolver.cached(recipient)
     const body = { text, ...(options.attachment !== undefined ? { attachment: options.attachment } : {}) }
     if (cached !== undefined) {
-      envelope = sealMessage({ id, ts, from: this.address, to: recipient, body }, this.c.keys, cached.messagingKey).bytes
+      envelope = sealMessage({ id, ts, from: this.address, to: recipient, body }, this.c.keys, cached.messagingKey, this.session(cached.messagingKey)).bytes
     } else {
       // validate sizes and shape now rather than at the first delivery
       sealMessage({ id, ts, from: this.address, to: recipient, body }, this.c.keys, this.c.keys.publicKey)
@@ -239,8 +268,9 @@ export class MessagingService extends EventEmitter<MessagingEvents> {
       status: 'queued',
       ...(options.attachment !== undefined ? { attachment: options.attachment } : {})
     }
-    await this.c.store.addOutgoing(message, { id, to: recipient, attempts: 0, nextAttemptAt: ts, envelope })
-    const delivered = await raceAbort(this.deliver(id), options.signal)
+    const entry: OutboxEntry = { id, to: recipient, attempts: 0, nextAttemptAt: ts, envelope }
+    await this.c.store.addOutgoing(message, entry)
+    const delivered = await raceAbort(this.deliver(id, entry), options.signal)
     return { id, status: delivered === true ? 'delivered' : 'queued' }
   }
 
@@ -322,42 +352,56 @@ export class MessagingService extends EventEmitter<MessagingEvents> {
   }
 
   /** One delivery attempt for message `id` (single-flight per id). True when delivered. */
-  private async deliver (id: string): Promise<boolean> {
+  private async deliver (id: string, known?: OutboxEntry): Promise<boolean> {
     const running = this.inflight.get(id)
     if (running != null) return await running
-    const p = this.attempt(id).finally(() => { this.inflight.delete(id) })
+    const p = this.attempt(id, known).finally(() => { this.inflight.delete(id) })
     this.inflight.set(id, p)
     return await p
   }
 
-  private async attempt (id: string): Promise<boolean> {
-    const entry = await this.c.store.getOutbox(id)
+  /**
+   * Write the envelope on the recipient's channel (opened when there is none) and verify the receipt.
+   * A reused channel that turns out to be dead is replaced once within the attempt.
+   */
+  private async attempt (id: string, known?: OutboxEntry): Promise<boolean> {
+    const entry = known ?? await this.c.store.getOutbox(id)
     if (entry === undefined) return (await this.c.store.getMessage(id))?.status === 'delivered'
     const signal = AbortSignal.any([this.shutdown.signal, AbortSignal.timeout(this.deliveryTimeoutMs)])
-    let f: FramedStream | undefined
-    let peer: ResolvedPeer | undefined
     try {
-      const dialed = await this.c.resolver.dialProtocol(entry.to, MSG_PROTOCOL, { signal })
-      peer = dialed.peer
-      f = framed(dialed.stream, { maxFrameBytes: MAX_FRAME_BYTES })
-      this.peerAddresses.set(peer.peerId.toString(), entry.to)
-      let envelope = entry.envelope
-      if (envelope.length === 0) {
-        envelope = await this.sealStored(id, peer.messagingKey)
-        await this.c.store.enqueue({ ...entry, envelope })
+      let receipt: Receipt
+      for (let tries = 0; ; tries++) {
+        const { ch, peer, fresh } = await this.channelFor(entry.to, signal)
+        this.peerAddresses.set(peer.peerId.toString(), entry.to)
+        let envelope = entry.envelope
+        if (envelope.length === 0) {
+          envelope = await this.sealStored(id, peer.messagingKey)
+          await this.c.store.enqueue({ ...entry, envelope })
+        }
+        let reply: Receipt
+        try {
+          reply = await ch.request(id, envelope, AbortSignal.any([signal, AbortSignal.timeout(this.ackTimeoutMs)]))
+        } catch (err) {
+          if (!fresh && tries === 0 && isChannelClosed(err) && this.running) {
+            this.log('channel to %s was closed: retrying %s on a new one', entry.to, id)
+            continue
+          }
+          throw err
+        }
+        try {
+          receipt = verifyReceipt(reply, { id, from: this.address, to: entry.to }, { keys: this.c.keys, peerKey: peer.messagingKey, ...this.session(peer.messagingKey) })
+        } catch (err) {
+          ch.abort(err as Error)
+          throw err
+        }
+        break
       }
-      await f.write(envelope, { signal })
-      const reply = await f.read({ signal: AbortSignal.any([signal, AbortSignal.timeout(this.ackTimeoutMs)]) })
-      if (reply == null) throw new MessagingError(MessagingErrorCode.DELIVERY_FAILED, 'the recipient closed the stream without a receipt', { id })
-      const receipt = verifyReceipt(decodeReceipt(reply), { id, from: this.address, to: entry.to }, { keys: this.c.keys, peerKey: peer.messagingKey })
-      await f.close({ signal }).catch(() => { f?.abort(new Error('close failed')) })
       await this.c.store.markDelivered(id)
       this.stats.delivered++
       this.log('delivered %s to %s (receipt at %d)', id, entry.to, receipt.ts)
       this.emit('delivered', { id, to: entry.to })
       return true
     } catch (err) {
-      f?.abort(err as Error)
       if (!this.running) return false
       const code = isTokenimError(err) ? err.code : (err as Error)?.name ?? 'Error'
       const reason = `${UNREACHABLE.has(code) ? 'unreachable: ' : ''}${code}: ${(err as Error)?.message ?? String(err)}`
@@ -387,11 +431,67 @@ export class MessagingService extends EventEmitter<MessagingEvents> {
     return Math.max(1, Math.round(raw * (0.5 + Math.random() * 0.5)))
   }
 
+  /** The open channel to `to`, or a new one (one dial at a time per address). */
+  private async channelFor (to: string, signal: AbortSignal): Promise<{ ch: OutboundChannel, peer: ResolvedPeer, fresh: boolean }> {
+    const open = this.channels.get(to)
+    if (open !== undefined) {
+      if (open.ch.usable) return { ...open, fresh: false }
+      open.ch.retire()
+    }
+    let dialing = this.dialing.get(to)
+    if (dialing === undefined) {
+      dialing = this.openChannel(to).finally(() => { this.dialing.delete(to) })
+      this.dialing.set(to, dialing)
+    }
+    const opened = await raceAbortReject(dialing, signal)
+    return { ...opened, fresh: true }
+  }
+
+  private async openChannel (to: string): Promise<{ ch: OutboundChannel, peer: ResolvedPeer }> {
+    const signal = AbortSignal.any([this.shutdown.signal, AbortSignal.timeout(this.deliveryTimeoutMs)])
+    const { stream, peer } = await this.c.resolver.dialProtocol(to, MSG_PROTOCOL, { signal })
+    const f = framed(stream, { maxFrameBytes: MAX_FRAME_BYTES })
+    if (!this.running) {
+      f.abort(new MessagingError(MessagingErrorCode.MESSAGING_NOT_STARTED, 'messaging is stopping'))
+      throw new MessagingError(MessagingErrorCode.MESSAGING_NOT_STARTED, 'messaging is stopping')
+    }
+    const ch: OutboundChannel = new OutboundChannel(f, {
+      onGone: () => { if (this.channels.get(to)?.ch === ch) this.channels.delete(to) }
+    })
+    const entry = { ch, peer }
+    this.channels.get(to)?.ch.retire()
+    this.channels.set(to, entry)
+    this.liveChannels.add(ch)
+    void ch.done.finally(() => { this.liveChannels.delete(ch) })
+    this.log('opened a channel to %s (%p)', to, peer.peerId)
+    return entry
+  }
+
+  /** The cached static-static secret with a peer's messaging key (see SessionKeys); {} if it cannot be made. */
+  private session (peerKey: Uint8Array): SessionKeys {
+    const k = Buffer.from(peerKey.buffer, peerKey.byteOffset, peerKey.byteLength).toString('hex')
+    let ss = this.sessions.get(k)
+    if (ss === undefined) {
+      try {
+        ss = staticSecret(this.ownKey, peerKey)
+      } catch {
+        return { privateKeyObject: this.ownKey } // a bad key: the envelope functions report it as before
+      }
+      if (this.sessions.size >= MAX_SESSIONS) {
+        const [oldest, secret] = this.sessions.entries().next().value as [string, Uint8Array]
+        this.sessions.delete(oldest)
+        secret.fill(0)
+      }
+      this.sessions.set(k, ss)
+    }
+    return { staticSecret: ss, privateKeyObject: this.ownKey }
+  }
+
   private async sealStored (id: string, recipientKey: Uint8Array): Promise<Uint8Array> {
     const msg = await this.c.store.getMessage(id)
     if (msg === undefined) throw new MessagingError(MessagingErrorCode.DELIVERY_FAILED, 'the queued message is missing from the store', { id })
     const body = { text: msg.text, ...(msg.attachment !== undefined ? { attachment: msg.attachment } : {}) }
-    return sealMessage({ id: msg.id, ts: msg.ts, from: this.address, to: msg.to, body }, this.c.keys, recipientKey).bytes
+    return sealMessage({ id: msg.id, ts: msg.ts, from: this.address, to: msg.to, body }, this.c.keys, recipientKey, this.session(recipientKey)).bytes
   }
 
   /** Arm the retry timer for the earliest outbox entry. */
@@ -452,21 +552,44 @@ export class MessagingService extends EventEmitter<MessagingEvents> {
     void job.finally(() => { this.inbound.delete(job) })
   }
 
+  /**
+   * Serve one inbound stream: read envelopes, handle up to {@link MAX_INBOUND_IN_FLIGHT} at once, write
+   * each receipt as soon as its message is stored (coalesced writes). The first failure aborts the stream.
+   */
   private async serve (stream: Stream, remote: string): Promise<void> {
     const f = framed(stream, { maxFrameBytes: MAX_FRAME_BYTES })
+    const out = new FrameWriter(stream)
+    const active = new Set<Promise<void>>()
+    let failure: unknown
+    const fail = (err: unknown): void => {
+      if (failure !== undefined) return
+      failure = err
+      f.abort(err instanceof Error ? err : new Error(String(err)))
+    }
     try {
-      for (let n = 0; ; n++) {
+      for (;;) {
+        while (active.size >= MAX_INBOUND_IN_FLIGHT) await Promise.race(active)
+        if (failure !== undefined) throw failure
         const idle = AbortSignal.any([this.shutdown.signal, AbortSignal.timeout(this.streamIdleTimeoutMs)])
-        const bytes = await f.read({ signal: idle })
+        let bytes: Uint8Array | null
+        try {
+          bytes = await f.read({ signal: idle })
+        } catch (err) {
+          throw failure ?? err
+        }
         if (bytes == null) break
-        if (n >= MAX_FRAMES_PER_STREAM) throw new MessagingError(MessagingErrorCode.RATE_LIMITED, 'too many frames on one stream', { peer: remote })
         if (!this.limiter.take(remote)) throw new MessagingError(MessagingErrorCode.RATE_LIMITED, 'peer is sending too fast', { peer: remote })
         const signal = AbortSignal.any([this.shutdown.signal, AbortSignal.timeout(this.deliveryTimeoutMs)])
-        const receipt = await this.receive(bytes, remote, signal)
-        await f.write(receipt, { signal })
+        const job = this.receive(bytes, remote, signal).then(receipt => { out.write(receipt) }, fail)
+        active.add(job)
+        void job.finally(() => { active.delete(job) })
       }
+      await Promise.all(active)
+      if (failure !== undefined) throw failure
+      await out.flushed()
       await f.close({ signal: AbortSignal.any([this.shutdown.signal, AbortSignal.timeout(this.ackTimeoutMs)]) })
-    } catch (err) {
+    } catch (caught) {
+      const err = failure ?? caught
       const code = isTokenimError(err) ? err.code : (err as Error)?.name ?? 'Error'
       const message = (err as Error)?.message ?? String(err)
       f.abort(err instanceof Error ? err : new Error(message))
@@ -474,6 +597,8 @@ export class MessagingService extends EventEmitter<MessagingEvents> {
       this.stats.rejected++
       this.log('closed a %s stream from %s: %s %s', MSG_PROTOCOL, remote, code, message)
       this.emit('rejected', { peer: remote, code, message })
+    } finally {
+      await Promise.allSettled(active)
     }
   }
 
@@ -543,6 +668,16 @@ async function raceAbort<T> (p: Promise<T>, signal?: AbortSignal): Promise<T | u
   if (signal.aborted) return undefined
   return await new Promise<T | undefined>((resolve, reject) => {
     const onAbort = (): void => { resolve(undefined) }
+    signal.addEventListener('abort', onAbort, { once: true })
+    p.then(resolve, reject).finally(() => { signal.removeEventListener('abort', onAbort) })
+  })
+}
+
+/** Resolve with the promise, or reject with the signal's reason as soon as it aborts (the work goes on). */
+async function raceAbortReject<T> (p: Promise<T>, signal: AbortSignal): Promise<T> {
+  signal.throwIfAborted()
+  return await new Promise<T>((resolve, reject) => {
+    const onAbort = (): void => { reject(signal.reason as Error) }
     signal.addEventListener('abort', onAbort, { once: true })
     p.then(resolve, reject).finally(() => { signal.removeEventListener('abort', onAbort) })
   })
