@@ -154,6 +154,8 @@ export interface BackupServicesInit {
   backupEveryMs?: number
   /** chain profile path (--chain) */
   chain?: string
+  /** backup passphrase for scheduled backups (daemon --passphrase-file); memory only, never logged */
+  passphrase?: string
   /** a line for the daemon's log */
   info?: (line: string) => void
 }
@@ -204,6 +206,7 @@ export async function startBackupServices (node: TokenimNode, init: BackupServic
         backup: {
           ...(chain !== undefined ? { chain } : { noAnchor: true }),
           replicas,
+          ...(init.passphrase !== undefined ? { passphrase: init.passphrase } : {}),
           ...(config.keepLast !== undefined ? { keepLast: config.keepLast } : {})
         }
       })

@@ -8,7 +8,7 @@ import { acquireBackupLock, listBackups, runBackup, BACKUP_LOCK_FILE } from '../
 import { isTokenimError } from '../../src/errors.ts'
 import { deriveBackupKey } from '../../src/identity/index.ts'
 import type { StoredMessage } from '../../src/store/index.ts'
-import { Harness, deadProfile, fill } from './helpers.ts'
+import { CHEAP_SCRYPT, Harness, deadProfile, fill } from './helpers.ts'
 
 async function storeMessages (node: { store: { conversations: () => Promise<Array<{ peer: string }>>, messages: (c: string) => AsyncIterable<StoredMessage> } }): Promise<StoredMessage[]> {
   const out: StoredMessage[] = []
@@ -188,6 +188,36 @@ describe('backup scheduler', function () {
       assert.deepEqual((await node.store.backups()).filter(b => b.pending === true).map(b => b.version), [3])
     } finally {
       await s2.stop()
+    }
+  })
+})
+
+describe('daemon backup services with a passphrase', function () {
+  this.timeout(30_000)
+  const h = new Harness()
+  after(async () => { await h.cleanup() })
+
+  it('scheduled backups use the daemon\'s passphrase; without it they report PASSPHRASE_REQUIRED', async () => {
+    const { startBackupServices } = await import('../../src/api/backup-routes.ts')
+    const node = await h.node()
+    await fill(node, 10, 51)
+    await runBackup({ node, noAnchor: true, passphrase: 'second factor', scryptCost: CHEAP_SCRYPT })
+    await fill(node, 2, 52, 1_990_000_000_000)
+
+    const without = await startBackupServices(node, { backupEveryMs: 3_600_000 })
+    try {
+      const st = await without.scheduler?.runNow()
+      assert.equal(st?.problem?.code, 'PASSPHRASE_REQUIRED')
+    } finally {
+      await without.stop()
+    }
+    const withPassphrase = await startBackupServices(node, { backupEveryMs: 3_600_000, passphrase: 'second factor' })
+    try {
+      const st = await withPassphrase.scheduler?.runNow()
+      assert.equal(st?.failures, 0)
+      assert.equal(st?.lastSuccessVersion, 2)
+    } finally {
+      await withPassphrase.stop()
     }
   })
 })

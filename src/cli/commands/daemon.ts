@@ -10,7 +10,7 @@ import { removeApiInfo, writeApiInfo } from '../daemon-client.ts'
 import { relativeTime } from '../format.ts'
 import { resolveNodeSettings } from '../node-config.ts'
 import type { NodeFlags } from '../node-config.ts'
-import { readSecret } from '../password.ts'
+import { readSecret, readSecretFile } from '../password.ts'
 
 /** A clean shutdown step that takes longer than this is abandoned (the process exits anyway). */
 const STOP_STEP_TIMEOUT_MS = 5_000
@@ -22,6 +22,7 @@ interface DaemonOptions {
   replica?: string[]
   replicaFor?: string[]
   backupEvery?: string
+  passphraseFile?: string
 }
 
 export function registerDaemon (program: Command): void {
@@ -33,6 +34,7 @@ export function registerDaemon (program: Command): void {
     .option('--replica <address>', 'wallet address of a node asked to keep our backups (repeatable)', collect)
     .option('--replica-for <address>', 'keep the backups of this owner (repeatable)', collect)
     .option('--backup-every <duration>', 'make a backup this often, e.g. 24h (at least 1m)')
+    .option('--passphrase-file <file>', 'backup passphrase for scheduled backups (read once, kept in memory only)')
     .addHelpText('after', `
 Once ready it writes DATA_DIR/api.json {url, token, peerId, multiaddrs, pid} (mode 0600) and prints
 its address, peer id and multiaddrs (--json: {address, peerId, multiaddrs, api}). Other commands
@@ -62,6 +64,7 @@ Examples:
       try {
         lock = await acquireDaemonLock(dataDir)
         const password = await readSecret(opts, { purpose: 'keystore password' })
+        const passphrase = o.passphraseFile !== undefined ? await readSecretFile(o.passphraseFile, 'backup passphrase') : undefined
         signal.throwIfAborted()
         // loaded on demand (libp2p, Helia, backup): every other command would pay for them at startup
         const { createTokenimNode } = await import('../../node/index.ts')
@@ -76,7 +79,7 @@ Examples:
         }
         // the replica service (--replica-for), the backup scheduler (--backup-every) and the backup routes
         const { startBackupServices } = await import('../../api/backup-routes.ts')
-        backup = await startBackupServices(running, { replicaFor: settings.replicaFor, replicas: settings.replicas, backupEveryMs: settings.backupEveryMs, chain: opts.chain, info: out.info })
+        backup = await startBackupServices(running, { replicaFor: settings.replicaFor, replicas: settings.replicas, backupEveryMs: settings.backupEveryMs, chain: opts.chain, passphrase, info: out.info })
         api = await startApiServer({ routes: createRoutes(running, { extend: backup.routes }) })
         signal.throwIfAborted()
         const multiaddrs = running.multiaddrs()
