@@ -26,6 +26,7 @@
  * All functions here are pure (no I/O); decoders are strict and every rejection is a typed
  * {@link MessagingError}.
  */
+import { generateKeyPairSync } from 'node:crypto'
 import type { KeyObject } from 'node:crypto'
 import * as dagCbor from '@ipld/dag-cbor'
 import {
@@ -34,7 +35,6 @@ import {
   constantTimeEqual,
   hkdf,
   hmacSha256,
-  x25519GenerateKeyPair,
   x25519SharedSecret
 } from '../crypto/index.ts'
 import { isTokenimError } from '../errors.ts'
@@ -149,6 +149,8 @@ export interface SessionKeys {
   staticSecret?: Uint8Array
   /** our private key as a node KeyObject (saves parsing the raw key per operation) */
   privateKeyObject?: KeyObject
+  /** the peer's messaging key as a node KeyObject (sealing: the ephemeral DH uses it) */
+  peerKeyObject?: KeyObject
 }
 
 /** X25519(our private key, the peer's public key): cacheable per peer (see {@link SessionKeys}). */
@@ -189,12 +191,11 @@ export function sealMessage (input: SealInput, self: MessagingKeyPair, recipient
   checkKey(recipientKey, 'recipient key')
   const plaintext = encodeBody(input.body)
 
-  const eph = x25519GenerateKeyPair()
+  const eph = ephemeralKeyPair()
   const header: EnvelopeHeader = { v: 1, t: 'msg', id, from, to, ts, epk: eph.publicKey, spk: self.publicKey }
   const dhSs = session.staticSecret ?? x25519SharedSecret(session.privateKeyObject ?? self.privateKey, recipientKey)
-  const { key, nonce } = messageKey(x25519SharedSecret(eph.privateKey, recipientKey), dhSs, eph.publicKey, self.publicKey, recipientKey)
+  const { key, nonce } = messageKey(x25519SharedSecret(eph.privateKey, session.peerKeyObject ?? recipientKey), dhSs, eph.publicKey, self.publicKey, recipientKey)
   if (dhSs !== session.staticSecret) dhSs.fill(0)
-  eph.privateKey.fill(0)
   const ct = aeadEncrypt(key, nonce, plaintext, headerBytes(header))
   key.fill(0)
   const envelope: Envelope = { ...header, ct }
@@ -203,6 +204,13 @@ export function sealMessage (input: SealInput, self: MessagingKeyPair, recipient
     throw new MessagingError(MessagingErrorCode.FRAME_TOO_LARGE, `message is larger than ${MAX_FRAME_BYTES} bytes`, { size: bytes.length })
   }
   return { envelope, bytes }
+}
+
+/** A fresh X25519 key pair; the private key stays an opaque KeyObject (never exported). */
+function ephemeralKeyPair (): { privateKey: KeyObject, publicKey: Uint8Array } {
+  const { privateKey, publicKey } = generateKeyPairSync('x25519')
+  const spki = publicKey.export({ format: 'der', type: 'spki' })
+  return { privateKey, publicKey: new Uint8Array(spki.subarray(spki.length - KEY_LENGTH)) }
 }
 
 export interface OpenOptions extends SessionKeys {

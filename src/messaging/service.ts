@@ -22,7 +22,7 @@
 import { EventEmitter } from 'node:events'
 import type { KeyObject } from 'node:crypto'
 import type { Connection, Stream } from '@libp2p/interface'
-import { x25519PrivateKeyObject } from '../crypto/index.ts'
+import { x25519PrivateKeyObject, x25519PublicKeyObject } from '../crypto/index.ts'
 import { isTokenimError } from '../errors.ts'
 import { framed, P2PErrorCode } from '../p2p/index.ts'
 import type { P2PNode, PeerId, ResolvedPeer, Resolver } from '../p2p/index.ts'
@@ -41,6 +41,7 @@ import {
   verifyReceipt
 } from './envelope.ts'
 import type { MessageAttachment, MessagingKeyPair, Receipt, SessionKeys } from './envelope.ts'
+import { GroupCommit } from './batcher.ts'
 import { FrameWriter, isChannelClosed, OutboundChannel } from './channel.ts'
 import { MessagingError, MessagingErrorCode } from './errors.ts'
 import { newMessageId } from './ids.ts'
@@ -68,7 +69,7 @@ const IDENTIFY_RETRY_DELAY_MS = 300
 /** The parts of the store messaging uses. */
 export type MessagingStore = Pick<Store,
 'addOutgoing' | 'addMessage' | 'getMessage' | 'getOutbox' | 'enqueue' | 'dueOutbox' | 'outbox' |
-'outboxSize' | 'rescheduleOutbox' | 'markDelivered' | 'markSeen' | 'hasSeen'>
+'outboxSize' | 'rescheduleOutbox' | 'markDelivered' | 'markSeen' | 'hasSeen' | 'addIncoming' | 'markDeliveredMany'>
 
 /** The parts of the resolver messaging uses. */
 export type MessagingResolver = Pick<Resolver, 'resolve' | 'dialProtocol' | 'cached'>
@@ -163,11 +164,14 @@ export class MessagingService extends EventEmitter<MessagingEvents> {
   private readonly onIdentify = (evt: { peerId: PeerId }): void => { this.peerIdentified(evt.peerId) }
   /** our static private key as a KeyObject, and X25519(ours, theirs) per peer key (hex), LRU */
   private readonly ownKey: KeyObject
-  private readonly sessions = new Map<string, Uint8Array>()
+  private readonly sessions = new Map<string, { ss: Uint8Array, peer: KeyObject }>()
   /** the open outbound channel per recipient address, channels being dialled, and all live ones */
   private readonly channels = new Map<string, { ch: OutboundChannel, peer: ResolvedPeer }>()
   private readonly dialing = new Map<string, Promise<{ ch: OutboundChannel, peer: ResolvedPeer }>>()
   private readonly liveChannels = new Set<OutboundChannel>()
+  /** group commit of the receiver's message+seen writes and of the sender's delivered updates */
+  private readonly incoming: GroupCommit<StoredMessage, boolean>
+  private readonly deliveredIds: GroupCommit<string, boolean>
 
   constructor (components: MessagingComponents, init: MessagingInit = {}) {
     super()
@@ -181,6 +185,8 @@ export class MessagingService extends EventEmitter<MessagingEvents> {
     this.maxConcurrent = init.maxConcurrentDeliveries ?? DEFAULT_MAX_CONCURRENT_DELIVERIES
     this.limiter = new TokenBuckets(init.rateLimit)
     this.ownKey = x25519PrivateKeyObject(components.keys.privateKey)
+    this.incoming = new GroupCommit(async (msgs) => await this.c.store.addIncoming(msgs))
+    this.deliveredIds = new GroupCommit(async (ids) => await this.c.store.markDeliveredMany(ids))
   }
 
   get isRunning (): boolean {
@@ -217,9 +223,10 @@ export class MessagingService extends EventEmitter<MessagingEvents> {
     await Promise.allSettled([this.flushing, ...this.inflight.values(), ...this.inbound, ...this.dialing.values()])
     for (const ch of this.liveChannels) ch.abort(closing)
     await Promise.allSettled([...this.liveChannels].map(async ch => { await ch.done }))
+    await Promise.allSettled([this.incoming.idle(), this.deliveredIds.idle()])
     this.channels.clear()
     this.liveChannels.clear()
-    for (const ss of this.sessions.values()) ss.fill(0)
+    for (const { ss } of this.sessions.values()) ss.fill(0)
     this.sessions.clear()
     this.limiter.clear()
     this.peerAddresses.clear()
@@ -396,7 +403,7 @@ export class MessagingService extends EventEmitter<MessagingEvents> {
         }
         break
       }
-      await this.c.store.markDelivered(id)
+      await this.deliveredIds.submit(id)
       this.stats.delivered++
       this.log('delivered %s to %s (receipt at %d)', id, entry.to, receipt.ts)
       this.emit('delivered', { id, to: entry.to })
@@ -470,21 +477,23 @@ export class MessagingService extends EventEmitter<MessagingEvents> {
   /** The cached static-static secret with a peer's messaging key (see SessionKeys); {} if it cannot be made. */
   private session (peerKey: Uint8Array): SessionKeys {
     const k = Buffer.from(peerKey.buffer, peerKey.byteOffset, peerKey.byteLength).toString('hex')
-    let ss = this.sessions.get(k)
-    if (ss === undefined) {
+    let s = this.sessions.get(k)
+    if (s === undefined) {
       try {
-        ss = staticSecret(this.ownKey, peerKey)
+        s = { ss: staticSecret(this.ownKey, peerKey), peer: x25519PublicKeyObject(peerKey) }
       } catch {
         return { privateKeyObject: this.ownKey } // a bad key: the envelope functions report it as before
       }
       if (this.sessions.size >= MAX_SESSIONS) {
-        const [oldest, secret] = this.sessions.entries().next().value as [string, Uint8Array]
+        const [oldest, old] = this.sessions.entries().next().value as [string, { ss: Uint8Array }]
         this.sessions.delete(oldest)
-        secret.fill(0)
+        old.ss.fill(0)
       }
-      this.sessions.set(k, ss)
+    } else {
+      this.sessions.delete(k) // re-inserted below: Map order is the LRU order
     }
-    return { staticSecret: ss, privateKeyObject: this.ownKey }
+    this.sessions.set(k, s)
+    return { staticSecret: s.ss, privateKeyObject: this.ownKey, peerKeyObject: s.peer }
   }
 
   private async sealStored (id: string, recipientKey: Uint8Array): Promise<Uint8Array> {
@@ -609,41 +618,43 @@ export class MessagingService extends EventEmitter<MessagingEvents> {
   private async receive (bytes: Uint8Array, remote: string, signal: AbortSignal): Promise<Uint8Array> {
     const envelope = decodeEnvelope(bytes)
     checkRecipient(envelope, this.address)
-    let sender = await this.c.resolver.resolve(envelope.from, { signal })
-    if (!equalBytes(sender.messagingKey, envelope.spk) && sender.source !== 'dht') {
-      // the cached record could be stale: ask the DHT once before calling it a forgery
-      sender = await this.c.resolver.resolve(envelope.from, { signal, fresh: true })
+    // the verified record we hold (no network, no peer-store update), else resolve
+    let senderKey = this.c.resolver.cached(envelope.from)?.messagingKey
+    if (senderKey === undefined || !equalBytes(senderKey, envelope.spk)) {
+      let sender = await this.c.resolver.resolve(envelope.from, { signal })
+      if (!equalBytes(sender.messagingKey, envelope.spk) && sender.source !== 'dht') {
+        // the cached record could be stale: ask the DHT once before calling it a forgery
+        sender = await this.c.resolver.resolve(envelope.from, { signal, fresh: true })
+      }
+      senderKey = sender.messagingKey
     }
-    const opened = openMessage(envelope, { self: this.address, keys: this.c.keys, senderKey: sender.messagingKey })
+    const session = this.session(senderKey)
+    const opened = openMessage(envelope, { self: this.address, keys: this.c.keys, senderKey, ...session })
     const receivedAt = Date.now()
-    let fresh = false
-    if (!await this.c.store.hasSeen(opened.id)) {
-      const message: StoredMessage = {
-        id: opened.id,
-        conversation: opened.from,
-        from: opened.from,
-        to: opened.to,
-        ts: opened.ts,
-        text: opened.body.text,
-        direction: 'in',
-        status: 'received',
-        receivedAt,
-        ...(opened.body.attachment !== undefined ? { attachment: opened.body.attachment } : {})
-      }
-      // store first, then remember the id: a crash in between is healed by the sender's retry
-      fresh = (await this.c.store.addMessage(message)).added
-      await this.c.store.markSeen(opened.id, opened.ts)
-      if (fresh) {
-        this.stats.received++
-        this.log('received %s from %s via %s', opened.id, opened.from, remote)
-        this.emit('message', message)
-      }
+    const message: StoredMessage = {
+      id: opened.id,
+      conversation: opened.from,
+      from: opened.from,
+      to: opened.to,
+      ts: opened.ts,
+      text: opened.body.text,
+      direction: 'in',
+      status: 'received',
+      receivedAt,
+      ...(opened.body.attachment !== undefined ? { attachment: opened.body.attachment } : {})
     }
-    if (!fresh) {
+    // the message and its seen id in one batch (group commit with others arriving meanwhile),
+    // before the receipt is written
+    const fresh = await this.incoming.submit(message)
+    if (fresh) {
+      this.stats.received++
+      this.log('received %s from %s via %s', opened.id, opened.from, remote)
+      this.emit('message', message)
+    } else {
       this.stats.duplicates++
       this.log('duplicate %s from %s via %s: acknowledged again, not stored', opened.id, opened.from, remote)
     }
-    const receipt = createReceipt({ id: opened.id, from: opened.from, to: opened.to, ts: receivedAt }, { keys: this.c.keys, peerKey: sender.messagingKey })
+    const receipt = createReceipt({ id: opened.id, from: opened.from, to: opened.to, ts: receivedAt }, { keys: this.c.keys, peerKey: senderKey, ...session })
     return encodeFrame(receipt)
   }
 

@@ -775,6 +775,66 @@ export class Store {
     return await this.#finishOutgoing(id, 'delivered')
   }
 
+  /**
+   * Receipts for several messages (group commit): for each id, remove its outbox entry and set the
+   * outgoing message's status to delivered, all in ONE batch. Returns, per id, whether anything changed.
+   */
+  async markDeliveredMany (ids: string[]): Promise<boolean[]> {
+    for (const id of ids) checkId(id)
+    if (ids.length === 0) return []
+    return await this.#lock.run(async () => {
+      const unique = [...new Set(ids)]
+      const [olds, keys] = await Promise.all([
+        this.#guard(() => this.#s.outbox.getMany(unique)),
+        this.#guard(() => this.#s.msgId.getMany(unique))
+      ])
+      const present = keys.filter((k): k is string => k !== undefined)
+      const msgs = present.length === 0 ? [] : await this.#guard(() => this.#s.msg.getMany(present))
+      const byKey = new Map(present.map((k, i) => [k, msgs[i]]))
+      const changed = new Map<string, boolean>()
+      await this.#write(b => {
+        unique.forEach((id, i) => {
+          const old = olds[i]
+          const key = keys[i]
+          const msg = key === undefined ? undefined : byKey.get(key)
+          const update = msg !== undefined && msg.direction === 'out' && msg.status !== 'delivered'
+          if (old !== undefined) this.#delOutbox(b, old)
+          if (update && key !== undefined) b.put(key, { ...msg, status: 'delivered' }, { sublevel: this.#s.msg })
+          changed.set(id, old !== undefined || update)
+        })
+      })
+      return ids.map(id => changed.get(id) === true)
+    })
+  }
+
+  /**
+   * Incoming messages (group commit): each message whose id is neither stored nor seen is added, and
+   * every id not seen yet is recorded as seen (with the message's ts), all in ONE batch with the
+   * conversation summaries. Returns, per message, whether it was added (false: a replay or duplicate).
+   */
+  async addIncoming (msgs: StoredMessage[]): Promise<boolean[]> {
+    const clean = validateAll(msgs)
+    if (clean.length === 0) return []
+    return await this.#lock.run(async () => {
+      const ids = [...new Set(clean.map(m => m.id))]
+      const seen = await this.#guard(() => this.#s.seen.getMany(ids))
+      const unseen = new Set(ids.filter((_, i) => seen[i] === undefined))
+      const fresh = await this.#freshMessages(clean.filter(m => unseen.has(m.id)))
+      const sums = fresh.length > 0 ? await this.#bumpedSummaries(fresh) : new Map<string, ConversationSummary>()
+      await this.#write(b => {
+        this.#putMessages(b, fresh, sums)
+        for (const m of clean) {
+          if (!unseen.has(m.id)) continue
+          unseen.delete(m.id)
+          b.put(m.id, m.ts, { sublevel: this.#s.seen })
+          b.put(`${padNum(m.ts)}${SEP}${m.id}`, '', { sublevel: this.#s.seenTs })
+        }
+      })
+      const added = new Set(fresh.map(m => m.id))
+      return clean.map(m => added.delete(m.id))
+    })
+  }
+
   /** Give up on a delivery: remove the outbox entry and set the message's status to failed (one batch). */
   async markFailed (id: string, error?: string): Promise<boolean> {
     return await this.#finishOutgoing(id, 'failed', error)
