@@ -20,10 +20,9 @@
  */
 import type { TokenimNode } from '../node/index.ts'
 import type { Routes } from './server.ts'
-import { isAbsolute } from 'node:path'
 import { addContact, idView, listContacts, listMessages, nodeStatus, saveAttachmentOp, sendFileOp, sendMessage, SEND_WAIT_MS } from './ops.ts'
 import type { MessagesQuery } from './ops.ts'
-import { parseAddress, parseContactName, parseCount, parseMessageText, parseObject, parseTimestamp } from './validate.ts'
+import { parseAbsolutePath, parseAddress, parseContactName, parseCount, parseMessageText, parseObject, parseTimestamp } from './validate.ts'
 import { apiError, ApiErrorCode } from './errors.ts'
 
 export interface RoutesInit {
@@ -71,13 +70,6 @@ export function createRoutes (node: TokenimNode, init: RoutesInit = {}): Routes 
 }
 
 /** An absolute file path (the daemon has no working directory of the caller's). */
-function parseAbsolutePath (value: unknown, field: string): string {
-  if (typeof value !== 'string' || value === '' || value.length > 4096 || value.includes('\0') || !isAbsolute(value)) {
-    throw apiError(ApiErrorCode.INVALID_ARGUMENT, `${field} must be an absolute file path`, { field })
-  }
-  return value
-}
-
 /** ?peer=&since=&until=&limit= (each optional; since/until inclusive, in ms since the epoch). */
 export function parseMessagesQuery (query: URLSearchParams): MessagesQuery {
   const q: MessagesQuery = {}

@@ -2,6 +2,7 @@
  * Validation shared by the control API routes and the CLI, so a bad input gets the same error code
  * whether the command ran through the daemon or in process.
  */
+import { isAbsolute } from 'node:path'
 import { getAddress } from 'ethers'
 import { ApiErrorCode, apiError } from './errors.ts'
 
@@ -85,4 +86,12 @@ export function parseObject (value: unknown, what = 'request body'): Record<stri
     throw apiError(ApiErrorCode.INVALID_ARGUMENT, `${what} must be a JSON object`)
   }
   return value as Record<string, unknown>
+}
+
+/** An absolute file path for the daemon to write (it does not share the caller's working directory). */
+export function parseAbsolutePath (value: unknown, field: string): string {
+  if (typeof value !== 'string' || value === '' || value.length > 4096 || value.includes('\0') || !isAbsolute(value)) {
+    throw apiError(ApiErrorCode.INVALID_ARGUMENT, `${field} must be an absolute file path`, { field })
+  }
+  return value
 }

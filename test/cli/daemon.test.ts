@@ -155,6 +155,15 @@ describe('cli: daemon, send and messages between two daemons', function () {
     assert.match(human.stdout, /ago\s+bob\s+me\s+received\s+hi A, B here/)
   })
 
+  it('export goes through the daemon that holds the store', async () => {
+    const out = join(dirA, 'export.json')
+    const r = await runJson<{ file: string, messages: number, conversations: number }>(['export', '--out', out, '--data-dir', dirA])
+    assert.deepEqual({ file: r.file, messages: r.messages, conversations: r.conversations }, { file: out, messages: 2, conversations: 1 })
+    const doc = JSON.parse(await readFile(out, 'utf8')) as { conversations: Array<{ peer: string, name?: string, messages: Message[] }> }
+    assert.deepEqual(doc.conversations.map(c => [c.peer, c.name, c.messages.map(m => m.text)]), [[addrB.toLowerCase(), 'bob', ['hello B, from A', 'hi A, B here']]])
+    assert.equal((await stat(out)).mode & 0o777, 0o600)
+  })
+
   it('refuses a second daemon on the same data dir: DAEMON_RUNNING, exit 6', async () => {
     const r = await run(['daemon', '--data-dir', dirA, '--json'])
     assert.equal(r.code, 6)

@@ -80,7 +80,8 @@ Examples:
         // the replica service (--replica-for), the backup scheduler (--backup-every) and the backup routes
         const { startBackupServices } = await import('../../api/backup-routes.ts')
         backup = await startBackupServices(running, { replicaFor: settings.replicaFor, replicas: settings.replicas, backupEveryMs: settings.backupEveryMs, chain: opts.chain, passphrase, info: out.info })
-        api = await startApiServer({ routes: createRoutes(running, { extend: backup.routes }) })
+        const { exportRoutes } = await import('../../api/export-route.ts')
+        api = await startApiServer({ routes: createRoutes(running, { extend: { ...backup.routes, ...exportRoutes(running) } }) })
         signal.throwIfAborted()
         const multiaddrs = running.multiaddrs()
         await writeApiInfo(dataDir, { url: api.url, token: api.token, peerId: running.peerId, multiaddrs, pid: process.pid })

@@ -1,7 +1,9 @@
-import { extname, join } from 'node:path'
+import { extname, join, resolve as resolvePath } from 'node:path'
 import type { Command } from 'commander'
-import { EXPORT_FORMATS, exportHistory, isExportFormat } from '../../backup/export/index.ts'
-import type { ExportFormat, GetAttachment } from '../../backup/export/index.ts'
+import { EXPORT_FORMATS, isExportFormat } from '../../backup/export/index.ts'
+import type { ExportFormat } from '../../backup/export/index.ts'
+import type { ExportParams, ExportSummary } from '../../api/export-route.ts'
+import type { LevelBlockstore } from 'blockstore-level'
 import { TokenimError, isTokenimError } from '../../errors.ts'
 import { readIdentityPublic } from '../../identity/index.ts'
 import { StoreErrorCode, isAddress, openStore } from '../../store/index.ts'
@@ -36,8 +38,7 @@ json is lossless (every stored field); md and html show contact names and copy a
 this device has (decrypted and checked against their SHA-256) to PATH.files/, linked from the
 export; txt is plain text.
 
-While the daemon runs it holds the message store: stop it first (exporting through the daemon
-is not supported yet).
+While the daemon runs, it writes the export (it holds the message store).
 
 Examples:
   $ tokenim export --format html --out chats.html
@@ -54,62 +55,53 @@ Examples:
       if (!isExportFormat(format)) throw new TokenimError('USAGE', `unknown --format ${JSON.stringify(format)}: use one of ${EXPORT_FORMATS.join(', ')}`)
       const { since, until } = parseTimeRange(o.since, o.until)
 
-      const identity = await readIdentityPublic(opts.dataDir)
-      const store = await openExportStore(opts.dataDir)
-      let blocks: Awaited<ReturnType<typeof openLocalAttachments>>
-      try {
-        // html/md copy attachment files: read from this device's blockstore (offline), decrypted and verified
-        if (format === 'html' || format === 'md') blocks = await openLocalAttachments(opts.dataDir, signal)
-        const r = await exportHistory({
-          store,
-          self: identity.address,
-          format,
-          out: o.out,
-          conversation,
-          since,
-          until,
-          force: o.force === true,
-          signal,
-          getAttachment: blocks?.getAttachment
-        })
-        out.warn(`${r.file} is NOT encrypted: anyone who can read it can read these messages`)
-        const result: Record<string, unknown> = {
-          file: r.file,
-          messages: r.messages,
-          conversations: r.conversations,
-          attachments: r.attachments,
-          attachmentsCopied: r.attachmentsCopied
-        }
-        if (r.filesDir !== undefined) result.filesDir = r.filesDir
-        out.result(result, () => [
-          `exported ${r.messages} message${r.messages === 1 ? '' : 's'} in ${r.conversations} conversation${r.conversations === 1 ? '' : 's'} to ${r.file}`,
-          ...(r.attachments > 0 ? [`attachments: ${r.attachments} (${r.attachmentsCopied} copied${r.filesDir !== undefined ? ` to ${r.filesDir}` : ''})`] : [])
-        ].join('\n'))
-      } finally {
-        await blocks?.close()
-        await store.close()
+      const params: ExportParams = {
+        format,
+        out: resolvePath(o.out),
+        ...(conversation !== undefined ? { conversation } : {}),
+        ...(since !== undefined ? { since } : {}),
+        ...(until !== undefined ? { until } : {}),
+        ...(o.force === true ? { force: true } : {})
       }
+      const identity = await readIdentityPublic(opts.dataDir)
+      const api = await readApiInfo(opts.dataDir)
+      let r: ExportSummary
+      if (api !== undefined) {
+        // the running daemon holds the store: it writes the export
+        const { callApi } = await import('../../api/index.ts')
+        r = await callApi<ExportSummary>(api, 'POST', '/v1/export', params, { signal })
+      } else {
+        const store = await openExportStore(opts.dataDir)
+        let blocks: Awaited<ReturnType<typeof openLocalBlocks>>
+        try {
+          // html/md copy attachment files: read from this device's blockstore (offline), decrypted and verified
+          if (format === 'html' || format === 'md') blocks = await openLocalBlocks(opts.dataDir)
+          const { doExport } = await import('../../api/export-route.ts')
+          r = await doExport({ store, self: identity.address, blockstore: blocks }, params, { signal })
+        } finally {
+          await blocks?.close().catch(() => {})
+          await store.close()
+        }
+      }
+      out.warn(`${r.file} is NOT encrypted: anyone who can read it can read these messages`)
+      out.result(r, () => [
+        `exported ${r.messages} message${r.messages === 1 ? '' : 's'} in ${r.conversations} conversation${r.conversations === 1 ? '' : 's'} to ${r.file}`,
+        ...(r.attachments > 0 ? [`attachments: ${r.attachments} (${r.attachmentsCopied} copied${r.filesDir !== undefined ? ` to ${r.filesDir}` : ''})`] : [])
+      ].join('\n'))
     }))
 }
 
-/**
- * The data dir's blockstore (not held by anyone once the store could be opened: the daemon is not
- * running), and a getAttachment that streams an attachment's plaintext from it without the network.
- * Undefined when the data dir has no blockstore.
- */
-async function openLocalAttachments (dataDir: string, signal: AbortSignal): Promise<{ getAttachment: GetAttachment, close: () => Promise<void> } | undefined> {
+/** The data dir's blockstore (free once the store could be opened: no daemon), or undefined. */
+async function openLocalBlocks (dataDir: string): Promise<LevelBlockstore | undefined> {
   const dir = join(dataDir, 'blocks')
   if (!await exists(dir)) return undefined
-  const [{ LevelBlockstore }, { readAttachment }] = await Promise.all([import('blockstore-level'), import('../../messaging/index.ts')])
+  const { LevelBlockstore } = await import('blockstore-level')
   const blockstore = new LevelBlockstore(dir)
   try {
     await blockstore.open()
+    return blockstore
   } catch {
     return undefined // unreadable or locked: attachments are listed as not available locally
-  }
-  return {
-    getAttachment: (m) => m.attachment === undefined ? undefined : readAttachment(m.attachment, { blockstore, offline: true, signal }),
-    close: async () => { await blockstore.close().catch(() => {}) }
   }
 }
 
@@ -126,7 +118,7 @@ async function openExportStore (dataDir: string): ReturnType<typeof openStore> {
       const daemon = await readApiInfo(dataDir)
       throw new TokenimError(StoreErrorCode.LOCKED,
         daemon !== undefined
-          ? `the daemon${daemon.pid !== undefined ? ` (pid ${daemon.pid})` : ''} is running and holds the message store: stop it, run \`tokenim export\` again, then restart it (exporting through the daemon is not supported yet)`
+          ? `the daemon${daemon.pid !== undefined ? ` (pid ${daemon.pid})` : ''} holds the message store but did not take the export: check that it is still running`
           : `the message store at ${path} is locked by another tokenim process: stop it and run \`tokenim export\` again`,
         { path }, { cause: err })
     }
