@@ -1,14 +1,17 @@
 /**
- * Helia 7 blockstores (interface-blockstore 7) return a block as a generator of chunks. These helpers
- * give it back as one Uint8Array.
+ * Helia 7 blockstores (interface-blockstore 7) return a block as a generator of chunks; older stores
+ * return a promise of bytes. These helpers give it back as one Uint8Array.
  */
 import type { AbortOptions } from '@libp2p/interface'
 import type { CID } from 'multiformats/cid'
 import { concat } from 'uint8arrays/concat'
 
+/** What a blockstore's `get` may hand back: bytes, a promise of bytes, or (async) chunks. */
+export type BlockResult = Uint8Array | Promise<Uint8Array> | Iterable<Uint8Array> | AsyncIterable<Uint8Array>
+
 /** The narrow part of a (Helia) blockstore that {@link getBlock} needs. */
 export interface BlockGetter<Options = AbortOptions> {
-  get: (cid: CID, options?: Options) => Generator<Uint8Array> | AsyncGenerator<Uint8Array>
+  get: (cid: CID, options?: Options) => BlockResult
 }
 
 /**
@@ -16,9 +19,17 @@ export interface BlockGetter<Options = AbortOptions> {
  * local, unless `{ offline: true }`; pass a `signal` to bound the wait.
  */
 export async function getBlock<Options extends AbortOptions> (blockstore: BlockGetter<Options>, cid: CID, options?: Options): Promise<Uint8Array> {
-  const chunks: Uint8Array[] = []
-  for await (const chunk of blockstore.get(cid, options)) chunks.push(chunk)
-  const block = chunks.length === 1 ? chunks[0] : concat(chunks)
+  const got = blockstore.get(cid, options)
+  let block: Uint8Array
+  if (got instanceof Uint8Array) {
+    block = got
+  } else if (typeof (got as Promise<Uint8Array>).then === 'function') {
+    block = await (got as Promise<Uint8Array>)
+  } else {
+    const chunks: Uint8Array[] = []
+    for await (const chunk of got as AsyncIterable<Uint8Array>) chunks.push(chunk)
+    block = chunks.length === 1 ? chunks[0] : concat(chunks)
+  }
   // a plain Uint8Array (level hands out Buffers)
-  return new Uint8Array(block.buffer, block.byteOffset, block.byteLength)
+  return block.constructor === Uint8Array ? block : new Uint8Array(block.buffer, block.byteOffset, block.byteLength)
 }

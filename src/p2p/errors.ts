@@ -22,7 +22,9 @@ export const P2PErrorCode = {
   /** a peer broke a tokenim stream protocol (truncated frame, unexpected answer) */
   PROTOCOL_VIOLATION: 'PROTOCOL_VIOLATION',
   /** a bad argument to a p2p function (unparsable multiaddr, malformed address, …) */
-  INVALID_P2P_ARGUMENT: 'INVALID_P2P_ARGUMENT'
+  INVALID_P2P_ARGUMENT: 'INVALID_P2P_ARGUMENT',
+  /** a block of a DAG being fetched was not delivered by any peer in time */
+  BLOCK_UNAVAILABLE: 'BLOCK_UNAVAILABLE'
 } as const
 
 export type P2PErrorCode = typeof P2PErrorCode[keyof typeof P2PErrorCode]

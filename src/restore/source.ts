@@ -2,19 +2,22 @@
  * Where the blocks of a bundle come from: a CAR file, or the network (a temporary libp2p + Helia node that
  * dials the given peers and the DHT providers of the root, and fetches blocks over bitswap), optionally
  * preceded by a local blockstore. No source is trusted: the backup engine hash-checks every block it reads
- * (src/backup readBlock / verifyBlock), and the network source checks again before handing bytes out.
+ * (src/backup readBlock / verifyBlock); Helia checks every block it fetches before storing it, and blocks
+ * from the local blockstore are checked before they are used (a damaged one is fetched from the network).
+ * The network source fetches the whole DAG ahead (`prefetch`) with src/p2p fetchDag: breadth-first, many
+ * blocks in flight, the dialled peers asked first and DHT providers looked up only for blocks they did
+ * not deliver.
  */
 import { mkdtemp, rm } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { generateKeyPair } from '@libp2p/crypto/keys'
-import * as dagCbor from '@ipld/dag-cbor'
-import { CID } from 'multiformats/cid'
-import { readCar, readHeader, verifyBlock } from '../backup/index.ts'
+import type { CID } from 'multiformats/cid'
+import { readCar, verifyBlock } from '../backup/index.ts'
 import type { BlockGetter } from '../backup/index.ts'
 import { isTokenimError } from '../errors.ts'
-import { createP2PNode, getBlock } from '../p2p/index.ts'
-import type { P2PNode } from '../p2p/index.ts'
+import { createP2PNode, DEFAULT_LOOKUP_AFTER_MS, fetchDag, getBlock } from '../p2p/index.ts'
+import type { FetchBlockOptions, P2PNode } from '../p2p/index.ts'
 import { log } from '../util/log.ts'
 import { RestoreErrorCode, restoreError } from './errors.ts'
 
@@ -24,8 +27,6 @@ const logger = log('restore:source')
 export const DEFAULT_BLOCK_TIMEOUT_MS = 20_000
 /** Default time to wait for the first connection to a bootstrap peer / provider. */
 export const DEFAULT_CONNECT_TIMEOUT_MS = 10_000
-/** Blocks fetched in parallel while prefetching a bundle. */
-const PREFETCH_CONCURRENCY = 16
 
 export interface FetchProgress {
   phase: 'connect' | 'fetch'
@@ -135,10 +136,10 @@ export async function openNetworkSource (options: NetworkSourceOptions): Promise
   }
 
   const blockstore: BlockGetter = {
-    async get (cid: CID, opts: { signal?: AbortSignal } = {}): Promise<Uint8Array> {
+    async get (cid: CID, opts: FetchBlockOptions = {}): Promise<Uint8Array> {
       if (options.local !== undefined) {
         try {
-          const got = await collectBytes(options.local.get(cid, opts))
+          const got = await getBlock(options.local, cid, { signal: opts.signal })
           verifyBlock(cid, got)
           return got
         } catch (err) {
@@ -149,9 +150,9 @@ export async function openNetworkSource (options: NetworkSourceOptions): Promise
       if (p2p === undefined || missing.has(cid.toString())) throw notFound(cid)
       const signal = anySignal(opts.signal, blockTimeoutMs)
       try {
-        const bytes = await getBlock(p2p.helia.blockstore, cid, { signal })
-        verifyBlock(cid, bytes)
-        return bytes
+        // Helia checks every block it fetches against its hash before storing it, and the backup engine
+        // checks every block it reads again: no third hash here
+        return await getBlock(p2p.helia.blockstore, cid, { signal, skipProviderLookup: opts.skipProviderLookup })
       } catch (err) {
         if (opts.signal?.aborted === true || isTokenimError(err)) throw err
         missing.add(cid.toString())
@@ -161,38 +162,28 @@ export async function openNetworkSource (options: NetworkSourceOptions): Promise
     }
   }
 
+  /**
+   * The whole DAG under the root (root, manifest, shards, segments, attachments), breadth-first with many
+   * blocks in flight, asked of the dialled peers first (see src/p2p/fetch-dag.ts). Blocks land in the
+   * temporary node's blockstore; the reads that follow are local. Never throws for a missing block: the
+   * reader reports it where it is.
+   */
   const prefetch = async (root: CID, opts: { signal?: AbortSignal } = {}): Promise<void> => {
+    if (p2p === undefined) return
     void findProviders(root, opts.signal)
-    let blocks = 0
-    let bytes = 0
-    const fetchOne = async (cid: CID): Promise<Uint8Array | undefined> => {
-      try {
-        const b = await blockstore.get(cid, opts) as Uint8Array
-        blocks++
-        bytes += b.length
-        return b
-      } catch (err) {
-        if (opts.signal?.aborted === true) throw err
-        return undefined
-      }
-    }
+    const connected = p2p.connectedPeers().length > 0
     try {
-      const header = await readHeader({ root, blockstore, signal: opts.signal })
-      blocks++
-      const nodeBytes = await fetchOne(header.manifest)
-      if (nodeBytes === undefined) return
-      const links = manifestLinks(nodeBytes)
-      const total = links.length + 2
-      onProgress({ phase: 'fetch', blocks, totalBlocks: total, bytes })
-      let next = 0
-      const worker = async (): Promise<void> => {
-        while (next < links.length) {
-          const cid = links[next++]
-          await fetchOne(cid)
-          onProgress({ phase: 'fetch', blocks, totalBlocks: total, bytes, missing: missing.size })
-        }
-      }
-      await Promise.all(Array.from({ length: PREFETCH_CONCURRENCY }, worker))
+      const got = await fetchDag(blockstore, root, {
+        routing: p2p.helia.routing,
+        // nobody to ask directly: look providers up at once
+        lookupAfterMs: connected ? DEFAULT_LOOKUP_AFTER_MS : 0,
+        blockTimeoutMs,
+        failFast: false,
+        signal: opts.signal,
+        onProgress: p => { onProgress({ phase: 'fetch', blocks: p.blocks, totalBlocks: p.blocks + p.inFlight + p.queued, bytes: p.bytes, missing: missing.size + p.missing }) }
+      })
+      for (const m of got.missing) missing.add(m.cid.toString())
+      logger('prefetched %d blocks (%d bytes), %d missing', got.blocks, got.bytes, got.missing.length)
     } catch (err) {
       if (opts.signal?.aborted === true) throw err
       logger('prefetch stopped: %s', (err as Error).message)
@@ -212,34 +203,7 @@ export async function openNetworkSource (options: NetworkSourceOptions): Promise
   }
 }
 
-/** The plaintext links of a manifest node (segments, then attachment roots); [] when it does not decode. */
-function manifestLinks (bytes: Uint8Array): CID[] {
-  try {
-    const node = dagCbor.decode<Record<string, unknown>>(bytes)
-    const out: CID[] = []
-    for (const key of ['segments', 'attachments']) {
-      const list = node[key]
-      if (!Array.isArray(list)) continue
-      for (const v of list) {
-        const cid = CID.asCID(v)
-        if (cid !== null) out.push(cid)
-      }
-    }
-    return out
-  } catch {
-    return []
-  }
-}
-
 function anySignal (signal: AbortSignal | undefined, timeoutMs: number): AbortSignal {
   const t = AbortSignal.timeout(timeoutMs)
   return signal === undefined ? t : AbortSignal.any([signal, t])
-}
-
-async function collectBytes (got: ReturnType<BlockGetter['get']>): Promise<Uint8Array> {
-  if (got instanceof Uint8Array) return got
-  if (typeof (got as Promise<Uint8Array>).then === 'function') return await (got as Promise<Uint8Array>)
-  const chunks: Uint8Array[] = []
-  for await (const c of got as AsyncIterable<Uint8Array>) chunks.push(c)
-  return chunks.length === 1 ? chunks[0] : Buffer.concat(chunks)
 }

@@ -6,9 +6,11 @@
  *   2. the chain must anchor exactly this root for (owner, version): digestOf(owner, version) equals the
  *      sha2-256 digest inside the root CID (NOT_ANCHORED / DIGEST_MISMATCH; CHAIN_UNAVAILABLE when the
  *      replica cannot read the chain);
- *   3. the DAG is fetched over bitswap (from the requester, which is connected, or any provider), walking
- *      from the root; every block is hash-checked and size-capped, the root must say this owner and
- *      version, and the bytes new to this replica count against the owner's quota (OVER_QUOTA);
+ *   3. the DAG is fetched over bitswap (src/p2p fetchDag: breadth-first, many blocks wanted at once, from
+ *      the requester, which is connected, and from DHT providers only for blocks it did not deliver in
+ *      time); Helia hash-checks every block, each is size-capped, the root must say this owner and
+ *      version before its links are followed, and the bytes new to this replica count against the
+ *      owner's quota (OVER_QUOTA);
  *   4. the root is pinned, announced as a provider in the DHT (best effort), recorded, and the owner's
  *      versions beyond the newest `keep` are unpinned;
  *   5. the receipt `{owner, version, cid, ok: true, peerId}` is sent.
@@ -20,9 +22,10 @@
 import type { Stream } from '@libp2p/interface'
 import type { CID } from 'multiformats/cid'
 import { isTokenimError } from '../../errors.ts'
-import { framed } from '../../p2p/index.ts'
+import { fetchDag, framed } from '../../p2p/index.ts'
+import type { ProviderRouting } from '../../p2p/index.ts'
 import { log } from '../../util/log.ts'
-import { readBlock, toCid } from '../blocks.ts'
+import { toCid } from '../blocks.ts'
 import type { BlockGetter } from '../blocks.ts'
 import { linksOf } from '../car.ts'
 import { MAX_CAR_BLOCK } from '../constants.ts'
@@ -39,6 +42,8 @@ export const DEFAULT_REPLICA_QUOTA_BYTES = 2 * 1024 * 1024 * 1024
 export const DEFAULT_REPLICA_FETCH_TIMEOUT_MS = 10 * 60_000
 const READ_REQUEST_TIMEOUT_MS = 10_000
 const PROVIDE_TIMEOUT_MS = 60_000
+/** bound on one block of a DAG being pinned (the whole fetch is bounded by fetchTimeoutMs) */
+const BLOCK_TIMEOUT_MS = 60_000
 
 /** The parts of a node the service uses (a TokenimNode's `p2p` and `store` fit). */
 export interface ReplicaHost {
@@ -54,6 +59,8 @@ export interface ReplicaHost {
         isPinned: (cid: CID, options?: { signal?: AbortSignal }) => Promise<boolean>
       }
       libp2p: { contentRouting: { provide: (cid: CID, options?: { signal?: AbortSignal }) => Promise<void> } }
+      /** Helia's routing: when given, DHT provider lookups are deferred while the requester delivers */
+      routing?: ProviderRouting
     }
   }
   store: {
@@ -135,35 +142,35 @@ export async function startReplicaService (host: ReplicaHost, options: ReplicaSe
     }
   }
 
-  const fetchDag = async (owner: string, version: number, root: CID, budget: number, signal: AbortSignal): Promise<{ bytes: number, bytesNew: number }> => {
-    const seen = new Set<string>()
-    const stack: CID[] = [root]
-    let bytes = 0
+  /**
+   * Fetch the version's DAG into the blockstore (src/p2p fetchDag: breadth-first, many blocks wanted at
+   * once, asked of the connected peers — the requester — before any DHT provider lookup). The root is
+   * checked (owner, version) before its links are followed; each block is size-capped; the bytes that
+   * were not here yet count against the budget.
+   */
+  const fetchVersion = async (owner: string, version: number, root: CID, budget: number, signal: AbortSignal): Promise<{ bytes: number, bytesNew: number }> => {
     let bytesNew = 0
-    while (stack.length > 0) {
-      signal.throwIfAborted()
-      const cid = stack.pop() as CID
-      const key = cid.toString()
-      if (seen.has(key)) continue
-      seen.add(key)
-      const had = await helia.blockstore.has(cid, { signal })
-      const block = await readBlock(helia.blockstore, cid, MAX_CAR_BLOCK, { signal })
-      if (cid.equals(root)) {
-        try {
-          checkExpectations(decodeHeader(block, { block: 'root', cid: key }), { owner, version })
-        } catch (err) {
-          throw new Refusal(ReplicaReason.DIGEST_MISMATCH, `the root does not hold version ${version} of ${owner}: ${(err as Error).message}`)
+    const got = await fetchDag(helia.blockstore, root, {
+      links: linksOf,
+      routing: helia.routing,
+      blockTimeoutMs: Math.min(fetchTimeoutMs, BLOCK_TIMEOUT_MS),
+      signal,
+      onBlock: ({ cid, bytes, local }) => {
+        if (bytes.length > MAX_CAR_BLOCK) throw new Refusal(ReplicaReason.FETCH_FAILED, `block ${cid.toString()} is larger than ${MAX_CAR_BLOCK} bytes`)
+        if (cid.equals(root)) {
+          try {
+            checkExpectations(decodeHeader(bytes, { block: 'root', cid: cid.toString() }), { owner, version })
+          } catch (err) {
+            throw new Refusal(ReplicaReason.DIGEST_MISMATCH, `the root does not hold version ${version} of ${owner}: ${(err as Error).message}`)
+          }
+        }
+        if (local !== true) {
+          bytesNew += bytes.length
+          if (bytesNew > budget) throw new Refusal(ReplicaReason.OVER_QUOTA, `the bundle needs more than the ${budget} bytes left in the owner's quota of ${quota}`)
         }
       }
-      bytes += block.length
-      if (!had) {
-        bytesNew += block.length
-        if (bytesNew > budget) throw new Refusal(ReplicaReason.OVER_QUOTA, `the bundle needs more than the ${budget} bytes left in the owner's quota of ${quota}`)
-      }
-      const links = linksOf(cid, block)
-      for (let i = links.length - 1; i >= 0; i--) stack.push(links[i])
-    }
-    return { bytes, bytesNew }
+    })
+    return { bytes: got.bytes, bytesNew }
   }
 
   const pin = async (owner: string, version: number, root: CID, signal: AbortSignal): Promise<void> => {
@@ -189,7 +196,7 @@ export async function startReplicaService (host: ReplicaHost, options: ReplicaSe
       let got: { bytes: number, bytesNew: number }
       const fetchSignal = AbortSignal.any([signal, AbortSignal.timeout(fetchTimeoutMs)])
       try {
-        got = await fetchDag(owner, version, root, Math.max(0, quota - used), fetchSignal)
+        got = await fetchVersion(owner, version, root, Math.max(0, quota - used), fetchSignal)
       } catch (err) {
         if (err instanceof Refusal) throw err
         throw new Refusal(ReplicaReason.FETCH_FAILED, `could not fetch the bundle: ${isTokenimError(err) ? `${err.code} ${String(err.info.cid ?? '')}` : (err as Error).message}`.trim())
