@@ -68,7 +68,13 @@ describe('robustness: decoder fuzzing', function () {
     })
   })
 
-  describe('backup blocks, sealed manifest, segments and CAR files', () => {
+  for (const formatVersion of [1, 2] as const) describe(`backup format v${formatVersion}: blocks, sealed manifest, segments and CAR files`, () => {
+    const manifestKind = formatVersion === 1 ? 'manifest' : 'index'
+    /** the node with its sealed manifest (v1) or sealed index (v2, in the top node) replaced */
+    const withSealed = (n: ManifestNode, sealed: Uint8Array): ManifestNode => n.sharded === undefined
+      ? { ...n, sealed }
+      : { ...n, sharded: { ...n.sharded, top: { ...n.sharded.top, sealed } } }
+    const sealedOf = (n: ManifestNode): Uint8Array => n.sharded?.top.sealed ?? n.sealed
     let env: Env
     let root: CID
     let header: BackupHeader
@@ -86,14 +92,14 @@ describe('robustness: decoder fuzzing', function () {
       env = await makeEnv()
       dir = env.dir
       await env.store.addMessages(makeHistory({ conversations: 4, messages: 240, seed: 77 }))
-      const res = await buildBackup({ store: env.store, blockstore: env.blockstore, owner: OWNER, version: 3, backupKey: KEY, segmentSize: 32 })
+      const res = await buildBackup({ store: env.store, blockstore: env.blockstore, owner: OWNER, version: 3, backupKey: KEY, segmentSize: 32, formatVersion })
       root = res.root
       header = await readHeader({ root, blockstore: env.blockstore })
       headerBytes = await readBlock(env.blockstore, root, 1 << 26)
       node = await readManifestNode(env.blockstore, header)
       nodeBytes = await readBlock(env.blockstore, header.manifest, 1 << 26)
       manifest = openManifest(KEY, header, node)
-      manifestPlain = openBox(KEY, 'manifest', node.sealed, 1 << 26)
+      manifestPlain = openBox(KEY, manifestKind, sealedOf(node), 1 << 26)
       segmentBoxes = await Promise.all(node.segments.map(async c => await readBlock(env.blockstore, c, 1 << 26)))
       segmentPlain = segmentBoxes.map(b => openBox(KEY, 'segment', b, 1 << 24))
       const carFile = join(dir, 'good.car')
@@ -106,35 +112,35 @@ describe('robustness: decoder fuzzing', function () {
     const BACKUP_CODES = ['BACKUP_MALFORMED', 'BACKUP_FORMAT_UNSUPPORTED', 'BACKUP_TAMPERED', 'COUNT_MISMATCH', 'DECRYPT_FAILED', 'WRONG_PASSPHRASE', 'INVALID_ARGUMENT']
 
     it('root header and manifest node decoders', async () => {
-      const h = await fuzz('header', inputs(SEED + 2, 2000, [headerBytes]), (input) => decodeHeader(input, { block: 'root' }), { codes: BACKUP_CODES })
-      const n = await fuzz('manifest node', inputs(SEED + 3, 2000, [nodeBytes]), (input) => decodeManifestNode(input, { block: 'manifest' }), { codes: BACKUP_CODES })
+      const h = await fuzz('header', inputs(SEED + 2, 1500, [headerBytes]), (input) => decodeHeader(input, { block: 'root' }), { codes: BACKUP_CODES })
+      const n = await fuzz('manifest node', inputs(SEED + 3, 1500, [nodeBytes]), (input) => decodeManifestNode(input, { block: 'manifest' }), { codes: BACKUP_CODES })
       assert.ok(h.codes.size > 0 && n.codes.size > 0, `${summary(h)} / ${summary(n)}`)
     })
 
     it('sealed manifest: damaged boxes and damaged plaintext sealed under the right key', async () => {
       // the box itself damaged: never opens, typed
-      const boxes = await fuzz('sealed manifest box', inputs(SEED + 4, 800, [node.sealed]), (input) => openManifest(KEY, header, { ...node, sealed: input }), { codes: BACKUP_CODES })
+      const boxes = await fuzz('sealed manifest box', inputs(SEED + 4, 600, [sealedOf(node)]), (input) => openManifest(KEY, header, withSealed(node, input)), { codes: BACKUP_CODES })
       assert.equal(boxes.accepted, 0, summary(boxes))
       // a manifest made by someone holding the key, with damaged content: the checks past the AEAD
-      const plain = await fuzz('manifest plaintext', inputs(SEED + 5, 800, [manifestPlain]), (input) => {
-        openManifest(KEY, header, { ...node, sealed: sealBox(KEY, 'manifest', input) })
+      const plain = await fuzz(`v${formatVersion} ${manifestKind} plaintext`, inputs(SEED + 5, 600, [manifestPlain]), (input) => {
+        openManifest(KEY, header, withSealed(node, sealBox(KEY, manifestKind, input)))
       }, { codes: BACKUP_CODES })
-      assert.ok((plain.codes.get('BACKUP_MALFORMED') ?? 0) > 300, summary(plain))
+      assert.ok((plain.codes.get('BACKUP_MALFORMED') ?? 0) > 200, summary(plain))
     })
 
     it('segments: damaged boxes and damaged plaintext sealed under the right key', async () => {
       const places = segmentPlaces(manifest)
       const rnd = prng(SEED + 6)
-      await fuzz('segment box', inputs(SEED + 7, 600, segmentBoxes), (input) => {
+      await fuzz('segment box', inputs(SEED + 7, 400, segmentBoxes), (input) => {
         const i = int(rnd, places.length)
         checkSegment(KEY, manifest, places[i], node.segments[i], input)
       }, { codes: BACKUP_CODES })
-      const stats = await fuzz('segment plaintext', inputs(SEED + 8, 800, segmentPlain), (input) => {
+      const stats = await fuzz('segment plaintext', inputs(SEED + 8, 600, segmentPlain), (input) => {
         decodeSegment(input, { block: 'segment' }, manifest.segmentSize)
         const i = int(rnd, places.length)
         checkSegment(KEY, manifest, places[i], node.segments[i], sealBox(KEY, 'segment', input))
       }, { codes: BACKUP_CODES })
-      assert.ok((stats.codes.get('BACKUP_MALFORMED') ?? 0) > 300, summary(stats))
+      assert.ok((stats.codes.get('BACKUP_MALFORMED') ?? 0) > 200, summary(stats))
     })
 
     it('CAR reader (readCar) and verify on what it opens', async () => {
@@ -146,7 +152,7 @@ describe('robustness: decoder fuzzing', function () {
       for (;;) { const b = carBytes[headerEnd++]; len |= (b & 0x7f) << shift; shift += 7; if (b < 0x80) break }
       headerEnd += len
       function * cars (): Generator<Uint8Array> {
-        for (let i = 0; i < 400; i++) {
+        for (let i = 0; i < 300; i++) {
           const r = rnd()
           if (r < 0.35) {
             const head = mutateBytes(rnd, carBytes.subarray(0, headerEnd))
