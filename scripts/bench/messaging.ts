@@ -142,7 +142,18 @@ export async function benchMessaging (scale: Scale, rec: Recorder): Promise<void
     const sendLat = await timed(k, send)
     const echoLat = await timed(k, echo)
     const pingLat: number[] = []
-    for (let i = 0; i < k; i++) pingLat.push(await alice.p2p.libp2p.services.ping.ping(bobPeer))
+    // libp2p's ping occasionally fails under heavy load (StreamStateError on a closing stream):
+    // a failed ping is retried, and the ping reference is left out rather than failing the bench
+    let pingFailures = 0
+    for (let i = 0; i < k && pingFailures < 5; i++) {
+      try {
+        pingLat.push(await alice.p2p.libp2p.services.ping.ping(bobPeer))
+      } catch (err) {
+        pingFailures++
+        i--
+        if (pingFailures >= 5) rec.note(`messaging: libp2p ping failed ${pingFailures} times (${(err as Error).message}); ping references left out`)
+      }
+    }
     for (const [q, label, limit] of [[0.5, 'p50', 2], [0.99, 'p99', 5]] as const) {
       rec.figure({
         section: SECTION,
@@ -152,7 +163,7 @@ export async function benchMessaging (scale: Scale, rec: Recorder): Promise<void
         reference: { name: `raw echo round trip ${label}`, value: quantile(echoLat, q) },
         targets: [{ of: 'ratio', op: '<=', limit }]
       })
-      rec.figure({
+      if (pingLat.length > 0) rec.figure({
         section: SECTION,
         name: `send→receipt latency ${label} vs ping`,
         value: quantile(sendLat, q),
