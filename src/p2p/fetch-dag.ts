@@ -160,6 +160,63 @@ export function gateProviderLookups (routing: ProviderRouting): void {
   gated.add(routing)
 }
 
+export interface FetchBlockRaceOptions extends AbortOptions {
+  /** bound on the block in ms (default {@link DEFAULT_FETCH_BLOCK_TIMEOUT_MS}) */
+  blockTimeoutMs?: number
+  /** ms the connected peers get before providers are looked up too (default {@link DEFAULT_LOOKUP_AFTER_MS}; 0: at once) */
+  lookupAfterMs?: number
+  /** the Helia node's routing (gated once); without it providers are looked up at once */
+  routing?: ProviderRouting
+}
+
+/**
+ * One block: asked of the connected peers (no provider lookup); when they have not delivered it within
+ * `lookupAfterMs`, or failed before that, its providers are looked up as well while the first want stays
+ * open. Concurrent calls for the same CID share one bitswap want.
+ */
+export async function fetchBlock (bs: DagBlockstore, cid: CID, options: FetchBlockRaceOptions = {}): Promise<Uint8Array> {
+  const blockTimeoutMs = options.blockTimeoutMs ?? DEFAULT_FETCH_BLOCK_TIMEOUT_MS
+  const lookupAfterMs = options.routing === undefined && options.lookupAfterMs === undefined ? 0 : Math.max(0, options.lookupAfterMs ?? DEFAULT_LOOKUP_AFTER_MS)
+  if (options.routing !== undefined && lookupAfterMs > 0) gateProviderLookups(options.routing)
+  const timeout = AbortSignal.timeout(blockTimeoutMs)
+  const blockSignal = options.signal === undefined ? timeout : AbortSignal.any([options.signal, timeout])
+  if (lookupAfterMs === 0) return await getBlock(bs, cid, { signal: blockSignal })
+  const done = new AbortController()
+  const attemptSignal = AbortSignal.any([blockSignal, done.signal])
+  let timer: NodeJS.Timeout | undefined
+  try {
+    return await new Promise<Uint8Array>((resolve, reject) => {
+      let pending = 0
+      let settled = false
+      let widened = false
+      const attempt = (skipProviderLookup: boolean): void => {
+        pending++
+        getBlock(bs, cid, { signal: attemptSignal, skipProviderLookup }).then(b => {
+          if (!settled) { settled = true; resolve(b) }
+        }, (err: unknown) => {
+          pending--
+          if (settled) return
+          // the connected peers failed early (not a timeout): look up providers now
+          if (!widened && !blockSignal.aborted) { widen(); return }
+          if (pending === 0) { settled = true; reject(err) }
+        })
+      }
+      const widen = (): void => {
+        if (widened || settled) return
+        widened = true
+        clearTimeout(timer)
+        logger('%s: not delivered by the connected peers in %d ms, looking up providers', cid, lookupAfterMs)
+        attempt(false)
+      }
+      attempt(true)
+      timer = setTimeout(widen, lookupAfterMs)
+    })
+  } finally {
+    clearTimeout(timer)
+    done.abort()
+  }
+}
+
 /**
  * Fetch every block reachable from `root` (each once) into the blockstore, breadth-first with bounded
  * concurrency. Resolves when the walk is done; see {@link FetchDagOptions} for failures.
@@ -183,46 +240,11 @@ export async function fetchDag (bs: DagBlockstore, root: CID, options: FetchDagO
   // onBlock runs one block at a time, in arrival order
   let serial: Promise<void> = Promise.resolve()
 
-  /** One block: local, else from the connected peers, and after `lookupAfterMs` from looked-up providers too. */
   const fetchOne = async (cid: CID): Promise<FetchedBlock> => {
     const local = bs.has === undefined ? undefined : await bs.has(cid, { signal })
-    const blockSignal = AbortSignal.any([signal, AbortSignal.timeout(blockTimeoutMs)])
-    if (local === true || lookupAfterMs === 0) return { cid, bytes: await getBlock(bs, cid, { signal: blockSignal }), local }
-    const done = new AbortController()
-    const attemptSignal = AbortSignal.any([blockSignal, done.signal])
-    let timer: NodeJS.Timeout | undefined
-    try {
-      const bytes = await new Promise<Uint8Array>((resolve, reject) => {
-        let pending = 0
-        let settled = false
-        let widened = false
-        const attempt = (skipProviderLookup: boolean): void => {
-          pending++
-          getBlock(bs, cid, { signal: attemptSignal, skipProviderLookup }).then(b => {
-            if (!settled) { settled = true; resolve(b) }
-          }, (err: unknown) => {
-            pending--
-            if (settled) return
-            // the connected peers failed early (not a timeout): look up providers now
-            if (!widened && !blockSignal.aborted) { widen(); return }
-            if (pending === 0) { settled = true; reject(err) }
-          })
-        }
-        const widen = (): void => {
-          if (widened || settled) return
-          widened = true
-          clearTimeout(timer)
-          logger('%s: not delivered by the connected peers in %d ms, looking up providers', cid, lookupAfterMs)
-          attempt(false)
-        }
-        attempt(true)
-        timer = setTimeout(widen, lookupAfterMs)
-      })
-      return { cid, bytes, local }
-    } finally {
-      clearTimeout(timer)
-      done.abort()
-    }
+    // a local block needs no network, hence no lookup logic
+    const bytes = await fetchBlock(bs, cid, { signal, blockTimeoutMs, lookupAfterMs: local === true ? 0 : lookupAfterMs })
+    return { cid, bytes, local }
   }
 
   return await new Promise<FetchDagResult>((resolve, reject) => {
