@@ -38,7 +38,7 @@ import { P2PError, P2PErrorCode } from './errors.ts'
 const logger = log('p2p:fetch-dag')
 
 /** Blocks wanted at once (bitswap merges them into few messages). */
-export const DEFAULT_FETCH_CONCURRENCY = 48
+export const DEFAULT_FETCH_CONCURRENCY = 64
 /** How long the connected peers get to deliver a block before its providers are looked up too. */
 export const DEFAULT_LOOKUP_AFTER_MS = 2_000
 /** Default bound on one block (from the moment it is asked for). */
