@@ -10,6 +10,7 @@
  *   service opens a new one). An idle channel closes its writing side, so the receiver ends cleanly.
  */
 import type { Stream } from '@libp2p/interface'
+import { encodeVarint } from '../p2p/index.ts'
 import type { FramedStream } from '../p2p/index.ts'
 import { log } from '../util/log.ts'
 import { decodeReceipt } from './envelope.ts'
@@ -48,7 +49,7 @@ export class FrameWriter {
   /** Queue one frame (without its prefix). */
   write (frame: Uint8Array): void {
     if (this.failed) return
-    const prefix = varint(frame.byteLength)
+    const prefix = encodeVarint(frame.byteLength)
     this.queue.push(prefix, frame)
     this.queued += prefix.byteLength + frame.byteLength
     this.pumping ??= new Promise<void>(resolve => { setImmediate(resolve) }).then(async () => { await this.pump() })
@@ -91,16 +92,6 @@ async function drained (stream: Stream): Promise<void> {
     stream.addEventListener('drain', onDrain)
     stream.addEventListener('close', onClose)
   })
-}
-
-function varint (n: number): Uint8Array {
-  const out: number[] = []
-  while (n >= 0x80) {
-    out.push((n % 0x80) | 0x80)
-    n = Math.floor(n / 0x80)
-  }
-  out.push(n)
-  return Uint8Array.from(out)
 }
 
 export interface ChannelInit {

@@ -124,7 +124,8 @@ function truncated (stream: Stream, cause?: unknown): P2PError {
   return new P2PError(P2PErrorCode.PROTOCOL_VIOLATION, 'stream ended inside a frame', { protocol: stream.protocol }, { cause })
 }
 
-function encodeVarint (n: number): Uint8Array {
+/** The unsigned-varint length prefix of a frame of `n` bytes (as {@link framed} writes it). */
+export function encodeVarint (n: number): Uint8Array {
   const out: number[] = []
   while (n >= 0x80) {
     out.push((n % 0x80) | 0x80)
