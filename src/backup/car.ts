@@ -13,6 +13,7 @@ import * as dagPb from '@ipld/dag-pb'
 import { CID } from 'multiformats/cid'
 import { isTokenimError, TokenimError } from '../errors.ts'
 import { exists, PRIVATE_FILE_MODE, toFsError, writeFileAtomic } from '../util/fs.ts'
+import { cborLinks } from '../util/ipld.ts'
 import { log } from '../util/log.ts'
 import { readBlock, verifyBlock } from './blocks.ts'
 import type { AbortOptions, BlockGetter } from './blocks.ts'
@@ -27,23 +28,7 @@ export function linksOf (cid: CID, bytes: Uint8Array): CID[] {
   try {
     if (cid.code === RAW) return []
     if (cid.code === DAG_PB) return dagPb.decode(bytes).Links.map(l => l.Hash)
-    if (cid.code === DAG_CBOR) {
-      const out: CID[] = []
-      const stack: unknown[] = [dagCbor.decode(bytes)]
-      while (stack.length > 0) {
-        const v = stack.pop()
-        const link = CID.asCID(v)
-        if (link !== null) {
-          out.push(link)
-        } else if (Array.isArray(v)) {
-          for (let i = v.length - 1; i >= 0; i--) stack.push(v[i])
-        } else if (typeof v === 'object' && v !== null && !(v instanceof Uint8Array)) {
-          const values = Object.values(v)
-          for (let i = values.length - 1; i >= 0; i--) stack.push(values[i])
-        }
-      }
-      return out
-    }
+    if (cid.code === DAG_CBOR) return cborLinks(dagCbor.decode(bytes))
   } catch (err) {
     throw malformed(`block ${cid.toString()} does not decode as its codec`, { cid: cid.toString(), reason: 'codec' }, err)
   }

@@ -30,6 +30,7 @@ import * as dagPb from '@ipld/dag-pb'
 import type { AbortOptions } from '@libp2p/interface'
 import { CID } from 'multiformats/cid'
 import { isTokenimError } from '../errors.ts'
+import { cborLinks } from '../util/ipld.ts'
 import { log } from '../util/log.ts'
 import { getBlock } from './blocks.ts'
 import type { BlockResult } from './blocks.ts'
@@ -126,21 +127,7 @@ export function dagLinks (cid: CID, bytes: Uint8Array): CID[] {
   try {
     if (cid.code === DAG_PB) return dagPb.decode(bytes).Links.map(l => l.Hash)
     if (cid.code !== DAG_CBOR) return []
-    const out: CID[] = []
-    const stack: unknown[] = [dagCbor.decode(bytes)]
-    while (stack.length > 0) {
-      const v = stack.pop()
-      const link = CID.asCID(v)
-      if (link !== null) {
-        out.push(link)
-      } else if (Array.isArray(v)) {
-        for (let i = v.length - 1; i >= 0; i--) stack.push(v[i])
-      } else if (typeof v === 'object' && v !== null && !(v instanceof Uint8Array)) {
-        const values = Object.values(v)
-        for (let i = values.length - 1; i >= 0; i--) stack.push(values[i])
-      }
-    }
-    return out
+    return cborLinks(dagCbor.decode(bytes))
   } catch (err) {
     logger('%s does not decode as 0x%s: %s', cid, cid.code.toString(16), (err as Error).message)
     return []

@@ -1,0 +1,23 @@
+import { CID } from 'multiformats/cid'
+
+/**
+ * Every CID inside a decoded dag-cbor value, depth-first in order (maps in their decoded key order,
+ * lists in list order). Shared by the CAR writer (src/backup/car.ts) and the DAG fetch (src/p2p/fetch-dag.ts).
+ */
+export function cborLinks (value: unknown): CID[] {
+  const out: CID[] = []
+  const stack: unknown[] = [value]
+  while (stack.length > 0) {
+    const v = stack.pop()
+    const link = CID.asCID(v)
+    if (link !== null) {
+      out.push(link)
+    } else if (Array.isArray(v)) {
+      for (let i = v.length - 1; i >= 0; i--) stack.push(v[i])
+    } else if (typeof v === 'object' && v !== null && !(v instanceof Uint8Array)) {
+      const values = Object.values(v)
+      for (let i = values.length - 1; i >= 0; i--) stack.push(values[i])
+    }
+  }
+  return out
+}
