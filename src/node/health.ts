@@ -10,10 +10,15 @@
  *     (firstTs, lastTs, lastMessageId, and the id index of the last message), and the rows counted against
  *     the summary's count while a budget of rows and time lasts (the full check takes ~57 µs per message:
  *     5.7 s for 100,000, too slow for every start; `tokenim doctor` and `tokenim repair` do the full one).
+ *
+ * Before those: the store marker (`<dataDir>/store.json`, src/store/marker.ts). LevelDB silently drops the
+ * records of a damaged `.log` and recreates a store whose files are gone: such a store is consistent but
+ * holds fewer messages than the marker recorded (or is another store), and is reported as STORE_CORRUPT
+ * with the number lost, until `tokenim repair` merges a backup (or the messages come back another way).
  */
 import { TokenimError, isTokenimError } from '../errors.ts'
 import { StoreErrorCode } from '../store/index.ts'
-import type { ConsistencyProblem, Store } from '../store/index.ts'
+import type { ConsistencyProblem, Store, StoreMarkerStatus } from '../store/index.ts'
 import { log } from '../util/log.ts'
 
 const logger = log('node:health')
@@ -31,6 +36,9 @@ export interface StoreHealthOptions {
   /** larger stores: stop counting after this long (default 1,000 ms); the bounds checks always run */
   timeBudgetMs?: number
   signal?: AbortSignal
+  /** messages the store may have lost against its marker before that is an error (default 0: the
+   *  marker's count is durable and messages are never deleted, so any loss is damage) */
+  lossTolerance?: number
 }
 
 export interface StoreHealth {
@@ -99,8 +107,29 @@ export function storeInconsistentError (path: string, problems: ConsistencyProbl
     { path, problems: problems.map(p => ({ ...p })) })
 }
 
-/** Throw STORE_CORRUPT (with the advice) when the bounded check finds a problem. */
+/**
+ * The STORE_CORRUPT error for a store that lost messages against its marker, or undefined when it did
+ * not (no marker, or the store holds every message the marker recorded).
+ */
+export function storeLossError (store: Store, o: { lossTolerance?: number } = {}): TokenimError | undefined {
+  const st: StoreMarkerStatus | undefined = store.markerStatus()
+  if (st?.marker === undefined) return undefined
+  // a store that is not the one the marker names is lost as a whole, whatever the tolerance
+  if (st.lost === 0 || (!st.idChanged && st.lost <= (o.lossTolerance ?? 0))) return undefined
+  const since = new Date(st.marker.updatedAt).toISOString()
+  const replaced = st.idChanged ? ' (the store was recreated: its id differs from the one recorded)' : ''
+  return new TokenimError(StoreErrorCode.CORRUPT,
+    `the message store lost ${st.lost} message${st.lost === 1 ? '' : 's'} since ${since}${replaced}: it has ${st.messages}, ${st.marker.messages} were recorded in ${st.path}. Run \`tokenim repair\` to bring them back from your latest backup`,
+    { path: store.path, marker: st.path, lost: st.lost, messages: st.messages, recorded: st.marker.messages, since, idChanged: st.idChanged })
+}
+
+/** Throw STORE_CORRUPT (with the advice) when the store lost messages (marker) or the bounded check finds a problem. */
 export async function assertStoreHealthy (store: Store, o: StoreHealthOptions = {}): Promise<StoreHealth> {
+  const loss = storeLossError(store, o)
+  if (loss !== undefined) {
+    logger('store %s lost %d messages (marker %s)', store.path, loss.info.lost, loss.info.marker)
+    throw loss
+  }
   const health = await checkStoreHealth(store, o)
   logger('store check (%s): %d messages, %d conversations, %d problems in %d ms', health.mode, health.messages, health.conversations, health.problems.length, health.ms)
   if (!health.ok) throw storeInconsistentError(store.path, health.problems)

@@ -12,6 +12,9 @@
  *     nothing newer is lost and a rerun duplicates nothing), contacts the store lacks are added, and
  *     attachment blocks are copied into the node's blockstore;
  *  4. the full consistency check again: `ok` only when nothing is left.
+ *  5. the store marker (src/store/marker.ts): after a backup was merged and the store is consistent, the
+ *     marker is reset to this store, so a loss reported at start is cleared (the backup brought back what
+ *     it had; without a backup the loss stays reported, unless `acceptLoss`).
  */
 import type { CID } from 'multiformats/cid'
 import { readBackup, verifyBackup, walkDag } from '../backup/index.ts'
@@ -70,6 +73,8 @@ export interface RepairOptions {
   batchSize?: number
   signal?: AbortSignal
   onProgress?: (p: RepairProgress) => void
+  /** reset the store marker even without a merged backup (the person accepts the loss) */
+  acceptLoss?: boolean
 }
 
 export interface RepairResult {
@@ -87,6 +92,10 @@ export interface RepairResult {
   kept: number
   /** messages in the store now */
   messages: number
+  /** messages the store had lost against its marker (`<dataDir>/store.json`) before the repair, 0 if none */
+  lost?: number
+  /** the marker was reset to this store (after a merged backup): the next start no longer reports the loss */
+  markerReset?: boolean
   /** the merged backup's version / root / digest, and whether the chain vouched for it */
   version?: number
   cid?: string
@@ -169,11 +178,16 @@ export async function repairMessageStore (o: RepairOptions): Promise<RepairResul
   }
   try {
     result.kept = await store.countMessages()
+    result.lost = store.markerStatus()?.lost ?? 0
     if (o.backup !== undefined) await mergeBackup(store, o.backup, result, o)
     onProgress({ phase: 'check' })
     result.remaining = await store.checkConsistency({ limit: 100 })
     result.messages = await store.countMessages()
     result.ok = result.remaining.length === 0
+    if (result.ok && (result.version !== undefined || o.acceptLoss === true)) {
+      await store.resetMarker()
+      result.markerReset = true
+    }
     await store.setMeta(REPAIRED_META, {
       at: Date.now(),
       fixes: fixes.map(f => f.kind),

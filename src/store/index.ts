@@ -8,3 +8,5 @@ export type {
   MessageDirection, MessageQuery, MessageStatus, OutboxEntry, ReplicaStatus, StoredMessage
 } from './types.ts'
 export { MAX_ID_LENGTH, MAX_TEXT_LENGTH, isAddress, normalizeMessage } from './validate.ts'
+export { markerPathFor, readMarker } from './marker.ts'
+export type { StoreMarker, StoreMarkerStatus } from './marker.ts'

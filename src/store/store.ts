@@ -4,7 +4,8 @@
  * Keys are UTF-8 text; values are CBOR (cborg, maps in the record's field order, byte strings for
  * Uint8Array) unless noted. Sublevels (level prefixes them as `!name!`):
  *
- *   meta        name                                  → value          ('schemaVersion' → 1, checked on open)
+ *   meta        name                                  → value          ('schemaVersion' → 1, checked on open;
+ *                                                                          'storeId' → the id in `<path>.json`, see marker.ts)
  *   msg         <conversation>!<ts:16 digits>!<id>    → StoredMessage  (per-conversation order by (ts, id))
  *   msg-id      <id>                                  → msg key (utf8) (uniqueness + lookups by id)
  *   conv        <peer address>                        → ConversationSummary (written in the same batch as rows)
@@ -24,11 +25,14 @@
  * write (uniqueness, counts) are serialised by an in-process lock; LevelDB's LOCK file keeps other
  * processes out.
  */
+import { randomUUID } from 'node:crypto'
 import { Level } from 'level'
 import * as cborg from 'cborg'
 import { TokenimError } from '../errors.ts'
 import { ensurePrivateDir } from '../util/fs.ts'
 import { log } from '../util/log.ts'
+import { markerPathFor, readMarker, writeMarker } from './marker.ts'
+import type { StoreMarker, StoreMarkerStatus } from './marker.ts'
 import { StoreErrorCode, invalidArgument, invalidMessage, toOpenError, toStoreError } from './errors.ts'
 import {
   checkAddress, checkId, checkStatus, checkTime, normalizeBackup, normalizeContact, normalizeMessage,
@@ -44,6 +48,12 @@ const logger = log('store')
 /** The schema this code reads and writes. */
 export const SCHEMA_VERSION = 1
 const SCHEMA_KEY = 'schemaVersion'
+/** meta: this store's id (also in the marker file, see marker.ts) */
+const STORE_ID_KEY = 'storeId'
+/** meta: written with sync before the marker, so the count the marker records is durable */
+const MARKER_SYNC_KEY = 'markerSyncedAt'
+/** the marker is rewritten at most this often while messages are added (and on close) */
+export const DEFAULT_MARKER_INTERVAL_MS = 60_000
 const SEP = '!'
 /** the character after SEP: upper bound of a `<prefix>!` range */
 const SEP_END = '"'
@@ -102,6 +112,25 @@ function subs (db: Root) {
 type Subs = ReturnType<typeof subs>
 type Snapshot = ReturnType<Root['snapshot']>
 type Batch = ReturnType<Root['batch']>
+
+/** classic-level's `sync` write option (fsync the log before the write returns); not in abstract-level's types */
+const SYNC_WRITE = { sync: true } as unknown as Parameters<Subs['meta']['put']>[2]
+
+interface MarkerState {
+  path: string
+  storeId: string
+  /** messages in the store (counted at open, then kept up to date by the writes) */
+  messages: number
+  marker?: StoreMarker
+  intervalMs: number
+  lastWriteAt: number
+  task: Promise<void>
+}
+
+/** the store may (re)write its marker: none yet, or it still holds every message the marker recorded */
+function markerOk (mk: MarkerState): boolean {
+  return mk.marker === undefined || mk.messages >= mk.marker.messages
+}
 
 /** Serialises read-modify-write operations within this process. */
 class Lock {
@@ -235,6 +264,10 @@ class Reader {
 export interface OpenStoreOptions {
   /** create the database when missing (default true); false → STORE_NOT_FOUND */
   createIfMissing?: boolean
+  /** keep the marker `<path>.json` (see marker.ts; default true) */
+  marker?: boolean
+  /** rewrite the marker at most this often while messages are added (default 60 s; also on close) */
+  markerIntervalMs?: number
 }
 
 /**
@@ -267,7 +300,18 @@ export async function openStore (path: string, opts: OpenStoreOptions = {}): Pro
         `the message store at ${path} has schema version ${JSON.stringify(version)}, this tokenim understands version ${SCHEMA_VERSION}: upgrade tokenim (or use a different data dir)`,
         { path, found: typeof version === 'number' || typeof version === 'string' ? version : String(version), supported: SCHEMA_VERSION })
     }
-    return new Store(db, s, path)
+    let storeId = await s.meta.get(STORE_ID_KEY)
+    if (typeof storeId !== 'string') {
+      storeId = randomUUID()
+      await s.meta.put(STORE_ID_KEY, storeId)
+    }
+    const store = new Store(db, s, path)
+    if (opts.marker !== false) {
+      const markerPath = markerPathFor(path)
+      const messages = await store.countMessages()
+      store.initMarker({ path: markerPath, storeId: storeId as string, messages, marker: await readMarker(markerPath), intervalMs: opts.markerIntervalMs ?? DEFAULT_MARKER_INTERVAL_MS })
+    }
+    return store
   } catch (err) {
     await db.close().catch(() => {})
     throw toStoreError(err, path)
@@ -333,6 +377,7 @@ export class Store {
   readonly #s: Subs
   readonly #r: Reader
   readonly #lock = new Lock()
+  #mk: MarkerState | undefined
 
   /** use openStore() */
   constructor (db: Root, s: Subs, path: string) {
@@ -347,7 +392,69 @@ export class Store {
   async close (): Promise<void> {
     // let queued writes finish first
     await this.#lock.run(async () => {})
+    const mk = this.#mk
+    if (mk !== undefined && this.#db.status === 'open') {
+      await mk.task
+      if (markerOk(mk)) await this.#writeMarker().catch((err: unknown) => { logger.error('could not write the store marker %s: %s', mk.path, (err as Error).message) })
+    }
     await this.#db.close()
+  }
+
+  // ---- marker (see marker.ts) ----
+
+  /** @internal openStore() sets the marker state */
+  initMarker (m: { path: string, storeId: string, messages: number, marker?: StoreMarker, intervalMs: number }): void {
+    this.#mk = { ...m, lastWriteAt: Date.now(), task: Promise.resolve() }
+    if (m.marker !== undefined && !markerOk(this.#mk)) {
+      logger.error('store %s: the marker %s records %d messages of store %s (since %s), the store has %d (id %s)', this.path, m.path, m.marker.messages, m.marker.storeId, new Date(m.marker.updatedAt).toISOString(), m.messages, m.storeId)
+    }
+  }
+
+  /**
+   * What the marker file says about this store: `lost` messages it recorded that the store does not
+   * have, `idChanged` when it names another store. undefined when the store was opened without a marker.
+   */
+  markerStatus (): StoreMarkerStatus | undefined {
+    const mk = this.#mk
+    if (mk === undefined) return undefined
+    const lost = mk.marker === undefined ? 0 : Math.max(0, mk.marker.messages - mk.messages)
+    return { path: mk.path, storeId: mk.storeId, messages: mk.messages, marker: mk.marker, idChanged: mk.marker !== undefined && mk.marker.storeId !== mk.storeId, lost }
+  }
+
+  /**
+   * Accept the store as it is now: the marker is rewritten with this store's id and count (after a
+   * synced write). `tokenim repair` calls it after merging a backup; a store that lost messages is
+   * otherwise never allowed to overwrite the marker.
+   */
+  async resetMarker (): Promise<void> {
+    const mk = this.#mk
+    if (mk === undefined) return
+    await mk.task
+    await this.#writeMarker()
+  }
+
+  async #writeMarker (): Promise<void> {
+    const mk = this.#mk as MarkerState
+    const messages = mk.messages
+    const now = Date.now()
+    // a synced write flushes the LevelDB log: every message counted above is on disk before the marker says so
+    await this.#guard(() => this.#s.meta.put(MARKER_SYNC_KEY, now, SYNC_WRITE))
+    const marker: StoreMarker = { version: 1, storeId: mk.storeId, messages, updatedAt: now }
+    await writeMarker(mk.path, marker)
+    mk.marker = marker
+    mk.lastWriteAt = now
+  }
+
+  /** after messages were added: count them, and rewrite the marker when it is due (in the background) */
+  #added (n: number): void {
+    const mk = this.#mk
+    if (mk === undefined || n === 0) return
+    mk.messages += n
+    if (Date.now() - mk.lastWriteAt < mk.intervalMs || !markerOk(mk)) return
+    mk.lastWriteAt = Date.now()
+    mk.task = mk.task.then(async () => {
+      if (this.#db.status === 'open') await this.#writeMarker()
+    }).catch((err: unknown) => { logger.error('could not update the store marker %s: %s', mk.path, (err as Error).message) })
   }
 
   async [Symbol.asyncDispose] (): Promise<void> { await this.close() }
@@ -401,6 +508,7 @@ export class Store {
       if (fresh.length > 0) {
         const sums = await this.#bumpedSummaries(fresh)
         await this.#write(b => this.#putMessages(b, fresh, sums))
+        this.#added(fresh.length)
       }
       return { added: fresh.length, skipped: clean.length - fresh.length }
     })
@@ -425,6 +533,7 @@ export class Store {
         this.#putMessages(b, fresh, sums)
         this.#putOutbox(b, e, old)
       })
+      this.#added(1)
       return { added: true }
     })
   }
@@ -642,6 +751,8 @@ export class Store {
         throw toStoreError(err, this.path)
       }
       logger('rebuilt indexes: %o', result)
+      // the summaries may have changed: the marker's count follows them
+      if (this.#mk !== undefined) this.#mk.messages = await this.#r.countMessages()
       return result
     })
   }
