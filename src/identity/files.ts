@@ -1,36 +1,17 @@
-import { randomBytes } from 'node:crypto'
-import { constants } from 'node:fs'
-import { chmod, link, open, rm, stat } from 'node:fs/promises'
-import { basename, dirname, join } from 'node:path'
+import { stat } from 'node:fs/promises'
 import { TokenimError } from '../errors.ts'
-import { fsyncDir, PRIVATE_FILE_MODE, toFsError } from '../util/fs.ts'
+import { PRIVATE_FILE_MODE, writeFileAtomic } from '../util/fs.ts'
 import { identityError, IdentityErrorCode } from './errors.ts'
 
 /**
- * Create a private file atomically and exclusively: write + fsync a temporary file beside it, then
- * hard-link it into place (link(2) fails with EEXIST when the target exists, so two racing creators
- * cannot both win and an existing file is never replaced). Throws TokenimError `FILE_EXISTS` if the
- * target exists; on any failure the target is untouched and the temporary file removed.
+ * Create a private file atomically and exclusively: `writeFileAtomic` with `exclusive` (write + fsync a
+ * temporary file beside it, then hard-link it into place: link(2) fails with EEXIST when the target
+ * exists, so two racing creators cannot both win and an existing file is never replaced). Throws
+ * TokenimError `FILE_EXISTS` if the target exists; on any failure the target is untouched and the
+ * temporary file removed.
  */
 export async function createFileExclusive (path: string, data: Uint8Array | string, mode: number = PRIVATE_FILE_MODE): Promise<void> {
-  const dir = dirname(path)
-  const tmp = join(dir, `.${basename(path)}.${randomBytes(6).toString('hex')}.tmp`)
-  let handle
-  try {
-    handle = await open(tmp, constants.O_CREAT | constants.O_EXCL | constants.O_WRONLY, mode)
-    await handle.writeFile(data)
-    await handle.sync()
-    await handle.close()
-    handle = undefined
-    await chmod(tmp, mode)
-    await link(tmp, path)
-    await fsyncDir(dir)
-  } catch (err) {
-    throw toFsError(err, path)
-  } finally {
-    await handle?.close().catch(() => {})
-    await rm(tmp, { force: true }).catch(() => {})
-  }
+  await writeFileAtomic(path, data, { mode, exclusive: true })
 }
 
 /**
