@@ -15,13 +15,7 @@ import { readSecret, readSecretFile } from '../password.ts'
 /** A clean shutdown step that takes longer than this is abandoned (the process exits anyway). */
 const STOP_STEP_TIMEOUT_MS = 5_000
 
-interface DaemonOptions {
-  listen?: string[]
-  bootstrap?: string[]
-  mdns?: boolean
-  replica?: string[]
-  replicaFor?: string[]
-  backupEvery?: string
+interface DaemonOptions extends NodeFlags {
   passphraseFile?: string
 }
 
@@ -53,8 +47,7 @@ Examples:
   $ tokenim daemon --password-file ~/.tokenim-pw --json`)
     .action(action<DaemonOptions>(async ({ opts, out, signal }, _args, o) => {
       const { dataDir } = opts
-      const flags: NodeFlags = { listen: o.listen, bootstrap: o.bootstrap, mdns: o.mdns, replica: o.replica, replicaFor: o.replicaFor, backupEvery: o.backupEvery }
-      const settings = await resolveNodeSettings(dataDir, flags)
+      const settings = await resolveNodeSettings(dataDir, o)
       await readIdentityPublic(dataDir) // NO_IDENTITY before anything is created
       let lock: DaemonLock | undefined
       let node: TokenimNode | undefined
