@@ -7,18 +7,14 @@ import { createIdentity } from '../../src/identity/index.ts'
 import { TokenimNode } from '../../src/node/index.ts'
 import type { TokenimNodeInit } from '../../src/node/index.ts'
 import { makeHistory } from '../backup/helpers.ts'
+import { waitFor as waitUntil } from '../support/wait.ts'
 
 export const PASSWORD = 'correct horse battery staple'
 export const CHEAP_SCRYPT = { N: 1024, r: 8, p: 1 }
 
+/** test/support/wait.ts `waitFor` with a 20 s default deadline. */
 export async function waitFor<T> (check: () => T | Promise<T>, what: string, timeoutMs = 20_000, intervalMs = 50): Promise<NonNullable<T>> {
-  const deadline = Date.now() + timeoutMs
-  for (;;) {
-    const value = await check()
-    if (value != null && value !== false) return value as NonNullable<T>
-    if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`)
-    await new Promise(resolve => setTimeout(resolve, intervalMs))
-  }
+  return await waitUntil(check, what, timeoutMs, intervalMs)
 }
 
 /** Nodes, chain clients, devnet and temp dirs of a test file; `cleanup()` stops and removes them all. */
