@@ -147,41 +147,42 @@ export function idView (node: TokenimNode): IdView {
   return { address: node.address, peerId: node.peerId, multiaddrs: node.multiaddrs() }
 }
 
-function withBackup (b: BackupStatusView | undefined): { backup?: BackupStatusView } {
-  return b !== undefined ? { backup: b } : {}
+/** A status with what the store knows added: the last backup and the backup health. */
+async function withBackupStatus (base: Omit<StatusView, 'lastBackup' | 'backup'>, store: Store): Promise<StatusView> {
+  const last = await store.latestBackup()
+  const backup = await backupStatusOf(store)
+  return {
+    ...base,
+    ...(last !== undefined ? { lastBackup: backupSummary(last) } : {}),
+    ...(backup !== undefined ? { backup } : {})
+  }
 }
 
 /** Status of a running node (the daemon). */
 export async function nodeStatus (node: TokenimNode): Promise<StatusView> {
   const s = await node.status()
-  const last = await node.store.latestBackup()
-  return {
+  return await withBackupStatus({
     address: s.address,
     peerId: s.peerId,
     running: s.running,
     peers: s.peers,
     routingTable: s.routingTable,
     outbox: s.outbox,
-    multiaddrs: s.multiaddrs,
-    ...(last !== undefined ? { lastBackup: backupSummary(last) } : {}),
-    ...withBackup(await backupStatusOf(node.store))
-  }
+    multiaddrs: s.multiaddrs
+  }, node.store)
 }
 
 /** Status from the store alone, when no daemon runs. */
 export async function offlineStatus (identity: { address: string, peerId: string }, store: Store): Promise<StatusView> {
-  const last = await store.latestBackup()
-  return {
+  return await withBackupStatus({
     address: identity.address,
     peerId: identity.peerId,
     running: false,
     peers: 0,
     routingTable: 0,
     outbox: await store.outboxSize(),
-    multiaddrs: [],
-    ...(last !== undefined ? { lastBackup: backupSummary(last) } : {}),
-    ...withBackup(await backupStatusOf(store))
-  }
+    multiaddrs: []
+  }, store)
 }
 
 // ---------------------------------------------------------------------------------------------
