@@ -6,17 +6,17 @@
  *   GET  /v1/id                                          → {address, peerId, multiaddrs}
  *   GET  /v1/contacts                                    → [{address, name?, addedAt}]
  *   POST /v1/contacts    {address, name}                 → {address, name, addedAt}
- *   GET  /v1/status                                      → {address, peerId, running, peers, routingTable, outbox, multiaddrs, lastBackup?}
+ *   GET  /v1/status                                      → {address, peerId, running, peers, routingTable, outbox, multiaddrs, lastBackup?, backup?}
  *   POST /v1/attachments {to, path, caption?}            → {id, status, attachment: {cid, name, mime, size, sha256}}
  *   POST /v1/attachments/save {id, out, force?}          → {id, file, name, mime, size, sha256}
  *
  * The attachment routes take absolute paths on this machine: the daemon reads the file to send and
  * writes the file asked for (atomically, 0600) itself, so big files never travel through the API.
  *
- * Extension point: features that come later (backup, backups, verify, restore, attachments, export)
- * add their routes through `extend` — e.g. `createRoutes(node, { extend: backupRoutes(node, scheduler) })`
- * with 'POST /v1/backup', 'GET /v1/backups', 'POST /v1/attachments', 'GET /v1/attachments/:id' —
- * validating their inputs with validate.ts and sharing their work with the in-process CLI path.
+ * Extension point: other features add their routes through `extend` — the daemon passes the backup
+ * routes ('POST /v1/backup', 'GET /v1/backups', 'GET /v1/backup/status': src/api/backup-routes.ts) and 'POST /v1/export'
+ * (src/api/export-route.ts) — validating their inputs with validate.ts and sharing their work with the
+ * in-process CLI path.
  */
 import type { TokenimNode } from '../node/index.ts'
 import type { Routes } from './server.ts'
@@ -69,7 +69,6 @@ export function createRoutes (node: TokenimNode, init: RoutesInit = {}): Routes 
   return { ...core, ...init.extend }
 }
 
-/** An absolute file path (the daemon has no working directory of the caller's). */
 /** ?peer=&since=&until=&limit= (each optional; since/until inclusive, in ms since the epoch). */
 export function parseMessagesQuery (query: URLSearchParams): MessagesQuery {
   const q: MessagesQuery = {}
