@@ -11,7 +11,7 @@
  *     the summary's count while a budget of rows and time lasts (the full check takes ~57 µs per message:
  *     5.7 s for 100,000, too slow for every start; `tokenim doctor` and `tokenim repair` do the full one).
  *
- * Before those: the store marker (`<dataDir>/store.json`, src/store/marker.ts). LevelDB silently drops the
+ * After those: the store marker (`<dataDir>/store.json`, src/store/marker.ts). LevelDB silently drops the
  * records of a damaged `.log` and recreates a store whose files are gone: such a store is consistent but
  * holds fewer messages than the marker recorded (or is another store), and is reported as STORE_CORRUPT
  * with the number lost, until `tokenim repair` merges a backup (or the messages come back another way).
@@ -123,16 +123,17 @@ export function storeLossError (store: Store, o: { lossTolerance?: number } = {}
     { path: store.path, marker: st.path, lost: st.lost, messages: st.messages, recorded: st.marker.messages, since, idChanged: st.idChanged })
 }
 
-/** Throw STORE_CORRUPT (with the advice) when the store lost messages (marker) or the bounded check finds a problem. */
+/** Throw STORE_CORRUPT (with the advice) when the bounded check finds a problem, or the store lost messages (marker). */
 export async function assertStoreHealthy (store: Store, o: StoreHealthOptions = {}): Promise<StoreHealth> {
+  const health = await checkStoreHealth(store, o)
+  logger('store check (%s): %d messages, %d conversations, %d problems in %d ms', health.mode, health.messages, health.conversations, health.problems.length, health.ms)
+  // damage inside the store first (its problems name what is wrong), then a consistent store that lost messages
+  if (!health.ok) throw storeInconsistentError(store.path, health.problems)
   const loss = storeLossError(store, o)
   if (loss !== undefined) {
     logger('store %s lost %d messages (marker %s)', store.path, loss.info.lost, loss.info.marker)
     throw loss
   }
-  const health = await checkStoreHealth(store, o)
-  logger('store check (%s): %d messages, %d conversations, %d problems in %d ms', health.mode, health.messages, health.conversations, health.problems.length, health.ms)
-  if (!health.ok) throw storeInconsistentError(store.path, health.problems)
   return health
 }
 
