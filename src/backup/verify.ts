@@ -13,7 +13,7 @@ import { BackupErrorCode } from './errors.ts'
 import { checkExpectations, checkRootOption, checkSegment, openManifest, readHeader, readManifestNode, resolveKey, segmentPlaces } from './reader.ts'
 import type { BackupKeySource, SegmentPlace } from './reader.ts'
 import { compareMessages } from './schema.ts'
-import type { BackupHeader, Manifest, ManifestNode } from './schema.ts'
+import type { BackupHeader, Manifest, ManifestNode, Segment } from './schema.ts'
 import { checkBoxFrame } from './seal.ts'
 
 export interface BackupProblem {
@@ -49,6 +49,11 @@ export interface VerifyBackupOptions extends AbortOptions {
   /** also check that each attachment's root block is present and intact (default false) */
   attachments?: boolean
   onProgress?: (p: VerifyProgress) => void
+  /**
+   * Called with each segment that passed every check of this pass (full mode), by its index in the
+   * manifest node's list: a caller that imports next (restore) can keep it instead of decrypting again.
+   */
+  onSegment?: (index: number, segment: Segment, boxBytes: number) => void
 }
 
 export interface VerifyBackupResult {
@@ -164,6 +169,7 @@ export async function verifyBackup (options: VerifyBackupOptions): Promise<Verif
       if (key !== undefined && manifest !== undefined && place !== undefined) {
         const seg = checkSegment(key, manifest, place, cid, box)
         messages += seg.msgs.length
+        const before = problems.length
         if (prev !== undefined && prev.conv === seg.conv && compareMessages(prev, seg.msgs[0]) >= 0) {
           problems.push({ code: BackupErrorCode.BACKUP_MALFORMED, message: `segment ${place.seq} of conversation ${seg.conv} is out of order with the one before`, ...where, cid: cid.toString() })
         }
@@ -176,6 +182,7 @@ export async function verifyBackup (options: VerifyBackupOptions): Promise<Verif
             problems.push({ code: BackupErrorCode.BACKUP_MALFORMED, message: `message ${m.id} has an attachment the manifest does not link`, ...where, cid: cid.toString(), id: m.id })
           }
         }
+        if (problems.length === before) options.onSegment?.(i, seg, box.length)
       } else {
         checkBoxFrame(box, { ...where, cid: cid.toString() })
       }
