@@ -33,7 +33,7 @@ import { CID } from 'multiformats/cid'
 import { aeadDecrypt, aeadEncrypt, randomBytes } from '../crypto/index.ts'
 import { TokenimError, isTokenimError } from '../errors.ts'
 import type { StoredMessage } from '../store/index.ts'
-import { toFsError, writeFileAtomic } from '../util/fs.ts'
+import { writeFileAtomic } from '../util/fs.ts'
 import { log } from '../util/log.ts'
 import type { MessageAttachment } from './envelope.ts'
 
@@ -578,9 +578,4 @@ function parseCid (text: string): CID | undefined {
 
 async function drain (it: AsyncIterable<unknown>): Promise<void> {
   for await (const _ of it) { /* drain */ }
-}
-
-/** Make a FS error of writing `out` a TokenimError (for callers that write outside writeFileAtomic). */
-export function outputError (err: unknown, out: string): unknown {
-  return toFsError(err, out)
 }
