@@ -2,6 +2,7 @@ import { open, readFile, rm } from 'node:fs/promises'
 import { constants } from 'node:fs'
 import { join } from 'node:path'
 import { TokenimError } from '../errors.ts'
+import { processAlive } from '../util/process.ts'
 
 /**
  * One daemon per data dir. The lock is a file created exclusively (O_EXCL) holding the owner's pid;
@@ -31,7 +32,7 @@ export async function acquireDaemonLock (dataDir: string): Promise<DaemonLock> {
     } catch (err) {
       if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err
       const pid = await readPid(path)
-      if (pid !== undefined && pid !== process.pid && isAlive(pid)) {
+      if (pid !== undefined && pid !== process.pid && processAlive(pid)) {
         throw new TokenimError('DAEMON_RUNNING', `a tokenim daemon (pid ${pid}) already runs on ${dataDir}; stop it first or use another --data-dir`, { pid, dataDir })
       }
       // stale lock from a crashed daemon (or an empty file from a crash mid-write): take it over
@@ -44,7 +45,7 @@ export async function acquireDaemonLock (dataDir: string): Promise<DaemonLock> {
 /** The pid of the daemon holding the lock, if it is alive. */
 export async function lockedBy (dataDir: string): Promise<number | undefined> {
   const pid = await readPid(join(dataDir, 'daemon.lock'))
-  return pid !== undefined && isAlive(pid) ? pid : undefined
+  return pid !== undefined && processAlive(pid) ? pid : undefined
 }
 
 async function readPid (path: string): Promise<number | undefined> {
@@ -53,14 +54,5 @@ async function readPid (path: string): Promise<number | undefined> {
     return Number.isInteger(n) && n > 0 ? n : undefined
   } catch {
     return undefined
-  }
-}
-
-function isAlive (pid: number): boolean {
-  try {
-    process.kill(pid, 0)
-    return true
-  } catch (err) {
-    return (err as NodeJS.ErrnoException).code === 'EPERM'
   }
 }

@@ -1,6 +1,7 @@
 import { readFile, rm } from 'node:fs/promises'
 import { join } from 'node:path'
 import { writeFileAtomic } from '../util/fs.ts'
+import { processAlive } from '../util/process.ts'
 
 export const API_INFO_FILE = 'api.json'
 
@@ -39,13 +40,4 @@ export async function removeApiInfo (dataDir: string, pid = process.pid): Promis
     // unreadable or missing: remove whatever is there
   }
   await rm(join(dataDir, API_INFO_FILE), { force: true })
-}
-
-function processAlive (pid: number): boolean {
-  try {
-    process.kill(pid, 0)
-    return true
-  } catch (err) {
-    return (err as NodeJS.ErrnoException).code === 'EPERM'
-  }
 }

@@ -6,6 +6,7 @@
 import { open, readFile, rm, stat } from 'node:fs/promises'
 import { join } from 'node:path'
 import { log } from '../../util/log.ts'
+import { processAlive } from '../../util/process.ts'
 import { BackupJobErrorCode, jobError } from './errors.ts'
 
 const logger = log('backup:lock')
@@ -15,15 +16,6 @@ export const BACKUP_LOCK_FILE = 'backup.lock'
 export interface BackupLock {
   path: string
   release: () => Promise<void>
-}
-
-function alive (pid: number): boolean {
-  try {
-    process.kill(pid, 0)
-    return true
-  } catch (err) {
-    return (err as NodeJS.ErrnoException).code === 'EPERM'
-  }
 }
 
 /** Take the backup lock of `dataDir` or throw BACKUP_IN_PROGRESS (info.pid). */
@@ -61,7 +53,7 @@ export async function acquireBackupLock (dataDir: string): Promise<BackupLock> {
     if (pid === undefined && await youngerThan(path, 10_000)) {
       throw jobError(BackupJobErrorCode.BACKUP_IN_PROGRESS, 'another backup of this data dir is starting; wait for it to finish', {})
     }
-    if (pid !== undefined && alive(pid)) {
+    if (pid !== undefined && processAlive(pid)) {
       throw jobError(BackupJobErrorCode.BACKUP_IN_PROGRESS,
         `another backup of this data dir is running (pid ${pid}); wait for it to finish`, { pid })
     }
