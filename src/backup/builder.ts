@@ -192,6 +192,8 @@ async function build (options: BuildBackupOptions, o: Checked, key: Uint8Array):
   let conv: ManifestConversation | undefined
   let cur: BuiltConversation | undefined
   let buf: SegmentMessage[] = []
+  /** each message of buf, dag-cbor encoded once: its size counts toward segmentBytes, its bytes go into the segment */
+  let bufEnc: Uint8Array[] = []
   let bufBytes = 0
   let last: { ts: number, id: string } | undefined
 
@@ -213,14 +215,27 @@ async function build (options: BuildBackupOptions, o: Checked, key: Uint8Array):
     }
   }
 
-  const writeSegment = async (msgs: SegmentMessage[]): Promise<void> => {
+  // segment blocks are written while the next segments are built (at most PUT_WINDOW at once); every one
+  // has been written before the first manifest block is, so a manifest never points at nothing
+  const inflight: Array<Promise<void>> = []
+  let putError: { err: unknown } | undefined
+  const putSoon = (cid: CID, bytes: Uint8Array): void => {
+    inflight.push(put(cid, bytes).catch((err: unknown) => { putError ??= { err } }))
+  }
+  const settlePuts = async (max: number): Promise<void> => {
+    while (inflight.length > max) await inflight.shift()
+    if (putError !== undefined) throw putError.err
+  }
+
+  const writeSegment = async (msgs: SegmentMessage[], encoded: Uint8Array[]): Promise<void> => {
     if (conv === undefined || msgs.length === 0) return
-    const plain = encodeSegment({ type: 'segment', conv: conv.peer, seq: conv.segments.length, msgs })
+    const plain = encodeSegmentOf(conv.peer, conv.segments.length, msgs, encoded)
     if (plain.length > MAX_SEGMENT_PLAINTEXT) throw sourceInvalid('a segment exceeds the format\'s size cap (a message is too large)', { conversation: conv.peer })
     const box = seal(key, 'segment', plain)
     if (box.length > MAX_SEGMENT_BLOCK) throw sourceInvalid('a sealed segment exceeds the format\'s size cap', { conversation: conv.peer })
     const cid = rawCid(box)
-    await put(cid, box)
+    putSoon(cid, box)
+    await settlePuts(PUT_WINDOW)
     segmentCids.push(cid)
     cur?.segments.push(cid)
     plaintextBytes += plain.length
@@ -231,8 +246,9 @@ async function build (options: BuildBackupOptions, o: Checked, key: Uint8Array):
 
   /** a full segment: segmentSize messages, or segmentBytes reached */
   const flushFull = async (): Promise<void> => {
-    await writeSegment(buf)
+    await writeSegment(buf, bufEnc)
     buf = []
+    bufEnc = []
     bufBytes = 0
   }
 
@@ -240,10 +256,11 @@ async function build (options: BuildBackupOptions, o: Checked, key: Uint8Array):
   const flushTail = async (): Promise<void> => {
     let off = 0
     for (const n of tailChunks(buf.length, o.segmentSize)) {
-      await writeSegment(buf.slice(off, off + n))
+      await writeSegment(buf.slice(off, off + n), bufEnc.slice(off, off + n))
       off += n
     }
     buf = []
+    bufEnc = []
     bufBytes = 0
   }
 
@@ -285,15 +302,19 @@ async function build (options: BuildBackupOptions, o: Checked, key: Uint8Array):
         if (a !== undefined && !attachments.has(a.toString())) attachments.set(a.toString(), a)
         if (a !== undefined && cur !== undefined && !cur.attachments.has(a.toString())) cur.attachments.set(a.toString(), a)
       }
+      const enc = encode(m)
       buf.push(m)
-      bufBytes += encode(m).length
+      bufEnc.push(enc)
+      bufBytes += enc.length
       if (buf.length >= o.segmentSize || bufBytes >= o.segmentBytes) await flushFull()
     }
     await flushTail()
+    await settlePuts(0)
   } catch (err) {
     if (isTokenimError(err)) throw err
     throw sourceInvalid('reading the store failed', {}, err)
   } finally {
+    await Promise.allSettled(inflight)
     await snapshot?.close().catch(() => {})
   }
 
@@ -391,6 +412,28 @@ async function build (options: BuildBackupOptions, o: Checked, key: Uint8Array):
     blocksNew,
     plaintextBytes
   }
+}
+
+/** Segment blocks being written at once while the next segments are built. */
+const PUT_WINDOW = 8
+
+const SEGMENT_SKELETON_MSGS = Uint8Array.from([0x64, 0x6d, 0x73, 0x67, 0x73, 0x80]) // "msgs": []
+
+/**
+ * The dag-cbor segment {type, conv, seq, msgs} built from its messages' own encodings (each message is
+ * encoded once, for the segmentBytes count, and its bytes reused here). Byte for byte what
+ * encodeSegment gives: a CBOR array is its length header followed by its items' encodings, and dag-cbor
+ * encodes each item on its own. The skeleton (keys in dag-cbor order: seq, conv, msgs, type) is encoded
+ * by dag-cbor itself with an empty msgs array, which is then replaced.
+ */
+export function encodeSegmentOf (conv: string, seq: number, msgs: SegmentMessage[], encoded: Uint8Array[]): Uint8Array {
+  const skeleton = encodeSegment({ type: 'segment', conv, seq, msgs: [] })
+  const at = Buffer.from(skeleton.buffer, skeleton.byteOffset, skeleton.byteLength).indexOf(SEGMENT_SKELETON_MSGS)
+  if (at < 0) return encodeSegment({ type: 'segment', conv, seq, msgs }) // never: the skeleton always has it
+  const split = at + SEGMENT_SKELETON_MSGS.length - 1
+  const n = encoded.length
+  const header = n < 24 ? Uint8Array.of(0x80 | n) : n < 256 ? Uint8Array.of(0x98, n) : n < 65536 ? Uint8Array.of(0x99, n >> 8, n & 0xff) : Uint8Array.of(0x9a, n >>> 24, (n >> 16) & 0xff, (n >> 8) & 0xff, n & 0xff)
+  return Buffer.concat([skeleton.subarray(0, split), header, ...encoded, skeleton.subarray(split + 1)])
 }
 
 const SHARD_LABEL = new TextEncoder().encode('tokenim-backup/v2/shard-boundary\0')
