@@ -2,6 +2,7 @@ import { open, readFile, rm } from 'node:fs/promises'
 import { constants } from 'node:fs'
 import { join } from 'node:path'
 import { TokenimError } from '../errors.ts'
+import { youngerThan } from '../util/fs.ts'
 import { processAlive } from '../util/process.ts'
 
 /**
@@ -13,6 +14,9 @@ export interface DaemonLock {
   path: string
   release: () => Promise<void>
 }
+
+/** A lock file without a pid that is younger than this belongs to a daemon still starting. */
+const STARTING_MS = 10_000
 
 export async function acquireDaemonLock (dataDir: string): Promise<DaemonLock> {
   const path = join(dataDir, 'daemon.lock')
@@ -35,7 +39,11 @@ export async function acquireDaemonLock (dataDir: string): Promise<DaemonLock> {
       if (pid !== undefined && pid !== process.pid && processAlive(pid)) {
         throw new TokenimError('DAEMON_RUNNING', `a tokenim daemon (pid ${pid}) already runs on ${dataDir}; stop it first or use another --data-dir`, { pid, dataDir })
       }
-      // stale lock from a crashed daemon (or an empty file from a crash mid-write): take it over
+      // no pid yet in a fresh file: another daemon is between creating it and writing its pid
+      if (pid === undefined && await youngerThan(path, STARTING_MS)) {
+        throw new TokenimError('DAEMON_RUNNING', `a tokenim daemon is starting on ${dataDir}; stop it first or use another --data-dir`, { dataDir })
+      }
+      // stale lock from a crashed daemon (or an old empty file from a crash mid-write): take it over
       await rm(path, { force: true })
     }
   }

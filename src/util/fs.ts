@@ -77,6 +77,15 @@ export async function exists (path: string): Promise<boolean> {
   }
 }
 
+/** Whether `path` exists and was modified less than `ms` ago (a lock file still being written). */
+export async function youngerThan (path: string, ms: number): Promise<boolean> {
+  try {
+    return Date.now() - (await stat(path)).mtimeMs < ms
+  } catch {
+    return false
+  }
+}
+
 /** Create a private directory (0700) if it is missing. */
 export async function ensurePrivateDir (dir: string): Promise<void> {
   await mkdir(dir, { recursive: true, mode: PRIVATE_DIR_MODE })

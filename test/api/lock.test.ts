@@ -1,5 +1,5 @@
 import assert from 'node:assert/strict'
-import { mkdtemp, rm, writeFile, readFile, stat } from 'node:fs/promises'
+import { mkdtemp, rm, writeFile, readFile, stat, utimes } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { spawn } from 'node:child_process'
@@ -31,9 +31,14 @@ describe('daemon lock', () => {
     assert.equal(await lockedBy(dir), undefined)
   })
 
-  it('takes over an empty lock file (crash mid-write)', async () => {
-    await writeFile(join(dir, 'daemon.lock'), '')
+  it('refuses while a fresh lock file has no pid yet (another daemon starting), takes it over once old (crash mid-write)', async () => {
+    const path = join(dir, 'daemon.lock')
+    await writeFile(path, '')
+    await assert.rejects(acquireDaemonLock(dir), { code: 'DAEMON_RUNNING' })
+    const minuteAgo = new Date(Date.now() - 60_000)
+    await utimes(path, minuteAgo, minuteAgo)
     const lock = await acquireDaemonLock(dir)
+    assert.equal(await readFile(lock.path, 'utf8'), String(process.pid))
     await lock.release()
   })
 })

@@ -3,8 +3,9 @@
  * its owner. A lock whose pid no longer runs is stale and taken over. Inside one process a second
  * caller is refused by the same file (it holds our own, live pid).
  */
-import { open, readFile, rm, stat } from 'node:fs/promises'
+import { open, readFile, rm } from 'node:fs/promises'
 import { join } from 'node:path'
+import { youngerThan } from '../../util/fs.ts'
 import { log } from '../../util/log.ts'
 import { processAlive } from '../../util/process.ts'
 import { BackupJobErrorCode, jobError } from './errors.ts'
@@ -62,12 +63,4 @@ export async function acquireBackupLock (dataDir: string): Promise<BackupLock> {
     await rm(path, { force: true })
   }
   throw jobError(BackupJobErrorCode.BACKUP_IN_PROGRESS, 'could not take the backup lock; another backup may be starting', {})
-}
-
-async function youngerThan (path: string, ms: number): Promise<boolean> {
-  try {
-    return Date.now() - (await stat(path)).mtimeMs < ms
-  } catch {
-    return false
-  }
 }
