@@ -11,7 +11,7 @@ export {
   SEND_WAIT_MS, listMessages, listContacts, addContact, sendMessage, idView, nodeStatus, offlineStatus,
   messageView, contactView, backupSummary, DEFAULT_ATTACHMENT_MAX_BYTES, attachmentMaxBytes, sendFileOp, saveAttachmentOp
 } from './ops.ts'
-export type { MessageView, ContactView, IdView, StatusView, BackupSummary, MessagesQuery, SendFileView, SavedAttachmentView, TransferProgress } from './ops.ts'
+export type { MessageView, AttachmentView, ContactView, IdView, StatusView, BackupSummary, MessagesQuery, SendFileView, SavedAttachmentView, TransferProgress } from './ops.ts'
 export {
   MAX_MESSAGE_BYTES, MAX_CONTACT_NAME, MAX_LIMIT, parseAddress, displayAddress, parseMessageText,
   parseContactName, parseTimestamp, parseCount, parseObject

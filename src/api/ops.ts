@@ -18,8 +18,11 @@ export interface MessageView {
   ts: number
   text: string
   status: MessageStatus
-  attachment?: AttachmentRef
+  attachment?: AttachmentView
 }
+
+/** An attachment as the API and `--json` show it: never its content key (the key stays in the store). */
+export type AttachmentView = Omit<AttachmentRef, 'key'>
 
 export interface ContactView {
   address: string
@@ -92,8 +95,12 @@ export function messageView (m: StoredMessage): MessageView {
     ts: m.ts,
     text: m.text,
     status: m.status,
-    ...(m.attachment !== undefined ? { attachment: m.attachment } : {})
+    ...(m.attachment !== undefined ? { attachment: attachmentView(m.attachment) } : {})
   }
+}
+
+function attachmentView (a: AttachmentRef): AttachmentView {
+  return { cid: a.cid, name: a.name, mime: a.mime, size: a.size, sha256: a.sha256 }
 }
 
 export function contactView (c: Contact): ContactView {
@@ -195,7 +202,7 @@ export const DEFAULT_ATTACHMENT_MAX_BYTES = 100 * 1024 * 1024
 export interface SendFileView {
   id: string
   status: 'delivered' | 'queued'
-  attachment: { cid: string, name: string, mime: string, size: number, sha256: string }
+  attachment: AttachmentView
 }
 
 /** `attachment get` as `--json` prints it. */
@@ -234,8 +241,7 @@ export async function sendFileOp (node: TokenimNode, to: string, path: string, {
     // the wait for delivery starts once the file is stored, not while it is encrypted
     get waitSignal () { waitSignal ??= AbortSignal.timeout(waitMs); return waitSignal }
   })
-  const a = r.attachment
-  return { id: r.id, status: r.status, attachment: { cid: a.cid, name: a.name, mime: a.mime, size: a.size, sha256: a.sha256 } }
+  return { id: r.id, status: r.status, attachment: attachmentView(r.attachment) }
 }
 
 /** Write a message's attachment to `out` (absolute path), fetching it first when it is not here. */
