@@ -10,6 +10,7 @@
  *  - reads (`messages`, `contacts`, `status`) only open the store: no password, no network.
  */
 import { join } from 'node:path'
+import type { LevelBlockstore } from 'blockstore-level'
 import {
   addContact, attachmentMaxBytes, callApi, listContacts, listMessages, lockedBy, messagesQueryString, offlineStatus, saveAttachmentOp,
   sendFileOp, sendMessage, ApiErrorCode, apiError
@@ -204,5 +205,22 @@ class LocalAccess implements NodeAccess {
     await node.start()
     this.node = node
     return node
+  }
+}
+
+/**
+ * This data dir's own blockstore (DATA_DIR/blocks), opened, when it exists and no daemon holds it
+ * (LevelDB lock); undefined otherwise. The caller closes it.
+ */
+export async function openLocalBlocks (dataDir: string): Promise<LevelBlockstore | undefined> {
+  const dir = join(dataDir, 'blocks')
+  if (!await exists(dir)) return undefined
+  const { LevelBlockstore } = await import('blockstore-level')
+  const blockstore = new LevelBlockstore(dir)
+  try {
+    await blockstore.open()
+    return blockstore
+  } catch {
+    return undefined // unreadable or locked
   }
 }

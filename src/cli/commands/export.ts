@@ -3,13 +3,12 @@ import type { Command } from 'commander'
 import { EXPORT_FORMATS, isExportFormat } from '../../backup/export/index.ts'
 import type { ExportFormat } from '../../backup/export/index.ts'
 import type { ExportParams, ExportSummary } from '../../api/export-route.ts'
-import type { LevelBlockstore } from 'blockstore-level'
 import { TokenimError, isTokenimError } from '../../errors.ts'
 import { readIdentityPublic } from '../../identity/index.ts'
 import { StoreErrorCode, isAddress, openStore } from '../../store/index.ts'
-import { exists } from '../../util/fs.ts'
 import { action } from '../command.ts'
 import { readApiInfo } from '../daemon-client.ts'
+import { openLocalBlocks } from '../node-access.ts'
 import { parseTimeRange } from '../time.ts'
 
 interface ExportFlags {
@@ -89,20 +88,6 @@ Examples:
         ...(r.attachments > 0 ? [`attachments: ${r.attachments} (${r.attachmentsCopied} copied${r.filesDir !== undefined ? ` to ${r.filesDir}` : ''})`] : [])
       ].join('\n'))
     }))
-}
-
-/** The data dir's blockstore (free once the store could be opened: no daemon), or undefined. */
-async function openLocalBlocks (dataDir: string): Promise<LevelBlockstore | undefined> {
-  const dir = join(dataDir, 'blocks')
-  if (!await exists(dir)) return undefined
-  const { LevelBlockstore } = await import('blockstore-level')
-  const blockstore = new LevelBlockstore(dir)
-  try {
-    await blockstore.open()
-    return blockstore
-  } catch {
-    return undefined // unreadable or locked: attachments are listed as not available locally
-  }
 }
 
 /**

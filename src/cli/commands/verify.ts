@@ -1,4 +1,3 @@
-import { join } from 'node:path'
 import type { Command } from 'commander'
 import type { LevelBlockstore } from 'blockstore-level'
 import type { BlockGetter } from '../../backup/index.ts'
@@ -7,9 +6,9 @@ import { deriveKeys, identityExists, openIdentity, readIdentityPublic } from '..
 import type { BlockSource } from '../../restore/index.ts'
 import { action, collect, intOption } from '../command.ts'
 import { readApiInfo } from '../daemon-client.ts'
+import { openLocalBlocks } from '../node-access.ts'
 import { EXIT } from '../exit-codes.ts'
 import { readSecret, readSecretFile } from '../password.ts'
-import { exists } from '../../util/fs.ts'
 import { chainClient, formatProblem, openSource, printRestoreError, progressPrinter } from './restore.ts'
 
 interface VerifyFlags {
@@ -82,7 +81,7 @@ Examples:
         if (o.file === undefined) {
           const api = await readApiInfo(opts.dataDir).catch(() => undefined)
           if (api !== undefined) extraPeers.push(...api.multiaddrs.filter(a => a.startsWith('/ip4/127.0.0.1/') || a.startsWith('/ip6/::1/')).slice(0, 1))
-          else local = await openLocalBlocks(join(opts.dataDir, 'blocks'))
+          else local = await openLocalBlocks(opts.dataDir)
         }
         const chain = await chainClient(ctx)
         // loaded on use: at start-up these would cost every command ~1.5 s
@@ -125,17 +124,4 @@ Examples:
         return printRestoreError(out, err)
       }
     }))
-}
-
-/** This data dir's own blockstore, when it exists and no daemon holds it. */
-async function openLocalBlocks (path: string): Promise<LevelBlockstore | undefined> {
-  if (!await exists(path)) return undefined
-  const { LevelBlockstore } = await import('blockstore-level')
-  const bs = new LevelBlockstore(path)
-  try {
-    await bs.open()
-    return bs
-  } catch {
-    return undefined
-  }
 }
