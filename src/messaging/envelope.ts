@@ -38,6 +38,7 @@ import {
   x25519SharedSecret
 } from '../crypto/index.ts'
 import { isTokenimError } from '../errors.ts'
+import type { AttachmentRef } from '../store/index.ts'
 import { MessagingError, MessagingErrorCode, malformed } from './errors.ts'
 import { isMessageId, newMessageId } from './ids.ts'
 
@@ -71,19 +72,11 @@ const ATTACHMENT_KEYS = ['cid', 'key', 'mime', 'name', 'sha256', 'size']
 export const RECEIPT_STATUSES = ['delivered'] as const
 export type ReceiptStatus = typeof RECEIPT_STATUSES[number]
 
-/** Reference to an attachment carried inside the encrypted body (filled by the attachments issue). */
-export interface MessageAttachment {
-  /** CID of the encrypted content */
-  cid: string
-  /** content key as text */
-  key: string
-  name: string
-  mime: string
-  /** plaintext size in bytes */
-  size: number
-  /** lowercase hex sha-256 of the plaintext */
-  sha256: string
-}
+/**
+ * Reference to an attachment carried inside the encrypted body: the store's AttachmentRef (cid of the
+ * encrypted content, content key, name, mime, plaintext size and sha-256), kept as it arrives.
+ */
+export type MessageAttachment = AttachmentRef
 
 /** The plaintext of a message. */
 export interface MessageBody {
