@@ -24,9 +24,6 @@ interface BackupFlags {
   replica?: string[]
 }
 
-/** `backup` exits with this when the version was made and pinned but is not anchored yet. */
-export const BACKUP_PENDING_EXIT = EXIT.BACKUP_PENDING
-
 /** Start a node of the data dir for one command (the daemon is not running), run fn, stop it. */
 export async function withLocalNode<T> (ctx: CommandContext, fn: (node: TokenimNode) => Promise<T>): Promise<T> {
   const { dataDir } = ctx.opts
@@ -110,7 +107,7 @@ The chain profile comes from --chain FILE, TOKENIM_CHAIN, "chain" in config.json
 without one only --no-anchor works (NO_CHAIN_PROFILE).
 
 Exit status: 0 when the backup is made (and anchored, unless --no-anchor; replica failures are
-warnings); ${BACKUP_PENDING_EXIT} when the backup was made and pinned locally but could not be anchored
+warnings); ${EXIT.BACKUP_PENDING} when the backup was made and pinned locally but could not be anchored
 (it is recorded as pending: run \`tokenim backup --anchor-pending\` later); other codes as for every command.
 
 Examples:
@@ -149,9 +146,9 @@ Examples:
       for (const w of result.warnings) out.warn(`${w.message} (${w.code})`)
       if (isAnchorPendingResult(result)) {
         out.result(result, humanPending)
-        return result.pending.length > 0 ? BACKUP_PENDING_EXIT : 0
+        return result.pending.length > 0 ? EXIT.BACKUP_PENDING : 0
       }
       out.result(result, humanBackup)
-      return result.outcome === 'pending' ? BACKUP_PENDING_EXIT : 0
+      return result.outcome === 'pending' ? EXIT.BACKUP_PENDING : 0
     }))
 }

@@ -23,10 +23,6 @@ interface RestoreFlags {
   blockTimeout?: string
 }
 
-export function restoreExitCode (err: unknown): number {
-  return exitCodeFor(err)
-}
-
 /**
  * Print an error; one that carries `problems` (a damaged backup) lists them: in the JSON error document
  * (`{"error":{code,message,problems}}`) or one per line on stderr.
@@ -35,7 +31,7 @@ export function printRestoreError (out: Output, err: unknown): number {
   const problems = isTokenimError(err) && Array.isArray(err.info.problems) ? err.info.problems as RestoreProblem[] : undefined
   if (problems === undefined || !isTokenimError(err)) {
     out.error(err)
-    return restoreExitCode(err)
+    return exitCodeFor(err)
   }
   if (out.json) {
     process.stdout.write(JSON.stringify({ error: { code: err.code, message: err.message, problems } }, null, 2) + '\n')
@@ -43,7 +39,7 @@ export function printRestoreError (out: Output, err: unknown): number {
     process.stderr.write(`tokenim: ${err.message} (${err.code})\n`)
     for (const p of problems) process.stderr.write(`  - ${formatProblem(p)}\n`)
   }
-  return restoreExitCode(err)
+  return exitCodeFor(err)
 }
 
 export function formatProblem (p: RestoreProblem): string {
