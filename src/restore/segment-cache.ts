@@ -9,7 +9,7 @@ import type { StoredMessage } from '../store/index.ts'
 export const DEFAULT_SEGMENT_CACHE_BYTES = 64 * 1024 * 1024
 
 /** Rough in-memory size of a message: its strings (UTF-16) plus the object and field overhead. */
-const PER_MESSAGE = 320
+const PER_MESSAGE = 380
 
 export function estimateMessagesBytes (msgs: readonly StoredMessage[]): number {
   let n = 0
