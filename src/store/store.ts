@@ -395,7 +395,9 @@ export class Store {
     const mk = this.#mk
     if (mk !== undefined && this.#db.status === 'open') {
       await mk.task
-      if (markerOk(mk)) await this.#writeMarker().catch((err: unknown) => { logger.error('could not write the store marker %s: %s', mk.path, (err as Error).message) })
+      // unchanged since the marker was written (a read-only open): no fsyncs on close
+      const unchanged = mk.marker?.storeId === mk.storeId && mk.marker.messages === mk.messages
+      if (markerOk(mk) && !unchanged) await this.#writeMarker().catch((err: unknown) => { logger.error('could not write the store marker %s: %s', mk.path, (err as Error).message) })
     }
     await this.#db.close()
   }
