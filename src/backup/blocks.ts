@@ -143,11 +143,29 @@ function isPromise (v: unknown): v is Promise<Uint8Array> {
   return typeof (v as { then?: unknown } | null)?.then === 'function'
 }
 
+/**
+ * Blockstores seen to say on put whether they already had the block (Helia's reports a
+ * `blocks:put:duplicate` or a `blocks:put:blockstore:put` progress event): for those, the has() before
+ * the put is skipped (Helia's put does its own).
+ */
+const reportsPuts = new WeakSet<object>()
+
 /** Put a block unless the store has it; returns true when it was new. */
 export async function putBlock (bs: BlockStore, cid: CID, bytes: Uint8Array, options: AbortOptions = {}): Promise<boolean> {
   try {
+    let said: 'duplicate' | 'new' | undefined
+    const onProgress = (evt: { type?: unknown }): void => {
+      if (evt?.type === 'blocks:put:duplicate') said = 'duplicate'
+      else if (evt?.type === 'blocks:put:blockstore:put') said = 'new'
+    }
+    if (reportsPuts.has(bs)) {
+      await bs.put(cid, bytes, { ...options, onProgress } as AbortOptions)
+      if (said === undefined) reportsPuts.delete(bs)
+      return said !== 'duplicate'
+    }
     if (await bs.has(cid, options)) return false
-    await bs.put(cid, bytes, options)
+    await bs.put(cid, bytes, { ...options, onProgress } as AbortOptions)
+    if (said !== undefined) reportsPuts.add(bs)
     return true
   } catch (err) {
     if (isAbort(err, options.signal)) throw aborted(options.signal)
