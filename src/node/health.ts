@@ -119,7 +119,7 @@ export function storeLossError (store: Store, o: { lossTolerance?: number } = {}
   const since = new Date(st.marker.updatedAt).toISOString()
   const replaced = st.idChanged ? ' (the store was recreated: its id differs from the one recorded)' : ''
   return new TokenimError(StoreErrorCode.CORRUPT,
-    `the message store lost ${st.lost} message${st.lost === 1 ? '' : 's'} since ${since}${replaced}: it has ${st.messages}, ${st.marker.messages} were recorded in ${st.path}. Run \`tokenim repair\` to bring them back from your latest backup (with no backup, deleting ${st.path} accepts the loss)`,
+    `the message store lost ${st.lost} message${st.lost === 1 ? '' : 's'} since ${since}${replaced}: it has ${st.messages}, ${st.marker.messages} were recorded in ${st.path}. Run \`tokenim repair\` to bring them back from your latest backup (with no backup, \`tokenim repair --no-backup --accept-loss\` accepts the loss)`,
     { path: store.path, marker: st.path, lost: st.lost, messages: st.messages, recorded: st.marker.messages, since, idChanged: st.idChanged })
 }
 

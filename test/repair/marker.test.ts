@@ -105,6 +105,16 @@ describe('store marker: a silently emptied store is reported (src/store/marker.t
     assert.equal((await marker(dir)).messages, 50)
   })
 
+  it('with no backup, repair --accept-loss accepts the smaller store and the next start is clean', async () => {
+    const { dir, path } = await storeWith(60, 1)
+    await rm(path, { recursive: true })
+    assert.equal((await healthError(path))?.code, 'STORE_CORRUPT')
+    const res = await repairMessageStore({ storePath: path, acceptLoss: true })
+    assert.equal(res.markerReset, true)
+    assert.equal(await healthError(path), undefined)
+    assert.equal((await marker(dir)).messages, 0)
+  })
+
   it('while messages are added the marker follows (at most once per interval)', async () => {
     const dir = await dirs.make('tokenim-marker-')
     const store = await openStore(join(dir, 'store'), { markerIntervalMs: 0 })

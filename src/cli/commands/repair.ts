@@ -21,6 +21,7 @@ interface RepairFlags {
   backup?: boolean
   allowUnanchored?: boolean
   blockTimeout?: string
+  acceptLoss?: boolean
 }
 
 export function registerRepair (program: Command): void {
@@ -33,6 +34,7 @@ export function registerRepair (program: Command): void {
     .option('--no-backup', 'only repair the store; do not merge a backup')
     .option('--allow-unanchored', 'with --file: merge even if the chain cannot vouch for the backup')
     .option('--block-timeout <seconds>', 'how long to wait for one block from the network (default 20)')
+    .option('--accept-loss', 'accept that messages the store lost cannot come back (no backup has them): stop reporting it')
     .addHelpText('after', `
 Stop the daemon first. Steps: LevelDB's own repair of the database files; the conversation summaries
 and the message id index rebuilt from the messages; then, with a chain profile (or --file), the chain's
@@ -75,7 +77,7 @@ Examples:
         let res: RepairResult
         try {
           if (!wantBackup) {
-            res = await repairMessageStore({ storePath, signal: ctx.signal, onProgress })
+            res = await repairMessageStore({ storePath, signal: ctx.signal, onProgress, acceptLoss: o.acceptLoss === true })
           } else {
             const opened = await openIdentity(dataDir, await readSecret(opts, { purpose: 'keystore password' }))
             const passphrase = o.passphraseFile !== undefined ? await readSecretFile(o.passphraseFile, 'backup passphrase') : undefined
@@ -91,6 +93,7 @@ Examples:
                   storePath,
                   signal: ctx.signal,
                   onProgress,
+                  acceptLoss: o.acceptLoss === true,
                   backup: {
                     owner: opened.address,
                     backupKey: backupKeySource(opened.keys.backupRootKey, passphrase),
@@ -105,7 +108,7 @@ Examples:
                 // nothing anchored yet and nothing asked for: the store repair stands on its own
                 if (explicit || !isTokenimError(err, 'NO_BACKUP')) throw err
                 skipped.push(`${err.message}: only the store was repaired`)
-                res = await repairMessageStore({ storePath, signal: ctx.signal, onProgress })
+                res = await repairMessageStore({ storePath, signal: ctx.signal, onProgress, acceptLoss: o.acceptLoss === true })
               } finally {
                 await source.close()
               }
