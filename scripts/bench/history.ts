@@ -8,6 +8,7 @@ import { appendFile, mkdir, writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import { Wallet } from 'ethers'
 import type { StoredMessage } from '../../src/store/index.ts'
+import { prng } from '../../test/support/prng.ts'
 
 const WORDS = ('the a to and of I you it is that in for on we was this be have are not with at but so ' +
   'what just can do my me your will if all about get like know there out up one no when time how go ' +
@@ -16,17 +17,6 @@ const WORDS = ('the a to and of I you it is that in for on we was this be have a
   'project deadline review draft update price ticket flight hotel birthday party message address ' +
   'remember forgot question answer problem fixed working broken again soon never always love ha lol').split(' ')
 
-/** mulberry32: a small seeded PRNG */
-export function rng (seed: number): () => number {
-  let a = seed >>> 0
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0
-    let t = a
-    t = Math.imul(t ^ (t >>> 15), t | 1)
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61)
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296
-  }
-}
 
 function textOf (rand: () => number): string {
   const r = rand()
@@ -52,7 +42,7 @@ export interface History {
 }
 
 export function newHistory (self: string, conversations: number, seed = 7): History {
-  const rand = rng(seed)
+  const rand = prng(seed)
   const peers = Array.from({ length: conversations }, (_, i) => new Wallet('0x' + (i + 1).toString(16).padStart(64, '0')).address.toLowerCase())
   return { self: self.toLowerCase(), peers, counts: peers.map(() => 0), rand, t0: Date.UTC(2025, 0, 1) }
 }

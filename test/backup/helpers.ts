@@ -7,6 +7,9 @@ import * as raw from 'multiformats/codecs/raw'
 import { sha256 as sha256hasher } from 'multiformats/hashes/sha2'
 import { openStore } from '../../src/store/index.ts'
 import type { Store, StoredMessage } from '../../src/store/index.ts'
+import { prng } from '../support/prng.ts'
+
+export { prng }
 
 export const OWNER = '0x' + 'a1'.repeat(20)
 export const KEY = new Uint8Array(32).fill(0x42)
@@ -16,17 +19,6 @@ export function peer (n: number): string {
   return '0x' + (0xb000 + n).toString(16).padStart(40, '0')
 }
 
-/** mulberry32: a small seeded PRNG so every run builds the same history */
-export function prng (seed: number): () => number {
-  let a = seed >>> 0
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0
-    let t = a
-    t = Math.imul(t ^ (t >>> 15), t | 1)
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61)
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296
-  }
-}
 
 const WORDS = ('the a to and you i it is that of in for on me my we be have this do not are with at so ' +
   'what was just but can like if know get your go all no yes ok okay lol haha good see now will how about ' +
