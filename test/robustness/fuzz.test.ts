@@ -58,13 +58,13 @@ describe('robustness: decoder fuzzing', function () {
           const r = decodeReceipt(input)
           verifyReceipt(r, { id: r.id, from: ALICE, to: BOB }, { keys: alice, peerKey: bob.publicKey })
         }
-      }, { codes, maxMsPerInput: 250 })
+      }, { codes, maxMsPerInput: 1000 })
       assert.ok(stats.codes.get('MALFORMED_FRAME')! > 800, summary(stats))
       // the structural mutations reach past the decoder into the crypto checks too
       assert.ok((stats.codes.get('DECRYPT_FAILED') ?? 0) + (stats.codes.get('FORGED_RECEIPT') ?? 0) + (stats.codes.get('FORGED_SENDER') ?? 0) > 0, summary(stats))
 
       const bodies = [encodeBody({ text: 'hello' }), encodeBody({ text: '', attachment: { cid: 'bafkreidummy', key: 'k'.repeat(43), name: 'n', mime: 'text/plain', size: 1, sha256: 'cd'.repeat(32) } })]
-      await fuzz('bodies', inputs(SEED + 1, 1000, bodies), (input) => decodeBody(input), { codes: ['MALFORMED_FRAME', 'MESSAGE_TOO_LARGE'], maxMsPerInput: 250 })
+      await fuzz('bodies', inputs(SEED + 1, 1000, bodies), (input) => decodeBody(input), { codes: ['MALFORMED_FRAME', 'MESSAGE_TOO_LARGE'], maxMsPerInput: 1000 })
     })
   })
 
@@ -180,7 +180,7 @@ describe('robustness: decoder fuzzing', function () {
         } finally {
           await car.blockstore.close()
         }
-      }, { codes: ['CAR_INVALID', ...BACKUP_CODES, 'MISSING_BLOCK'], maxMsPerInput: 1500, heapEvery: 100 })
+      }, { codes: ['CAR_INVALID', ...BACKUP_CODES, 'MISSING_BLOCK'], maxMsPerInput: 4000, heapEvery: 100 })
       assert.ok((stats.codes.get('CAR_INVALID') ?? 0) > 50, summary(stats))
       assert.ok(problemCodes.has('BACKUP_TAMPERED'), [...problemCodes].join(','))
       await rm(file, { force: true })
