@@ -12,5 +12,5 @@ export {
   X25519_KEY_LENGTH
 } from './x25519.ts'
 export type { X25519KeyPair } from './x25519.ts'
-export { newScryptParams, validateKdfParams, deriveFromPassphrase, DEFAULT_SCRYPT_COST, TEST_SCRYPT_COST } from './kdf.ts'
+export { newScryptParams, validateKdfParams, deriveFromPassphrase, scryptBytes, DEFAULT_SCRYPT_COST, TEST_SCRYPT_COST } from './kdf.ts'
 export type { KdfParams, ScryptParams } from './kdf.ts'

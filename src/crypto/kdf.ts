@@ -86,3 +86,21 @@ export async function deriveFromPassphrase (passphrase: string | Uint8Array, par
     })
   })
 }
+
+/**
+ * Raw scrypt on node:crypto (native, in the libuv thread pool) for callers that bring their own
+ * parameters, such as ethers' JSON keystore (see identity/keystore.ts). The parameters are bounded by
+ * the same memory cap as {@link validateKdfParams}; out-of-range ones are refused, not attempted.
+ */
+export async function scryptBytes (secret: Uint8Array, salt: Uint8Array, N: number, r: number, p: number, length: number): Promise<Uint8Array> {
+  if (![N, r, p, length].every(x => Number.isSafeInteger(x) && x > 0) || scryptMemory(N, r, p) > MAX_MEMORY) {
+    throw cryptoError(CryptoErrorCode.INVALID_KDF_PARAMS, 'scrypt parameters out of bounds')
+  }
+  const maxmem = scryptMemory(N, r, p) + 1024 * 1024
+  return await new Promise((resolve, reject) => {
+    scrypt(secret, salt, length, { N, r, p, maxmem }, (err, key) => {
+      if (err !== null) reject(cryptoError(CryptoErrorCode.INVALID_KDF_PARAMS, 'scrypt failed with these parameters'))
+      else resolve(new Uint8Array(key.buffer, key.byteOffset, key.byteLength))
+    })
+  })
+}

@@ -5,13 +5,24 @@
  * The scrypt cost is stored in the file, so unlocking never depends on how it was created.
  */
 import { readFile } from 'node:fs/promises'
-import { HDNodeWallet, Mnemonic, decryptKeystoreJson, encryptKeystoreJson, getAddress } from 'ethers'
+import { HDNodeWallet, Mnemonic, decryptKeystoreJson, encryptKeystoreJson, getAddress, scrypt as ethersScrypt } from 'ethers'
 import type { KeystoreAccount } from 'ethers'
+import { scryptBytes } from '../crypto/index.ts'
 import { isTokenimError } from '../errors.ts'
 import { identityError, IdentityErrorCode } from './errors.ts'
 import { createFileExclusive } from './files.ts'
 import { WALLET_PATH } from './keys.ts'
 import { parseMnemonic } from './mnemonic.ts'
+
+// ethers' own scrypt is pure JavaScript on the main thread (~1 s to create or unlock a 2^17 keystore
+// here, blocking the event loop); node:crypto's is native and runs in the thread pool. Same function,
+// same output: the file format does not change. Progress is reported at the start and the end only.
+ethersScrypt.register(async (passwd, salt, N, r, p, dkLen, progress) => {
+  progress?.(0)
+  const key = await scryptBytes(passwd, salt, N, r, p, dkLen)
+  progress?.(1)
+  return key
+})
 
 /** File name of the keystore inside the data dir. */
 export const KEYSTORE_FILE = 'keystore.json'

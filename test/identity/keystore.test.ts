@@ -2,6 +2,7 @@ import assert from 'node:assert/strict'
 import { chmod, mkdtemp, readFile, readdir, rm, stat, writeFile } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
+import { Mnemonic, Wallet, encryptKeystoreJsonSync } from 'ethers'
 import { isTokenimError } from '../../src/errors.ts'
 import {
   checkPrivateFileMode,
@@ -54,6 +55,19 @@ describe('identity/keystore', () => {
     const json = JSON.parse(before.toString('utf8'))
     assert.equal(json.Crypto.kdfparams.n, 1024)
     assert.ok(!before.toString('utf8').includes('junk'))
+  })
+
+  it('stays an ethers keystore: our native scrypt and ethers\' JavaScript one read each other\'s files', async () => {
+    // ethers' *sync* functions keep its own JavaScript scrypt; the async ones use the node:crypto one we register
+    const path = join(dir, 'keystore.json')
+    await createKeystore(path, PHRASE, 'pw', CHEAP)
+    const wallet = Wallet.fromEncryptedJsonSync(await readFile(path, 'utf8'), 'pw')
+    assert.equal(wallet.address, ADDRESS)
+    const other = join(dir, 'ethers.json')
+    const account = { address: wallet.address, privateKey: wallet.privateKey, mnemonic: { entropy: Mnemonic.fromPhrase(PHRASE).entropy, path: "m/44'/60'/0'/0/0", locale: 'en' } }
+    await writeFile(other, encryptKeystoreJsonSync(account, 'pw2', { scrypt: { N: 1024 } }))
+    assert.equal(await unlockKeystore(other, 'pw2'), PHRASE)
+    await assert.rejects(unlockKeystore(other, 'pw'), code('WRONG_PASSWORD'))
   })
 
   it('wrong password is WRONG_PASSWORD and leaves the file byte-equal', async () => {
