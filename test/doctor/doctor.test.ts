@@ -1,5 +1,5 @@
 import assert from 'node:assert/strict'
-import { chmod, writeFile } from 'node:fs/promises'
+import { chmod, rm, writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import { startDevnet } from '../../src/chain/index.ts'
 import type { Devnet } from '../../src/chain/index.ts'
@@ -96,6 +96,20 @@ describe('tokenim doctor', function () {
     assert.equal(s.code, 'STORE_CORRUPT')
     assert.match(s.message, /summary count 3/)
     assert.match(s.message, /tokenim repair/)
+  })
+
+  it('a store that was emptied or removed is reported against its marker (store.json)', async () => {
+    const dir = await dataDir()
+    await rm(join(dir, 'store'), { recursive: true })
+    const gone = byName(await runDoctor({ dataDir: dir }), 'store')
+    assert.equal(gone.code, 'STORE_CORRUPT', gone.message)
+    assert.match(gone.message, /is gone.*recorded 40 message/)
+    // a new, empty store in its place (what opening it would create) is consistent, but lost 40
+    await (await openStore(join(dir, 'store'))).close()
+    const emptied = byName(await runDoctor({ dataDir: dir }), 'store')
+    assert.equal(emptied.code, 'STORE_CORRUPT', emptied.message)
+    assert.match(emptied.message, /lost 40 messages/)
+    assert.match(emptied.message, /tokenim repair/)
   })
 
   it('the command prints {ok, checks:[{name, ok, message}]} and exits non-zero on a failure', async () => {

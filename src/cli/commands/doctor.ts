@@ -18,6 +18,7 @@ import {
 } from '../../identity/index.ts'
 import type { PublicIdentity } from '../../identity/index.ts'
 import { exists } from '../../util/fs.ts'
+import { storeLossError } from '../../node/health.ts'
 import { formatBytes } from '../../util/format.ts'
 import { action } from '../command.ts'
 import { readApiInfo } from '../daemon-client.ts'
@@ -296,8 +297,15 @@ async function backupChecks (o: DoctorOptions, api: ApiInfo | undefined, identit
 async function storeCheck (dir: string, api: ApiInfo | undefined): Promise<DoctorCheck> {
   if (api !== undefined) return check('store', 'skip', 'skipped: the daemon has the store open (it checked the store when it started)')
   const storePath = join(dir, STORE_DIR)
-  if (!await exists(storePath)) return check('store', 'ok', 'no message store yet (it is created on first use)')
-  const { openStore } = await import('../../store/index.ts')
+  const { markerPathFor, openStore, readMarker } = await import('../../store/index.ts')
+  if (!await exists(storePath)) {
+    // a store that is gone while its marker recorded messages was lost, not never created
+    const marker = await readMarker(markerPathFor(storePath))
+    if (marker !== undefined && marker.messages > 0) {
+      return check('store', 'fail', `the message store ${storePath} is gone, but ${markerPathFor(storePath)} recorded ${marker.messages} message(s) on ${new Date(marker.updatedAt).toISOString()}: run \`tokenim repair\` to bring them back from your latest backup`, 'STORE_CORRUPT')
+    }
+    return check('store', 'ok', 'no message store yet (it is created on first use)')
+  }
   let store
   try {
     store = await openStore(storePath, { createIfMissing: false })
@@ -313,6 +321,9 @@ async function storeCheck (dir: string, api: ApiInfo | undefined): Promise<Docto
     if (problems.length > 0) {
       return check('store', 'fail', `${problems.map(p => p.message).join('; ')}: run \`tokenim repair\` (rebuilds the indexes from the messages; with a chain profile it also merges the latest backup)`, 'STORE_CORRUPT')
     }
+    // consistent but emptied (LevelDB can drop a damaged log silently): only the marker can tell
+    const loss = storeLossError(store)
+    if (loss !== undefined) return check('store', 'fail', loss.message, loss.code)
     return check('store', 'ok', `consistent: ${count} message(s) in ${(await store.conversations()).length} conversation(s)`)
   } catch (err) {
     const e = describe(err)
@@ -331,7 +342,7 @@ level is ok, warn (works, but worth doing what the message says; ok stays true),
 skip (cannot be checked now, e.g. peers while the daemon is not running).
 Checks: identity, keystore (private files mode 0600), data-dir (writable, free space), daemon, peers,
 chain-profile, chain-rpc, registry, wallet (balance, or a relayer), backups (pending / unanchored /
-stale / behind the chain), replicas, store (consistency).
+stale / behind the chain), replicas, store (consistency; messages lost since store.json recorded them).
 Exit 0 when no check failed; otherwise the exit code of the first failure (e.g. 5 chain unreachable,
 6 store damaged or backup pending).
 
