@@ -2,8 +2,10 @@
  * AES-256-GCM on node:crypto. Output of `aeadEncrypt` is `ciphertext || tag` (16-byte tag).
  * A (key, nonce) pair must never encrypt two different plaintexts: callers use random 12-byte nonces
  * with a fresh key per message, or a key used exactly once.
+ * The key goes to node:crypto as a KeyObject: raw bytes cost node ~30 µs per call in type checks that
+ * throw and catch (see hash.ts).
  */
-import { createCipheriv, createDecipheriv } from 'node:crypto'
+import { createCipheriv, createDecipheriv, createSecretKey } from 'node:crypto'
 import { assertBytes, cryptoError, CryptoErrorCode } from './errors.ts'
 
 export const AEAD_KEY_LENGTH = 32
@@ -18,7 +20,7 @@ export function aeadEncrypt (key: Uint8Array, nonce: Uint8Array, plaintext: Uint
   assertBytes(nonce, 'nonce', AEAD_NONCE_LENGTH)
   assertBytes(plaintext, 'plaintext')
   assertBytes(aad, 'aad')
-  const cipher = createCipheriv('aes-256-gcm', key, nonce, { authTagLength: AEAD_TAG_LENGTH })
+  const cipher = createCipheriv('aes-256-gcm', createSecretKey(key), nonce, { authTagLength: AEAD_TAG_LENGTH })
   if (aad.length > 0) cipher.setAAD(aad)
   const head = cipher.update(plaintext)
   const tail = cipher.final()
@@ -43,7 +45,7 @@ export function aeadDecrypt (key: Uint8Array, nonce: Uint8Array, sealed: Uint8Ar
   const body = sealed.subarray(0, sealed.length - AEAD_TAG_LENGTH)
   const tag = sealed.subarray(sealed.length - AEAD_TAG_LENGTH)
   try {
-    const decipher = createDecipheriv('aes-256-gcm', key, nonce, { authTagLength: AEAD_TAG_LENGTH })
+    const decipher = createDecipheriv('aes-256-gcm', createSecretKey(key), nonce, { authTagLength: AEAD_TAG_LENGTH })
     decipher.setAuthTag(tag)
     if (aad.length > 0) decipher.setAAD(aad)
     const head = decipher.update(body)

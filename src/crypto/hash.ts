@@ -1,5 +1,12 @@
-/** Hashes, MACs, HKDF and randomness on node:crypto (OpenSSL). */
+/**
+ * Hashes, MACs, HKDF and randomness on node:crypto (OpenSSL).
+ *
+ * Keys are handed to node:crypto as KeyObjects (`secretKey`): given raw bytes, node's wrappers first ask
+ * whether the bytes are a KeyObject or a CryptoKey by catching two thrown TypeErrors, which cost ~25 µs
+ * per call here (more than the HMAC of a small message itself). A KeyObject made once can be reused.
+ */
 import * as nodeCrypto from 'node:crypto'
+import type { KeyObject } from 'node:crypto'
 import { assertBytes, cryptoError, CryptoErrorCode } from './errors.ts'
 
 export type BytesLike = Uint8Array | string
@@ -19,10 +26,26 @@ export function sha256 (data: BytesLike): Uint8Array {
   return view(nodeCrypto.createHash('sha256').update(toBytes(data, 'data')).digest())
 }
 
-/** HMAC-SHA256(key, data). */
-export function hmacSha256 (key: Uint8Array, data: BytesLike): Uint8Array {
+/**
+ * Raw key bytes as a node:crypto secret KeyObject (a copy; zero `key` afterwards if it is secret). Pass
+ * it to {@link hmacSha256} when one key MACs many messages.
+ */
+export function secretKey (key: Uint8Array): KeyObject {
   assertBytes(key, 'key')
-  return view(nodeCrypto.createHmac('sha256', key).update(toBytes(data, 'data')).digest())
+  return nodeCrypto.createSecretKey(key)
+}
+
+/** HMAC-SHA256(key, data); `key` raw bytes or a secret KeyObject from {@link secretKey}. */
+export function hmacSha256 (key: Uint8Array | KeyObject, data: BytesLike): Uint8Array {
+  const k = key instanceof Uint8Array ? secretKey(key) : checkSecretKey(key)
+  return view(nodeCrypto.createHmac('sha256', k).update(toBytes(data, 'data')).digest())
+}
+
+function checkSecretKey (key: unknown): KeyObject {
+  if (!(key instanceof nodeCrypto.KeyObject) || key.type !== 'secret') {
+    throw cryptoError(CryptoErrorCode.INVALID_CRYPTO_INPUT, 'key must be a Uint8Array or a secret KeyObject')
+  }
+  return key
 }
 
 /**
@@ -38,7 +61,7 @@ export function hkdf (ikm: Uint8Array, salt: BytesLike, info: BytesLike, length:
   if (infoBytes.length > 1024) {
     throw cryptoError(CryptoErrorCode.INVALID_CRYPTO_INPUT, 'hkdf info must be at most 1024 bytes')
   }
-  return view(nodeCrypto.hkdfSync('sha256', ikm, toBytes(salt, 'salt'), infoBytes, length))
+  return view(nodeCrypto.hkdfSync('sha256', nodeCrypto.createSecretKey(ikm), toBytes(salt, 'salt'), infoBytes, length))
 }
 
 /** Cryptographically secure random bytes. */

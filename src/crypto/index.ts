@@ -1,9 +1,10 @@
 export { CryptoErrorCode } from './errors.ts'
-export { sha256, hmacSha256, hkdf, randomBytes, constantTimeEqual } from './hash.ts'
+export { sha256, hmacSha256, secretKey, hkdf, randomBytes, constantTimeEqual } from './hash.ts'
 export type { BytesLike } from './hash.ts'
 export { aeadEncrypt, aeadDecrypt, AEAD_KEY_LENGTH, AEAD_NONCE_LENGTH, AEAD_TAG_LENGTH } from './aead.ts'
 export {
   x25519GenerateKeyPair,
+  x25519EphemeralKeyPair,
   x25519KeyPairFromSeed,
   x25519PublicKey,
   x25519SharedSecret,

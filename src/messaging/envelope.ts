@@ -26,7 +26,6 @@
  * All functions here are pure (no I/O); decoders are strict and every rejection is a typed
  * {@link MessagingError}.
  */
-import { generateKeyPairSync } from 'node:crypto'
 import type { KeyObject } from 'node:crypto'
 import * as dagCbor from '@ipld/dag-cbor'
 import {
@@ -35,6 +34,8 @@ import {
   constantTimeEqual,
   hkdf,
   hmacSha256,
+  secretKey,
+  x25519EphemeralKeyPair,
   x25519SharedSecret
 } from '../crypto/index.ts'
 import { isTokenimError } from '../errors.ts'
@@ -144,11 +145,36 @@ export interface SessionKeys {
   privateKeyObject?: KeyObject
   /** the peer's messaging key as a node KeyObject (sealing: the ephemeral DH uses it) */
   peerKeyObject?: KeyObject
+  /** the receipt MAC keys with this peer ({@link receiptMacKeys}): no HKDF per receipt */
+  receiptKeys?: ReceiptMacKeys
 }
 
 /** X25519(our private key, the peer's public key): cacheable per peer (see {@link SessionKeys}). */
 export function staticSecret (self: MessagingKeyPair | KeyObject, peerKey: Uint8Array): Uint8Array {
   return x25519SharedSecret('privateKey' in self ? self.privateKey : self, peerKey)
+}
+
+/**
+ * The receipt MAC keys between our key pair and a peer's messaging key, one per direction. They depend
+ * only on the two static keys, so a caller may derive them once per peer (with the cached
+ * {@link staticSecret}) instead of once per receipt; the keys and the wire format are the same.
+ */
+export interface ReceiptMacKeys {
+  /** receipts for messages we sent (S = ours, R = the peer's): we verify them */
+  sent: KeyObject
+  /** receipts for messages we received (S = the peer's, R = ours): we write them */
+  received: KeyObject
+}
+
+/** Derive both {@link ReceiptMacKeys} from X25519(s, R) (our static secret with `peerKey`). */
+export function receiptMacKeys (ss: Uint8Array, ownKey: Uint8Array, peerKey: Uint8Array): ReceiptMacKeys {
+  const key = (senderKey: Uint8Array, recipientKey: Uint8Array): KeyObject => {
+    const raw = hkdf(ss, RECEIPT_SALT, concat(utf8(RECEIPT_KEY_INFO), senderKey, recipientKey), KEY_LENGTH)
+    const k = secretKey(raw)
+    raw.fill(0)
+    return k
+  }
+  return { sent: key(ownKey, peerKey), received: key(peerKey, ownKey) }
 }
 
 export interface SealedMessage {
@@ -184,7 +210,7 @@ export function sealMessage (input: SealInput, self: MessagingKeyPair, recipient
   checkKey(recipientKey, 'recipient key')
   const plaintext = encodeBody(input.body)
 
-  const eph = ephemeralKeyPair()
+  const eph = x25519EphemeralKeyPair()
   const header: EnvelopeHeader = { v: 1, t: 'msg', id, from, to, ts, epk: eph.publicKey, spk: self.publicKey }
   const dhSs = session.staticSecret ?? x25519SharedSecret(session.privateKeyObject ?? self.privateKey, recipientKey)
   const { key, nonce } = messageKey(x25519SharedSecret(eph.privateKey, session.peerKeyObject ?? recipientKey), dhSs, eph.publicKey, self.publicKey, recipientKey)
@@ -197,13 +223,6 @@ export function sealMessage (input: SealInput, self: MessagingKeyPair, recipient
     throw new MessagingError(MessagingErrorCode.FRAME_TOO_LARGE, `message is larger than ${MAX_FRAME_BYTES} bytes`, { size: bytes.length })
   }
   return { envelope, bytes }
-}
-
-/** A fresh X25519 key pair; the private key stays an opaque KeyObject (never exported). */
-function ephemeralKeyPair (): { privateKey: KeyObject, publicKey: Uint8Array } {
-  const { privateKey, publicKey } = generateKeyPairSync('x25519')
-  const spki = publicKey.export({ format: 'der', type: 'spki' })
-  return { privateKey, publicKey: new Uint8Array(spki.subarray(spki.length - KEY_LENGTH)) }
 }
 
 export interface OpenOptions extends SessionKeys {
@@ -297,7 +316,7 @@ export function createReceipt (fields: { id: string, from: string, to: string, t
   if (!isMessageId(receipt.id)) throw argError('id must be a UUIDv7 string')
   if (!isTime(receipt.ts)) throw argError('ts must be a non-negative integer (ms)')
   // we are the message's recipient: S = their key, R = ours
-  const mac = receiptMac(receipt, keys, keys.peerKey, keys.keys.publicKey)
+  const mac = receiptMac(receipt, keys, 'received')
   return { ...receipt, mac }
 }
 
@@ -312,7 +331,7 @@ export function verifyReceipt (receipt: Receipt, expected: { id: string, from: s
   let mac: Uint8Array
   try {
     // we sent the message: S = ours, R = theirs
-    mac = receiptMac(receipt, keys, keys.keys.publicKey, keys.peerKey)
+    mac = receiptMac(receipt, keys, 'sent')
   } catch (err) {
     if (isTokenimError(err)) throw new MessagingError(MessagingErrorCode.FORGED_RECEIPT, 'the receipt cannot be checked with the recipient\'s key', { id: expected.id })
     throw err
@@ -323,15 +342,16 @@ export function verifyReceipt (receipt: Receipt, expected: { id: string, from: s
   return receipt
 }
 
-/** `senderKey`/`recipientKey` are the message's S and R (one of them ours, the other `peerKey`). */
-function receiptMac (r: Omit<Receipt, 'mac'>, keys: ReceiptKeys, senderKey: Uint8Array, recipientKey: Uint8Array): Uint8Array {
-  const ss = keys.staticSecret ?? x25519SharedSecret(keys.privateKeyObject ?? keys.keys.privateKey, keys.peerKey)
-  const key = hkdf(ss, RECEIPT_SALT, concat(utf8(RECEIPT_KEY_INFO), senderKey, recipientKey), KEY_LENGTH)
-  if (ss !== keys.staticSecret) ss.fill(0)
+/** The MAC of a receipt for a message we `sent` (we verify it) or `received` (we write it). */
+function receiptMac (r: Omit<Receipt, 'mac'>, keys: ReceiptKeys, direction: keyof ReceiptMacKeys): Uint8Array {
+  let key = keys.receiptKeys?.[direction]
+  if (key === undefined) {
+    const ss = keys.staticSecret ?? x25519SharedSecret(keys.privateKeyObject ?? keys.keys.privateKey, keys.peerKey)
+    key = receiptMacKeys(ss, keys.keys.publicKey, keys.peerKey)[direction]
+    if (ss !== keys.staticSecret) ss.fill(0)
+  }
   const body = dagCbor.encode({ v: r.v, t: r.t, id: r.id, from: r.from, to: r.to, status: r.status, ts: r.ts })
-  const mac = hmacSha256(key, concat(utf8(RECEIPT_MAC_DOMAIN), body))
-  key.fill(0)
-  return mac
+  return hmacSha256(key, concat(utf8(RECEIPT_MAC_DOMAIN), body))
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -13,6 +13,7 @@ export {
   sealMessage,
   openMessage,
   staticSecret,
+  receiptMacKeys,
   checkRecipient,
   createReceipt,
   verifyReceipt,
@@ -37,6 +38,7 @@ export type {
   OpenedMessage,
   OpenOptions,
   ReceiptKeys,
+  ReceiptMacKeys,
   SessionKeys
 } from './envelope.ts'
 export {

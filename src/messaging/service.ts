@@ -36,11 +36,12 @@ import {
   MAX_FRAME_BYTES,
   MSG_PROTOCOL,
   openMessage,
+  receiptMacKeys,
   sealMessage,
   staticSecret,
   verifyReceipt
 } from './envelope.ts'
-import type { MessageAttachment, MessagingKeyPair, Receipt, SessionKeys } from './envelope.ts'
+import type { MessageAttachment, MessagingKeyPair, Receipt, ReceiptMacKeys, SessionKeys } from './envelope.ts'
 import { GroupCommit } from './batcher.ts'
 import { FrameWriter, isChannelClosed, OutboundChannel } from './channel.ts'
 import { MessagingError, MessagingErrorCode } from './errors.ts'
@@ -69,7 +70,8 @@ const IDENTIFY_RETRY_DELAY_MS = 300
 /** The parts of the store messaging uses. */
 export type MessagingStore = Pick<Store,
 'addOutgoing' | 'addMessage' | 'getMessage' | 'getOutbox' | 'enqueue' | 'dueOutbox' | 'outbox' |
-'outboxSize' | 'rescheduleOutbox' | 'markDelivered' | 'markSeen' | 'hasSeen' | 'addIncoming' | 'markDeliveredMany'>
+'outboxSize' | 'rescheduleOutbox' | 'markDelivered' | 'markSeen' | 'hasSeen' | 'addIncoming' | 'markDeliveredMany' |
+'addOutgoingMany'>
 
 /** The parts of the resolver messaging uses. */
 export type MessagingResolver = Pick<Resolver, 'resolve' | 'dialProtocol' | 'cached'>
@@ -162,15 +164,16 @@ export class MessagingService extends EventEmitter<MessagingEvents> {
   private flushing?: Promise<void>
   private flushAgain: 'none' | 'due' | 'all' = 'none'
   private readonly onIdentify = (evt: { peerId: PeerId }): void => { this.peerIdentified(evt.peerId) }
-  /** our static private key as a KeyObject, and X25519(ours, theirs) per peer key (hex), LRU */
+  /** our static private key as a KeyObject; per peer key (hex), LRU: X25519(ours, theirs), their key object, the receipt MAC keys */
   private readonly ownKey: KeyObject
-  private readonly sessions = new Map<string, { ss: Uint8Array, peer: KeyObject }>()
+  private readonly sessions = new Map<string, { ss: Uint8Array, peer: KeyObject, receipts: ReceiptMacKeys }>()
   /** the open outbound channel per recipient address, channels being dialled, and all live ones */
   private readonly channels = new Map<string, { ch: OutboundChannel, peer: ResolvedPeer }>()
   private readonly dialing = new Map<string, Promise<{ ch: OutboundChannel, peer: ResolvedPeer }>>()
   private readonly liveChannels = new Set<OutboundChannel>()
-  /** group commit of the receiver's message+seen writes and of the sender's delivered updates */
+  /** group commits: the receiver's message+seen writes, the sender's message+outbox writes and delivered updates */
   private readonly incoming: GroupCommit<StoredMessage, boolean>
+  private readonly outgoing: GroupCommit<{ msg: StoredMessage, entry: OutboxEntry }, boolean>
   private readonly deliveredIds: GroupCommit<string, boolean>
 
   constructor (components: MessagingComponents, init: MessagingInit = {}) {
@@ -186,6 +189,7 @@ export class MessagingService extends EventEmitter<MessagingEvents> {
     this.limiter = new TokenBuckets(init.rateLimit)
     this.ownKey = x25519PrivateKeyObject(components.keys.privateKey)
     this.incoming = new GroupCommit(async (msgs) => await this.c.store.addIncoming(msgs))
+    this.outgoing = new GroupCommit(async (items) => await this.c.store.addOutgoingMany(items))
     this.deliveredIds = new GroupCommit(async (ids) => await this.c.store.markDeliveredMany(ids))
   }
 
@@ -223,7 +227,7 @@ export class MessagingService extends EventEmitter<MessagingEvents> {
     await Promise.allSettled([this.flushing, ...this.inflight.values(), ...this.inbound, ...this.dialing.values()])
     for (const ch of this.liveChannels) ch.abort(closing)
     await Promise.allSettled([...this.liveChannels].map(async ch => { await ch.done }))
-    await Promise.allSettled([this.incoming.idle(), this.deliveredIds.idle()])
+    await Promise.allSettled([this.incoming.idle(), this.outgoing.idle(), this.deliveredIds.idle()])
     this.channels.clear()
     this.liveChannels.clear()
     for (const { ss } of this.sessions.values()) ss.fill(0)
@@ -276,7 +280,8 @@ export class MessagingService extends EventEmitter<MessagingEvents> {
       ...(options.attachment !== undefined ? { attachment: options.attachment } : {})
     }
     const entry: OutboxEntry = { id, to: recipient, attempts: 0, nextAttemptAt: ts, envelope }
-    await this.c.store.addOutgoing(message, entry)
+    // one batch with the other sends of this moment (group commit); stored before any delivery attempt
+    await this.outgoing.submit({ msg: message, entry })
     const delivered = await raceAbort(this.deliver(id, entry), options.signal)
     return { id, status: delivered === true ? 'delivered' : 'queued' }
   }
@@ -480,7 +485,8 @@ export class MessagingService extends EventEmitter<MessagingEvents> {
     let s = this.sessions.get(k)
     if (s === undefined) {
       try {
-        s = { ss: staticSecret(this.ownKey, peerKey), peer: x25519PublicKeyObject(peerKey) }
+        const ss = staticSecret(this.ownKey, peerKey)
+        s = { ss, peer: x25519PublicKeyObject(peerKey), receipts: receiptMacKeys(ss, this.c.keys.publicKey, peerKey) }
       } catch {
         return { privateKeyObject: this.ownKey } // a bad key: the envelope functions report it as before
       }
@@ -493,7 +499,7 @@ export class MessagingService extends EventEmitter<MessagingEvents> {
       this.sessions.delete(k) // re-inserted below: Map order is the LRU order
     }
     this.sessions.set(k, s)
-    return { staticSecret: s.ss, privateKeyObject: this.ownKey, peerKeyObject: s.peer }
+    return { staticSecret: s.ss, privateKeyObject: this.ownKey, peerKeyObject: s.peer, receiptKeys: s.receipts }
   }
 
   private async sealStored (id: string, recipientKey: Uint8Array): Promise<Uint8Array> {

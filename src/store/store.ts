@@ -110,6 +110,9 @@ function subs (db: Root) {
   }
 }
 type Subs = ReturnType<typeof subs>
+/** the value types of the sublevels read by the messaging paths (see Store.#getMany) */
+interface SubValues { msg: StoredMessage, msgId: string, conv: ConversationSummary, outbox: OutboxEntry, seen: number }
+type SubValue<N extends keyof SubValues> = SubValues[N]
 type Snapshot = ReturnType<Root['snapshot']>
 type Batch = ReturnType<Root['batch']>
 
@@ -490,6 +493,26 @@ export class Store {
     }
   }
 
+  /**
+   * A few point reads on the messaging paths (seen ids, message ids, conversation summaries, outbox
+   * entries: small keys, recent ones in LevelDB's memtable or block cache). Synchronous when the database
+   * can (classic-level's getSync: ~2–4 µs each, where a getMany costs ~55 µs of CPU plus a thread-pool
+   * round trip, the largest store cost per message in the messaging bench). A read that must go to
+   * disk blocks the event loop for it; these are a handful of keys per batch.
+   */
+  async #getMany<N extends keyof SubValues> (name: N, keys: string[]): Promise<Array<SubValue<N> | undefined>> {
+    if (keys.length === 0) return []
+    const sub = this.#s[name] as unknown as { getMany: (keys: string[]) => Promise<Array<SubValue<N> | undefined>>, getSync: (key: string) => SubValue<N> | undefined }
+    if ((this.#db.supports as { getSync?: boolean }).getSync === true) {
+      try {
+        return keys.map(k => sub.getSync(k))
+      } catch (err) {
+        throw toStoreError(err, this.path)
+      }
+    }
+    return await this.#guard(() => sub.getMany(keys))
+  }
+
   // ---- messages ----
 
   /** Add one message. `{ added: false }` if its id is already stored (nothing changes then). */
@@ -521,22 +544,39 @@ export class Store {
    * nothing changes and `{ added: false }` is returned.
    */
   async addOutgoing (msg: StoredMessage, entry: OutboxEntry): Promise<{ added: boolean }> {
-    const m = normalizeMessage(msg)
-    const e = normalizeOutboxEntry(entry)
-    if (m.direction !== 'out') throw invalidMessage('addOutgoing needs direction "out"', { id: m.id, field: 'direction' })
-    if (e.id !== m.id) throw invalidArgument('outbox entry id must equal the message id', { field: 'id' })
-    if (e.to !== m.to) throw invalidArgument('outbox entry to must equal the message to', { field: 'to' })
+    const [added] = await this.addOutgoingMany([{ msg, entry }])
+    return { added }
+  }
+
+  /**
+   * Several outgoing messages with their outbox entries (group commit of sends), all in ONE batch with
+   * the conversation summaries. All are validated first (any invalid one: nothing written). Returns,
+   * per item, whether it was added (false: its id is already stored, or repeated earlier in the call).
+   */
+  async addOutgoingMany (items: Array<{ msg: StoredMessage, entry: OutboxEntry }>): Promise<boolean[]> {
+    const clean = items.map(({ msg, entry }) => {
+      const m = normalizeMessage(msg)
+      const e = normalizeOutboxEntry(entry)
+      if (m.direction !== 'out') throw invalidMessage('addOutgoing needs direction "out"', { id: m.id, field: 'direction' })
+      if (e.id !== m.id) throw invalidArgument('outbox entry id must equal the message id', { field: 'id' })
+      if (e.to !== m.to) throw invalidArgument('outbox entry to must equal the message to', { field: 'to' })
+      return { m, e }
+    })
+    if (clean.length === 0) return []
     return await this.#lock.run(async () => {
-      const fresh = await this.#freshMessages([m])
-      if (fresh.length === 0) return { added: false }
+      const fresh = await this.#freshMessages(clean.map(c => c.m))
+      if (fresh.length === 0) return clean.map(() => false)
+      const added = new Set(fresh.map(m => m.id))
+      const firsts = new Set(fresh) // the first item of each new id
+      const entries = clean.filter(c => firsts.has(c.m)).map(c => c.e)
       const sums = await this.#bumpedSummaries(fresh)
-      const old = await this.#guard(() => this.#s.outbox.get(e.id))
+      const olds = await this.#getMany('outbox', entries.map(e => e.id))
       await this.#write(b => {
         this.#putMessages(b, fresh, sums)
-        this.#putOutbox(b, e, old)
+        entries.forEach((e, i) => { this.#putOutbox(b, e, olds[i]) })
       })
-      this.#added(1)
-      return { added: true }
+      this.#added(fresh.length)
+      return clean.map(c => added.delete(c.m.id))
     })
   }
 
@@ -544,13 +584,13 @@ export class Store {
     const unique = new Map<string, StoredMessage>()
     for (const m of clean) if (!unique.has(m.id)) unique.set(m.id, m)
     const ids = [...unique.keys()]
-    const existing = await this.#guard(() => this.#s.msgId.getMany(ids))
+    const existing = await this.#getMany('msgId', ids)
     return ids.filter((_, i) => existing[i] === undefined).map(id => unique.get(id) as StoredMessage)
   }
 
   async #bumpedSummaries (fresh: StoredMessage[]): Promise<Map<string, ConversationSummary>> {
     const peers = [...new Set(fresh.map(m => m.conversation))]
-    const current = await this.#guard(() => this.#s.conv.getMany(peers))
+    const current = await this.#getMany('conv', peers)
     const sums = new Map<string, ConversationSummary | undefined>(peers.map((p, i) => [p, current[i]]))
     for (const m of fresh) sums.set(m.conversation, bump(sums.get(m.conversation), m))
     return sums as Map<string, ConversationSummary>
@@ -897,12 +937,10 @@ export class Store {
     if (ids.length === 0) return []
     return await this.#lock.run(async () => {
       const unique = [...new Set(ids)]
-      const [olds, keys] = await Promise.all([
-        this.#guard(() => this.#s.outbox.getMany(unique)),
-        this.#guard(() => this.#s.msgId.getMany(unique))
-      ])
+      const olds = await this.#getMany('outbox', unique)
+      const keys = await this.#getMany('msgId', unique)
       const present = keys.filter((k): k is string => k !== undefined)
-      const msgs = present.length === 0 ? [] : await this.#guard(() => this.#s.msg.getMany(present))
+      const msgs = await this.#getMany('msg', present)
       const byKey = new Map(present.map((k, i) => [k, msgs[i]]))
       const changed = new Map<string, boolean>()
       await this.#write(b => {
@@ -930,7 +968,7 @@ export class Store {
     if (clean.length === 0) return []
     return await this.#lock.run(async () => {
       const ids = [...new Set(clean.map(m => m.id))]
-      const seen = await this.#guard(() => this.#s.seen.getMany(ids))
+      const seen = await this.#getMany('seen', ids)
       const unseen = new Set(ids.filter((_, i) => seen[i] === undefined))
       const fresh = await this.#freshMessages(clean.filter(m => unseen.has(m.id)))
       const sums = fresh.length > 0 ? await this.#bumpedSummaries(fresh) : new Map<string, ConversationSummary>()
