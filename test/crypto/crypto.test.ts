@@ -9,9 +9,11 @@ import {
   hmacSha256,
   newScryptParams,
   randomBytes,
+  secretKey,
   sha256,
   TEST_SCRYPT_COST,
   validateKdfParams,
+  x25519EphemeralKeyPair,
   x25519GenerateKeyPair,
   x25519KeyPairFromSeed,
   x25519PublicKey,
@@ -37,6 +39,16 @@ describe('crypto/hash', () => {
 
   it('hmacSha256 (RFC 4231 test case 1)', () => {
     assert.equal(hex(hmacSha256(new Uint8Array(20).fill(0x0b), 'Hi There')), 'b0344c61d8db38535ca8afceaf0bf12b881dc200c9833da726e9376c2e32cff7')
+  })
+
+  it('hmacSha256 takes a KeyObject from secretKey (same MAC, reusable); other key types are refused', () => {
+    const key = randomBytes(32)
+    const k = secretKey(key)
+    assert.deepEqual(hmacSha256(k, 'one'), hmacSha256(key, 'one'))
+    assert.deepEqual(hmacSha256(k, 'two'), hmacSha256(key, 'two'))
+    assert.equal(hex(hmacSha256(secretKey(new Uint8Array(20).fill(0x0b)), 'Hi There')), 'b0344c61d8db38535ca8afceaf0bf12b881dc200c9833da726e9376c2e32cff7')
+    assert.throws(() => hmacSha256('key' as unknown as Uint8Array, 'x'), code('INVALID_CRYPTO_INPUT'))
+    assert.throws(() => secretKey('key' as unknown as Uint8Array), code('INVALID_CRYPTO_INPUT'))
   })
 
   it('hkdf (RFC 5869 test case 1)', () => {
@@ -129,6 +141,14 @@ describe('crypto/x25519', () => {
     const b = x25519GenerateKeyPair()
     assert.equal(hex(x25519PublicKey(a.privateKey)), hex(a.publicKey))
     assert.deepEqual(x25519SharedSecret(a.privateKey, b.publicKey), x25519SharedSecret(b.privateKey, a.publicKey))
+  })
+
+  it('ephemeral pairs: the public key matches the opaque private key', () => {
+    const e = x25519EphemeralKeyPair()
+    const b = x25519GenerateKeyPair()
+    assert.equal(e.publicKey.length, 32)
+    assert.deepEqual(x25519SharedSecret(e.privateKey, b.publicKey), x25519SharedSecret(b.privateKey, e.publicKey))
+    assert.notDeepEqual(x25519EphemeralKeyPair().publicKey, e.publicKey)
   })
 
   it('rejects low-order public keys', () => {

@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict'
-import { randomBytes } from 'node:crypto'
+import { createHmac, hkdfSync, randomBytes } from 'node:crypto'
 import * as dagCbor from '@ipld/dag-cbor'
-import { x25519GenerateKeyPair } from '../../src/crypto/index.ts'
+import { x25519GenerateKeyPair, x25519SharedSecret } from '../../src/crypto/index.ts'
 import { isTokenimError } from '../../src/errors.ts'
 import {
   createReceipt,
@@ -16,7 +16,9 @@ import {
   messageIdTime,
   newMessageId,
   openMessage,
+  receiptMacKeys,
   sealMessage,
+  staticSecret,
   verifyReceipt
 } from '../../src/messaging/index.ts'
 import type { Envelope, Receipt } from '../../src/messaging/index.ts'
@@ -234,6 +236,25 @@ describe('messaging/envelope', () => {
       assert.deepEqual(decoded, r)
       assert.equal(decoded.status, 'delivered')
       verifyReceipt(decoded, { id, from: ALICE, to: BOB }, { keys: alice, peerKey: bob.publicKey })
+    })
+
+    it('the MAC is the specified one, with receipt keys cached per peer or derived per receipt', () => {
+      const { receipt: r, id } = receipt()
+      // docs/ARCHITECTURE.md: HMAC-SHA256 under HKDF(X25519(s,R), "tokenim/v1/rcpt", "tokenim/v1/rcpt/key" ‖ S ‖ R)
+      const ss = x25519SharedSecret(alice.privateKey, bob.publicKey)
+      const info = Buffer.concat([Buffer.from('tokenim/v1/rcpt/key'), alice.publicKey, bob.publicKey])
+      const key = Buffer.from(hkdfSync('sha256', ss, 'tokenim/v1/rcpt', info, 32))
+      const body = dagCbor.encode({ v: 1, t: 'rcpt', id, from: ALICE, to: BOB, status: 'delivered', ts: r.ts })
+      const mac = createHmac('sha256', key).update('tokenim/v1/rcpt\n').update(body).digest()
+      assert.deepEqual(Buffer.from(r.mac), mac)
+      // Bob (writer) and Alice (verifier) with cached keys: the same MAC
+      const bobSession = { staticSecret: staticSecret(bob, alice.publicKey), receiptKeys: receiptMacKeys(staticSecret(bob, alice.publicKey), bob.publicKey, alice.publicKey) }
+      const again = createReceipt({ id, from: ALICE, to: BOB, ts: r.ts }, { keys: bob, peerKey: alice.publicKey, ...bobSession })
+      assert.deepEqual(again.mac, r.mac)
+      const aliceKeys = receiptMacKeys(ss, alice.publicKey, bob.publicKey)
+      verifyReceipt(r, { id, from: ALICE, to: BOB }, { keys: alice, peerKey: bob.publicKey, receiptKeys: aliceKeys })
+      // the direction matters: Alice's key for receipts she writes does not verify Bob's
+      rejects(() => verifyReceipt(r, { id, from: ALICE, to: BOB }, { keys: alice, peerKey: bob.publicKey, receiptKeys: { sent: aliceKeys.received, received: aliceKeys.sent } }), 'FORGED_RECEIPT')
     })
 
     it('rejects forged or mismatched receipts with FORGED_RECEIPT', () => {

@@ -41,6 +41,24 @@ describe('store: outbox and seen', () => {
     assert.equal(await store.outboxSize(), 1)
   })
 
+  it('addOutgoingMany writes several sends in one call; repeated and stored ids are not added; one invalid item writes nothing', async () => {
+    const [a, b, c] = [1, 2, 3].map(() => msg({ direction: 'out', peer: peer(1) }))
+    assert.deepEqual(await store.addOutgoingMany([{ msg: a, entry: entry(a.id, 10) }]), [true])
+    assert.deepEqual(await store.addOutgoingMany([
+      { msg: b, entry: entry(b.id, 20) },
+      { msg: a, entry: entry(a.id, 99) },
+      { msg: c, entry: entry(c.id, 30) },
+      { msg: b, entry: entry(b.id, 98) }
+    ]), [true, false, true, false])
+    assert.deepEqual((await store.outbox()).map(e => [e.id, e.nextAttemptAt]), [[a.id, 10], [b.id, 20], [c.id, 30]])
+    assert.equal((await store.conversation(peer(1)))?.count, 3)
+    const d = msg({ direction: 'out', peer: peer(1) })
+    await assert.rejects(store.addOutgoingMany([{ msg: d, entry: entry(d.id, 1) }, { msg: { ...d, direction: 'in' }, entry: entry(d.id, 1) }]),
+      (e: unknown) => isTokenimError(e, 'INVALID_MESSAGE'))
+    assert.equal(await store.getMessage(d.id), undefined)
+    assert.deepEqual(await store.addOutgoingMany([]), [])
+  })
+
   it('dueOutbox by nextAttemptAt, reschedule, markDelivered', async () => {
     const ms = [msg({ direction: 'out' }), msg({ direction: 'out' }), msg({ direction: 'out' })]
     await store.addOutgoing(ms[0], entry(ms[0].id, 300))
