@@ -66,7 +66,7 @@ export interface BuildBackupOptions {
   segmentSize?: number
   /** soft byte limit per segment (default 256 KiB) */
   segmentBytes?: number
-  /** v2: target conversations per manifest shard (default 8) */
+  /** v2: target conversations per manifest shard (default DEFAULT_SHARD_SIZE, 2) */
   shardSize?: number
   /** format version to write (default FORMAT_VERSION, 2; 1 is kept for fixtures and tests) */
   formatVersion?: 1 | 2
