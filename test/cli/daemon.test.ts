@@ -98,6 +98,11 @@ describe('cli: daemon, send and messages between two daemons', function () {
   })
 
   it('id and status go through the daemon', async () => {
+    // on a loaded machine libp2p's connection monitor can drop the one connection (a ping over its
+    // timeout) and B redials its bootstrap peer: wait for it rather than racing it
+    const endpointB = await apiInfo(dirB)
+    assert.ok(endpointB !== undefined)
+    await waitFor(async () => (await callApi<Status>(endpointB, 'GET', '/v1/status')).peers >= 1, 'B to be connected', 45_000)
     const [id, status] = await Promise.all([
       runJson<{ address: string, multiaddrs: string[] }>(['id', '--data-dir', dirA]),
       runJson<Status>(['status', '--data-dir', dirB])
