@@ -10,6 +10,21 @@ export const UUID_V7_RE = /^[0-9a-f]{8}-[0-9a-f]{4}-7[0-9a-f]{3}-[89ab][0-9a-f]{
 let lastMs = -1
 let counter = 0
 
+/**
+ * Random bytes for ids, taken from a pool refilled 4 KiB at a time (as node's randomUUID does): a
+ * randomBytes call per id cost more than the rest of the id. The bits are not secret, only unique.
+ */
+let pool = Buffer.alloc(0)
+let poolOffset = 0
+function random (n: number): Buffer {
+  if (poolOffset + n > pool.length) {
+    pool = randomBytes(4096)
+    poolOffset = 0
+  }
+  poolOffset += n
+  return pool.subarray(poolOffset - n, poolOffset)
+}
+
 /** A new UUIDv7 string. `now` (ms) is for tests; ids stay monotonic in this process even if the clock steps back. */
 export function newMessageId (now: number = Date.now()): string {
   let ms = Math.max(Math.floor(now), 0)
@@ -19,14 +34,14 @@ export function newMessageId (now: number = Date.now()): string {
     if (counter > 0xfff) {
       // counter exhausted within one millisecond: borrow the next one
       ms = lastMs + 1
-      counter = randomBytes(2).readUInt16BE(0) & 0x7ff
+      counter = random(2).readUInt16BE(0) & 0x7ff
     }
   } else {
     // seed the counter at random with the top bit clear, leaving room to count up
-    counter = randomBytes(2).readUInt16BE(0) & 0x7ff
+    counter = random(2).readUInt16BE(0) & 0x7ff
   }
   lastMs = ms
-  const b = randomBytes(16)
+  const b = random(16) // these pool bytes are used once: ours to overwrite
   b.writeUIntBE(ms, 0, 6)
   b[6] = 0x70 | (counter >> 8)
   b[7] = counter & 0xff

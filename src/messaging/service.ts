@@ -581,21 +581,30 @@ export class MessagingService extends EventEmitter<MessagingEvents> {
       failure = err
       f.abort(err instanceof Error ? err : new Error(String(err)))
     }
+    // one idle timer per stream, restarted for each read (a new timeout signal per frame cost more)
+    const idleCtl = new AbortController()
+    let reading = false
+    const idleTimer = setTimeout(() => {
+      if (reading) idleCtl.abort(new DOMException(`no frame for ${this.streamIdleTimeoutMs} ms`, 'TimeoutError'))
+    }, this.streamIdleTimeoutMs)
+    const idle = AbortSignal.any([this.shutdown.signal, idleCtl.signal])
     try {
       for (;;) {
         while (active.size >= MAX_INBOUND_IN_FLIGHT) await Promise.race(active)
         if (failure !== undefined) throw failure
-        const idle = AbortSignal.any([this.shutdown.signal, AbortSignal.timeout(this.streamIdleTimeoutMs)])
         let bytes: Uint8Array | null
         try {
+          idleTimer.refresh()
+          reading = true
           bytes = await f.read({ signal: idle })
         } catch (err) {
           throw failure ?? err
+        } finally {
+          reading = false
         }
         if (bytes == null) break
         if (!this.limiter.take(remote)) throw new MessagingError(MessagingErrorCode.RATE_LIMITED, 'peer is sending too fast', { peer: remote })
-        const signal = AbortSignal.any([this.shutdown.signal, AbortSignal.timeout(this.deliveryTimeoutMs)])
-        const job = this.receive(bytes, remote, signal).then(receipt => { out.write(receipt) }, fail)
+        const job = this.receive(bytes, remote).then(receipt => { out.write(receipt) }, fail)
         active.add(job)
         void job.finally(() => { active.delete(job) })
       }
@@ -613,6 +622,7 @@ export class MessagingService extends EventEmitter<MessagingEvents> {
       this.log('closed a %s stream from %s: %s %s', MSG_PROTOCOL, remote, code, message)
       this.emit('rejected', { peer: remote, code, message })
     } finally {
+      clearTimeout(idleTimer)
       await Promise.allSettled(active)
     }
   }
@@ -621,12 +631,13 @@ export class MessagingService extends EventEmitter<MessagingEvents> {
    * Handle one envelope frame: decode, check it is for us, authenticate its sender, store it once,
    * and return the encoded receipt.
    */
-  private async receive (bytes: Uint8Array, remote: string, signal: AbortSignal): Promise<Uint8Array> {
+  private async receive (bytes: Uint8Array, remote: string): Promise<Uint8Array> {
     const envelope = decodeEnvelope(bytes)
     checkRecipient(envelope, this.address)
     // the verified record we hold (no network, no peer-store update), else resolve
     let senderKey = this.c.resolver.cached(envelope.from)?.messagingKey
     if (senderKey === undefined || !equalBytes(senderKey, envelope.spk)) {
+      const signal = AbortSignal.any([this.shutdown.signal, AbortSignal.timeout(this.deliveryTimeoutMs)])
       let sender = await this.c.resolver.resolve(envelope.from, { signal })
       if (!equalBytes(sender.messagingKey, envelope.spk) && sender.source !== 'dht') {
         // the cached record could be stale: ask the DHT once before calling it a forgery
