@@ -1,6 +1,9 @@
 import assert from 'node:assert/strict'
 import { buildBackup, readBackup, readManifestNode } from '../../src/backup/index.ts'
-import { KEY, OWNER, makeEnv, makeHistory, peer } from './helpers.ts'
+import { TAIL_MIN } from '../../src/backup/constants.ts'
+import { encodeHeader, encodeShardNode, encodeTopNode } from '../../src/backup/schema.ts'
+import type { StoredMessage } from '../../src/store/index.ts'
+import { KEY, OWNER, makeEnv, makeHistory, message, peer, prng } from './helpers.ts'
 import type { Env } from './helpers.ts'
 
 describe('backup: dedupe across versions', function () {
@@ -81,5 +84,69 @@ describe('backup: dedupe across versions', function () {
     console.log(`      +1% in one conversation: ${v2.bytesNew} of ${v2.bytesTotal} bytes new (${(ratio * 100).toFixed(2)}%), ${v2.blocksNew} of ${v2.blocks} blocks, ${v2.shards} shards`)
     assert.ok(ratio <= 0.03, `bytesNew ${v2.bytesNew} is ${(ratio * 100).toFixed(1)}% of ${v2.bytesTotal}`)
     assert.ok(v2.blocksNew <= 6, 'its tail runs, one shard, the top node and the root')
+  })
+
+  it('+1% in 10 of 100 conversations (the bench\'s shape) re-seals only their tails\' remainders and rewrites only their own small shards', async () => {
+    // 100 conversations of 100 messages (a message a minute in each), then 10 more in every tenth one
+    const rnd = prng(21)
+    const t0 = 1_700_000_000_000
+    const history: StoredMessage[] = []
+    for (let i = 0; i < 100; i++) for (let c = 0; c < 100; c++) history.push(message(rnd, peer(c), t0 + i * 60_000 + c))
+    await env.store.addMessages(history)
+    const v1 = await buildBackup({ store: env.store, blockstore: env.blockstore, owner: OWNER, version: 1, backupKey: KEY })
+    const touched = new Set<string>()
+    const more: StoredMessage[] = []
+    for (let c = 0; c < 100; c += 10) {
+      touched.add(peer(c))
+      for (let i = 100; i < 110; i++) more.push(message(rnd, peer(c), t0 + i * 60_000 + c))
+    }
+    await env.store.addMessages(more)
+    const v2 = await buildBackup({ store: env.store, blockstore: env.blockstore, owner: OWNER, version: 2, backupKey: KEY, prevRoot: v1.root })
+
+    const r1 = await readBackup({ root: v1.root, blockstore: env.blockstore, backupKey: KEY })
+    const r2 = await readBackup({ root: v2.root, blockstore: env.blockstore, backupKey: KEY })
+    const oldSegments = new Set(r1.links.segments.map(String))
+    const oldIds = new Set(history.map(m => m.id))
+    // each touched conversation's tail was [64, 32, 4] and is [64, 32, 14]: one new segment, holding the 4
+    // messages below TAIL_MIN that were already backed up and the 10 new ones; nothing else is re-sealed
+    let newSegments = 0
+    let resealed = 0
+    for await (const seg of r2.segments()) {
+      if (oldSegments.has(seg.cid.toString())) continue
+      newSegments++
+      assert.ok(touched.has(seg.conversation), `segment ${seg.seq} of untouched ${seg.conversation} was rewritten`)
+      resealed += seg.messages.filter(m => oldIds.has(m.id)).length
+    }
+    assert.equal(newSegments, 10)
+    assert.equal(resealed, 10 * (100 % TAIL_MIN))
+
+    // the manifest blocks written: the shards of the touched conversations, the top node and the root
+    const n1 = await readManifestNode(env.blockstore, r1.header)
+    const n2 = await readManifestNode(env.blockstore, r2.header)
+    const oldShards = new Set(n1.sharded!.shards.map(s => s.cid.toString()))
+    let at = 0
+    let collateral = 0
+    let manifestBytes = encodeTopNode(n2.sharded!.top).length + encodeHeader(r2.header).length
+    for (const [i, s] of n2.sharded!.shards.entries()) {
+      const peers = r2.conversations.slice(at, at + r2.manifest.shards![i].conversations).map(c => c.peer)
+      at += peers.length
+      if (oldShards.has(s.cid.toString())) continue
+      assert.ok(peers.some(p => touched.has(p)), `shard ${i} holds no touched conversation but was rewritten`)
+      collateral += peers.filter(p => !touched.has(p)).length
+      manifestBytes += encodeShardNode(s).length
+    }
+    assert.equal(v2.blocksNew, newSegments + n2.sharded!.shards.filter(s => !oldShards.has(s.cid.toString())).length + 2)
+    const ratio = v2.bytesNew / v2.bytesTotal
+    console.log(`      +1% in 10 of 100 conversations: ${v2.bytesNew} of ${v2.bytesTotal} bytes new (${(ratio * 100).toFixed(2)}%): ` +
+      `${v2.bytesNew - manifestBytes} in ${newSegments} segments (${resealed} old messages re-sealed), ${manifestBytes} in the manifest ` +
+      `(${collateral} untouched conversations rewritten in the touched shards)`)
+    // a touched conversation shares its shard with the others of its shard, and big shards are hit more
+    // often: ~2 others each with the defaults (shardSize 2, at most 4 per shard); shardSize 8 gave ~7 here
+    assert.ok(collateral <= 2 * touched.size, `${collateral} untouched conversations rewritten`)
+    // besides its new segment, a touched conversation costs its shard (entries and segment links of ~3
+    // conversations) and a share of the top node (42 B of links per shard): ~1 KB (shardSize 8: ~1.6 KB)
+    assert.ok(manifestBytes <= 1_200 * touched.size, `${manifestBytes} bytes of manifest for ${touched.size} touched conversations`)
+    // the issue's target (≤ 3%) is on the bench's history, whose texts are longer; these give ~3.2% (shardSize 8: 4.2%)
+    assert.ok(ratio <= 0.035, `bytesNew ${v2.bytesNew} is ${(ratio * 100).toFixed(2)}% of ${v2.bytesTotal}`)
   })
 })
