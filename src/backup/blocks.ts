@@ -168,11 +168,19 @@ export async function putBlock (bs: BlockStore, cid: CID, bytes: Uint8Array, opt
     if (said !== undefined) reportsPuts.add(bs)
     return true
   } catch (err) {
-    if (isAbort(err, options.signal)) throw aborted(options.signal)
-    if (isTokenimError(err)) throw err
-    if (/no space left|ENOSPC/i.test(String((err as Error)?.message ?? err))) {
-      throw new TokenimError('DISK_FULL', 'no space left on the device writing a backup block', { cid: cid.toString() }, { cause: err })
-    }
-    throw backupError(BackupErrorCode.BLOCKSTORE_ERROR, `the blockstore failed writing ${cid.toString()}`, { cid: cid.toString() }, err)
+    throw blockWriteError(err, cid, options.signal)
   }
+}
+
+/**
+ * A failed block write as a TokenimError: ABORTED, DISK_FULL (no space left), a TokenimError as it is,
+ * else BLOCKSTORE_ERROR naming the block.
+ */
+export function blockWriteError (err: unknown, cid: CID, signal?: AbortSignal): Error {
+  if (isAbort(err, signal)) return aborted(signal)
+  if (isTokenimError(err)) return err
+  if (/no space left|ENOSPC/i.test(String((err as Error)?.message ?? err))) {
+    return new TokenimError('DISK_FULL', 'no space left on the device writing a backup block', { cid: cid.toString() }, { cause: err })
+  }
+  return backupError(BackupErrorCode.BLOCKSTORE_ERROR, `the blockstore failed writing ${cid.toString()}`, { cid: cid.toString() }, err)
 }

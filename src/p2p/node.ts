@@ -44,6 +44,8 @@ import { LevelBlockstore } from 'blockstore-level'
 import { LevelDatastore } from 'datastore-level'
 import { createHeliaLight } from 'helia'
 import type { Libp2pOptions } from 'libp2p'
+import { base32upper } from 'multiformats/bases/base32'
+import type { CID } from 'multiformats/cid'
 import { log } from '../util/log.ts'
 import { P2PError, P2PErrorCode, notStarted } from './errors.ts'
 import { deviceRecordDhtSelector, deviceRecordDhtValidator, DEVICE_RECORD_DHT_NAMESPACE } from './identity.ts'
@@ -52,6 +54,8 @@ import { deviceRecordDhtSelector, deviceRecordDhtValidator, DEVICE_RECORD_DHT_NA
 export const DHT_PROTOCOL = '/tokenim/kad/1.0.0'
 /** Listen address used when none is given: loopback only, random port. */
 export const DEFAULT_LISTEN = ['/ip4/127.0.0.1/tcp/0']
+/** multihash code of identity "hashes" (the bytes inline in the CID; Helia never stores them) */
+const IDENTITY_HASH = 0x00
 /** Default timeout of dial and dialProtocol. */
 export const DEFAULT_DIAL_TIMEOUT_MS = 10_000
 /** How often, while we have no connection at all, the bootstrap peers are dialled again. */
@@ -113,6 +117,20 @@ export interface P2PNodeEvents {
 export interface DialOptions extends AbortOptions {
   /** ms; default {@link DEFAULT_DIAL_TIMEOUT_MS}, ignored when a signal is given */
   timeoutMs?: number
+}
+
+/**
+ * Batched writes straight into the node's level blockstore, for a writer that makes many new blocks at
+ * once (a backup). Helia's put costs per block a GC read lock, a `has`, a bitswap announce and its own
+ * level put; these are a `has` and one level batch per call. Skipped, on purpose: the announce (it
+ * tells peers that asked for a block that it has arrived — nobody asks for the blocks of a version whose
+ * root is not published yet; the writer publishes the root after the pin) and the GC lock (a put is not
+ * protected from GC between the put and the pin either; tokenim never runs Helia's GC).
+ */
+export interface LocalBlocks {
+  has: (cid: CID) => Promise<boolean>
+  /** write the blocks in one atomic level batch (identity-hash CIDs are skipped, as Helia does) */
+  putBatch: (blocks: Array<{ cid: CID, bytes: Uint8Array }>) => Promise<void>
 }
 
 /** What `dial`/`dialProtocol` accept: a PeerId, a peer id string, a Multiaddr or a multiaddr string. */
@@ -274,6 +292,26 @@ export class P2PNode {
   async unhandle (protocol: string): Promise<void> {
     this.handlers.delete(protocol)
     if (this.state === 'started') await this.helia.libp2p.unhandle(protocol)
+  }
+
+  /** Batched local writes into Helia's blockstore ({@link LocalBlocks}); `P2P_NOT_STARTED` before `start()`. */
+  localBlocks (): LocalBlocks {
+    this.requireStarted()
+    const bs = this.blockstore
+    return {
+      has: async (cid) => await bs.has(cid),
+      putBatch: async (blocks) => {
+        if (this.state !== 'started') throw notStarted()
+        const batch = bs.db.batch()
+        for (const { cid, bytes } of blocks) {
+          if (cid.multihash.code === IDENTITY_HASH) continue
+          // blockstore-level's key for a block (its default base, which createP2PNode keeps): '/' + base32upper
+          // of the multihash, what its own put writes (a test reads such a block back through Helia)
+          batch.put(`/${base32upper.encoder.encode(cid.multihash.bytes)}`, bytes)
+        }
+        await batch.write()
+      }
+    }
   }
 
   /** Number of peers in the DHT routing table (0 when not started). Useful to wait for readiness. */

@@ -12,6 +12,7 @@
 import { createHash } from 'node:crypto'
 import { access, constants as fsConstants, stat } from 'node:fs/promises'
 import { dirname, resolve as resolvePath } from 'node:path'
+import type { GraphWalkerFactory } from '@helia/interface'
 import type { CID } from 'multiformats/cid'
 import type { RegistryClient } from '../../chain/index.ts'
 import type { KdfParams } from '../../crypto/index.ts'
@@ -23,7 +24,7 @@ import { log } from '../../util/log.ts'
 import { rootCidFromDigest } from '../blocks.ts'
 import type { BlockGetter, BlockStore } from '../blocks.ts'
 import { buildBackup } from '../builder.ts'
-import type { BuildProgress } from '../builder.ts'
+import type { BuildBackupResult, BuildProgress } from '../builder.ts'
 import { writeCar } from '../car.ts'
 import { requestReplicaPin, DEFAULT_PIN_TIMEOUT_MS } from '../replica/client.ts'
 import type { ReplicaRequester } from '../replica/client.ts'
@@ -31,6 +32,8 @@ import { applyRetention, drain } from '../retention.ts'
 import type { PinsLike } from '../retention.ts'
 import { BackupJobErrorCode, jobError } from './errors.ts'
 import { acquireBackupLock } from './lock.ts'
+import { WrittenBlocks } from './written.ts'
+import type { LocalBlockWriter } from './written.ts'
 
 const logger = log('backup:job')
 
@@ -49,7 +52,7 @@ const RETRYABLE_CHAIN = new Set(['CHAIN_UNREACHABLE', 'CHAIN_TIMEOUT', 'INSUFFIC
 export interface HeliaLike {
   blockstore: BlockStore & BlockGetter
   pins: PinsLike & {
-    add: (cid: CID, options?: { signal?: AbortSignal, metadata?: Record<string, string | number | boolean> }) => AsyncGenerator<CID, void, undefined>
+    add: (cid: CID, options?: { signal?: AbortSignal, metadata?: Record<string, string | number | boolean>, walker?: GraphWalkerFactory }) => AsyncGenerator<CID, void, undefined>
   }
 }
 
@@ -66,13 +69,15 @@ export interface BackupDeps {
   identity: IdentityLike
   /** to reach replicas (a running TokenimNode's resolver) */
   resolver?: ReplicaRequester['resolver']
+  /** batched writes into helia's local blockstore (a running node's `p2p.localBlocks()`); else Helia's put per block */
+  localBlocks?: LocalBlockWriter
 }
 
 /** A running TokenimNode (structurally). */
 export interface BackupNodeLike {
   dataDir: string
   store: Store
-  p2p: { helia: unknown }
+  p2p: { helia: unknown, localBlocks?: () => LocalBlockWriter }
   identity: IdentityLike
   resolver?: unknown
 }
@@ -176,7 +181,14 @@ function depsOf (o: { node?: BackupNodeLike, deps?: BackupDeps }): BackupDeps {
   if (o.deps !== undefined) return o.deps
   if (o.node === undefined) throw jobError(BackupJobErrorCode.INVALID_ARGUMENT, 'runBackup needs a node or deps')
   const n = o.node
-  return { dataDir: n.dataDir, store: n.store, helia: n.p2p.helia as HeliaLike, identity: n.identity, resolver: n.resolver as ReplicaRequester['resolver'] | undefined }
+  return {
+    dataDir: n.dataDir,
+    store: n.store,
+    helia: n.p2p.helia as HeliaLike,
+    identity: n.identity,
+    resolver: n.resolver as ReplicaRequester['resolver'] | undefined,
+    ...(typeof n.p2p.localBlocks === 'function' ? { localBlocks: n.p2p.localBlocks() } : {})
+  }
 }
 
 function warningOf (err: unknown): JobWarning {
@@ -409,23 +421,33 @@ export async function runBackup (options: RunBackupOptions): Promise<RunBackupRe
       }
     }
     let lastBuild: BuildProgress | undefined
-    const built = await buildBackup({
-      store,
-      blockstore: helia.blockstore,
-      owner,
-      version,
-      backupKey: key.key,
-      kdf,
-      ...(prevRoot !== undefined ? { prevRoot, prevVersion } : {}),
-      ...(options.segmentSize !== undefined ? { segmentSize: options.segmentSize } : {}),
-      onProgress: (p) => { lastBuild = p; progress('build', p) },
-      signal
-    })
-    key.key.fill(0)
-    if (kdf !== null) await store.setMeta(META_KDF, kdf)
-    progress('pin', lastBuild)
-    await drain(helia.pins.add(built.root, { signal, metadata: { tokenimBackupVersion: version } }))
-
+    // blocks are written in level batches, and kept (up to a budget) so the pin walks them without
+    // reading them back (written.ts)
+    const written = new WrittenBlocks(helia.blockstore, { local: deps.localBlocks })
+    let built: BuildBackupResult
+    try {
+      built = await buildBackup({
+        store,
+        blockstore: written,
+        owner,
+        version,
+        backupKey: key.key,
+        kdf,
+        ...(prevRoot !== undefined ? { prevRoot, prevVersion } : {}),
+        ...(options.segmentSize !== undefined ? { segmentSize: options.segmentSize } : {}),
+        onProgress: (p) => { lastBuild = p; progress('build', p) },
+        signal
+      })
+      // every block on disk before anything points at the root
+      await written.flush()
+      key.key.fill(0)
+      if (kdf !== null) await store.setMeta(META_KDF, kdf)
+      progress('pin', lastBuild)
+      await drain(helia.pins.add(built.root, { signal, metadata: { tokenimBackupVersion: version }, walker: written.walker() }))
+    } finally {
+      key.key.fill(0)
+      written.clear()
+    }
     const createdAt = Date.now()
     let rec: BackupRecord = {
       version,

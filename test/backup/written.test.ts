@@ -1,0 +1,114 @@
+import assert from 'node:assert/strict'
+import { join } from 'node:path'
+import type { CID } from 'multiformats/cid'
+import { rawCid } from '../../src/backup/blocks.ts'
+import { buildBackup } from '../../src/backup/index.ts'
+import { WrittenBlocks } from '../../src/backup/job/written.ts'
+import { dagLinks, getBlock } from '../../src/p2p/index.ts'
+import type { P2PNode } from '../../src/p2p/index.ts'
+import { openStore } from '../../src/store/index.ts'
+import type { Store } from '../../src/store/index.ts'
+import { Harness } from '../p2p/helpers.ts'
+import { KEY, OWNER, attachmentCidFor, makeHistory } from './helpers.ts'
+
+/** Every block under `root`, read from the node's own blockstore only. */
+async function dagOf (node: P2PNode, root: CID): Promise<CID[]> {
+  const out: CID[] = []
+  const seen = new Set<string>([root.toString()])
+  const queue = [root]
+  while (queue.length > 0) {
+    const cid = queue.shift() as CID
+    out.push(cid)
+    const bytes = await getBlock(node.helia.blockstore, cid, { offline: true } as { signal?: AbortSignal })
+    for (const l of dagLinks(cid, bytes)) {
+      if (!seen.has(l.toString())) { seen.add(l.toString()); queue.push(l) }
+    }
+  }
+  return out
+}
+
+async function drain (it: AsyncIterable<unknown>): Promise<number> {
+  let n = 0
+  for await (const _ of it) n++
+  return n
+}
+
+describe('backup job: batched block writes and the pin walk', function () {
+  this.timeout(60_000)
+  const h = new Harness()
+  let store: Store | undefined
+  afterEach(async () => {
+    await store?.close()
+    store = undefined
+    await h.cleanup()
+  })
+
+  it('localBlocks().putBatch writes blocks that Helia reads back', async () => {
+    const node = await h.node()
+    const blocks = [1, 2, 3].map(i => { const bytes = new TextEncoder().encode(`block ${i}`); return { cid: rawCid(bytes), bytes } })
+    const local = node.localBlocks()
+    assert.equal(await local.has(blocks[0].cid), false)
+    await local.putBatch(blocks)
+    for (const b of blocks) {
+      assert.equal(await local.has(b.cid), true)
+      assert.equal(await node.helia.blockstore.has(b.cid), true)
+      assert.deepEqual(await getBlock(node.helia.blockstore, b.cid, { offline: true } as { signal?: AbortSignal }), b.bytes)
+    }
+  })
+
+  it('batched puts count new bytes like Helia\'s put; the pin covers the whole DAG (attachments too), is listed and survives GC', async () => {
+    const node = await h.node()
+    store = await openStore(join(await h.dir(), 'store'))
+    const history = makeHistory({ conversations: 12, messages: 600, attachments: 0.05 })
+    for (const m of history) {
+      if (m.attachment === undefined) continue
+      const bytes = new TextEncoder().encode(`encrypted attachment of ${m.id}`)
+      const cid = await attachmentCidFor(bytes)
+      await node.helia.blockstore.put(cid, bytes)
+      m.attachment.cid = cid.toString()
+    }
+    await store.addMessages(history)
+
+    // a small budget: the walk takes some blocks from memory and reads the others back
+    const written = new WrittenBlocks(node.helia.blockstore, { local: node.localBlocks(), budgetBytes: 4096 })
+    const v1 = await buildBackup({ store, blockstore: written, owner: OWNER, version: 1, backupKey: KEY, segmentSize: 16 })
+    assert.ok(v1.blocks > 20 && v1.attachments > 0)
+    assert.equal(v1.bytesNew, v1.bytesTotal, 'every block of a first version is new')
+    await written.flush()
+    const pinned = await drain(node.helia.pins.add(v1.root, { metadata: { tokenimBackupVersion: 1 }, walker: written.walker() }))
+    written.clear()
+
+    const dag = await dagOf(node, v1.root)
+    assert.equal(dag.length, v1.blocks + v1.attachments)
+    assert.equal(pinned, dag.length, 'each block recorded once')
+    for (const cid of dag) assert.equal(await node.helia.pins.isPinned(cid), true, `${cid.toString()} pinned`)
+    const pins = []
+    for await (const p of node.helia.pins.ls()) pins.push(p)
+    assert.deepEqual(pins.map(p => [p.cid.toString(), p.depth, p.metadata.tokenimBackupVersion]), [[v1.root.toString(), Infinity, 1]])
+
+    // blocks nothing pins go; the version stays whole
+    const stray = new TextEncoder().encode('unpinned')
+    await node.localBlocks().putBatch([{ cid: rawCid(stray), bytes: stray }])
+    await node.helia.gc()
+    assert.equal(await node.helia.blockstore.has(rawCid(stray)), false)
+    assert.equal((await dagOf(node, v1.root)).length, dag.length)
+
+    // the next version of the same store: its unchanged blocks are duplicates, as with Helia's put
+    const again = new WrittenBlocks(node.helia.blockstore, { local: node.localBlocks() })
+    const v2 = await buildBackup({ store, blockstore: again, owner: OWNER, version: 2, backupKey: KEY, segmentSize: 16, prevRoot: v1.root })
+    await again.flush()
+    assert.ok(v2.blocksNew <= v2.blocks - v1.segments, `${v2.blocksNew} new of ${v2.blocks}`)
+    assert.ok(v2.bytesNew < v2.bytesTotal / 4)
+  })
+
+  it('a failed batch fails the put or the flush, and nothing vouches for its blocks', async () => {
+    const node = await h.node()
+    const broken = { has: async () => false, putBatch: async () => { throw new Error('ENOSPC: no space left on device') } }
+    const written = new WrittenBlocks(node.helia.blockstore, { local: broken })
+    const bytes = new TextEncoder().encode('never written')
+    await written.put(rawCid(bytes), bytes)
+    await assert.rejects(written.flush(), (err: Error & { code?: string }) => err.code === 'DISK_FULL')
+    await assert.rejects(written.flush(), (err: Error & { code?: string }) => err.code === 'DISK_FULL')
+    assert.equal(await node.helia.blockstore.has(rawCid(bytes)), false)
+  })
+})
