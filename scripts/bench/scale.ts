@@ -3,7 +3,10 @@ export type ScaleName = 'tiny' | 'small' | 'full'
 
 export interface Scale {
   name: ScaleName
-  /** messaging: warm-up sends, pipelined sends, sends in flight, sequential round trips */
+  /**
+   * messaging: warm-up sends, pipelined sends, sends in flight (64 at small/full: a sender with a queue
+   * pipelines up to its channel's window of 64; the raw references use the same window), sequential round trips
+   */
   warmup: number
   throughputMessages: number
   inFlight: number
@@ -41,7 +44,7 @@ export const SCALES: Record<ScaleName, Scale> = {
     name: 'small',
     warmup: 50,
     throughputMessages: 800,
-    inFlight: 8,
+    inFlight: 64,
     latencySamples: 100,
     messages: 10_000,
     conversations: 100,
@@ -55,7 +58,7 @@ export const SCALES: Record<ScaleName, Scale> = {
     name: 'full',
     warmup: 200,
     throughputMessages: 20_000,
-    inFlight: 8,
+    inFlight: 64,
     latencySamples: 1_000,
     messages: 100_000,
     conversations: 1_000,
