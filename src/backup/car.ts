@@ -210,7 +210,9 @@ export async function readCar (path: string, options: AbortOptions = {}): Promis
           if (!isTokenimError(err)) throw err
           ok = false
         }
-        if (known === undefined) order.push(entry.cid)
+        // the indexer's CIDs are views into its 64 KiB read chunks: keeping one would keep its chunk, and
+        // the index would hold the whole file in memory; a copy holds only the CID's own bytes
+        if (known === undefined) order.push(CID.decode(entry.cid.bytes.slice()))
         index.set(key, { offset: entry.blockOffset, length: entry.blockLength, ok })
       }
     } catch (err) {

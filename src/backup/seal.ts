@@ -58,7 +58,15 @@ export function seal (key: Uint8Array, kind: BoxKind, plain: Uint8Array): Uint8A
   const siv = deriveSiv(key, kind, z)
   const k = deriveBoxKey(key, kind, siv)
   try {
-    return concat(Uint8Array.of(BOX_SUITE_1), siv, aeadEncrypt(k, NONCE, z, aad(kind)))
+    const ct = aeadEncrypt(k, NONCE, z, aad(kind))
+    // the box gets memory of its own (allocUnsafeSlow, fully written below): a box is kept (blockstores,
+    // caches), and a small Buffer.concat result is a view into Node's shared 64 KiB pool slab, which it
+    // would keep alive whole
+    const box = Buffer.allocUnsafeSlow(1 + siv.length + ct.length)
+    box[0] = BOX_SUITE_1
+    box.set(siv, 1)
+    box.set(ct, 1 + siv.length)
+    return box
   } finally {
     k.fill(0)
   }
