@@ -364,13 +364,18 @@ export async function restoreBackup (o: RestoreOptions): Promise<RestoreResult> 
     : { v: 1, owner, cid: root.toString(), version, started: Date.now(), nextSegment: 0, imported: 0 }
   await writeMarker(o.dataDir, marker)
 
+  // a data dir that has an identity must be the owner's before anything is imported; a new one is
+  // written while the messages are imported (its keystore KDF and fsyncs overlap the store's writes;
+  // the marker makes a rerun finish either)
+  let identityDone: Promise<unknown> = Promise.resolve()
   if (await identityExists(o.dataDir)) {
     const opened = await openIdentity(o.dataDir, o.password)
     if (opened.address !== owner) {
       throw restoreError(RestoreErrorCode.IDENTITY_MISMATCH, `the data dir belongs to ${opened.address}, the mnemonic to ${owner}`, { dataDir: o.dataDir })
     }
   } else {
-    await createIdentity(o.dataDir, { phrase: o.phrase, password: o.password, scryptN: o.scryptN })
+    identityDone = createIdentity(o.dataDir, { phrase: o.phrase, password: o.password, scryptN: o.scryptN })
+    identityDone.catch(() => {}) // awaited below
   }
 
   const store = await openStore(storePath)
@@ -379,6 +384,18 @@ export async function restoreBackup (o: RestoreOptions): Promise<RestoreResult> 
   const problems: RestoreProblem[] = []
   let contacts: Contact[] = []
   let attachmentRoots: CID[] = []
+  let messages = 0
+  let conversations = 0
+  // marker rewrites, one after the other, each after the batch it counts is written: the next batch is
+  // imported meanwhile, so the marker may lag the store (a rerun imports those again, idempotently by id)
+  // but never runs ahead of it
+  let markerWrite: Promise<void> = Promise.resolve()
+  const saveMarker = (): void => {
+    const state = { ...marker }
+    const previous = markerWrite
+    markerWrite = (async () => { await previous; await writeMarker(o.dataDir, state) })()
+    markerWrite.catch(() => {}) // surfaced by the next flush or the end of the import
+  }
   try {
     let buf: StoredMessage[] = []
     const flush = async (nextSegment: number): Promise<void> => {
@@ -389,7 +406,7 @@ export async function restoreBackup (o: RestoreOptions): Promise<RestoreResult> 
         buf = []
       }
       marker.nextSegment = nextSegment
-      await writeMarker(o.dataDir, marker)
+      saveMarker()
       onProgress({ phase: 'import', segments: nextSegment, totalSegments: report.segments, messages: imported })
     }
     const start = marker.nextSegment
@@ -433,10 +450,16 @@ export async function restoreBackup (o: RestoreOptions): Promise<RestoreResult> 
       if (existing === undefined || (existing.name === undefined && c.name !== undefined)) await store.setContact(c.address, c.name)
     }
     await store.setMeta(RESTORED_FROM_META, { version, cid: root.toString(), digest, anchored: anchor.anchored, at: Date.now() })
+    messages = await store.countMessages()
+    conversations = (await store.conversations()).length
+    await markerWrite
   } finally {
     kept.clear()
+    await markerWrite.catch(() => {})
     await store.close().catch(() => {})
+    await identityDone.catch(() => {}) // nothing left running when this throws
   }
+  await identityDone
 
   // attachments' blocks into the node's blockstore, so the restored messages' attachments open offline
   let attachments = 0
@@ -463,15 +486,6 @@ export async function restoreBackup (o: RestoreOptions): Promise<RestoreResult> 
     }
   }
 
-  const final = await openStore(storePath)
-  let messages: number
-  let conversations: number
-  try {
-    messages = await final.countMessages()
-    conversations = (await final.conversations()).length
-  } finally {
-    await final.close().catch(() => {})
-  }
   await rm(join(o.dataDir, RESTORE_MARKER_FILE), { force: true })
   await fsyncDir(o.dataDir)
   logger('restored %s version %d: %d messages (%d new)', owner, version, messages, imported)
