@@ -43,7 +43,7 @@ export function x25519PrivateKeyObject (privateKey: Uint8Array): KeyObject {
 /** Raw 32-byte X25519 public key → node KeyObject. */
 export function x25519PublicKeyObject (publicKey: Uint8Array): KeyObject {
   assertBytes(publicKey, 'X25519 public key', X25519_KEY_LENGTH)
-  const der = Buffer.from(concat(SPKI_PREFIX, publicKey))
+  const der = Buffer.concat([SPKI_PREFIX, publicKey])
   try {
     return createPublicKey(`-----BEGIN PUBLIC KEY-----\n${der.toString('base64')}\n-----END PUBLIC KEY-----\n`)
   } catch {

@@ -169,7 +169,7 @@ export interface ReceiptMacKeys {
 /** Derive both {@link ReceiptMacKeys} from X25519(s, R) (our static secret with `peerKey`). */
 export function receiptMacKeys (ss: Uint8Array, ownKey: Uint8Array, peerKey: Uint8Array): ReceiptMacKeys {
   const key = (senderKey: Uint8Array, recipientKey: Uint8Array): KeyObject => {
-    const raw = hkdf(ss, RECEIPT_SALT, concat(utf8(RECEIPT_KEY_INFO), senderKey, recipientKey), KEY_LENGTH)
+    const raw = hkdf(ss, RECEIPT_SALT, concat(RECEIPT_KEY_INFO_BYTES, senderKey, recipientKey), KEY_LENGTH)
     const k = secretKey(raw)
     raw.fill(0)
     return k
@@ -279,7 +279,7 @@ export function checkRecipient (envelope: Envelope, self: string): void {
 
 function messageKey (dhEs: Uint8Array, dhSs: Uint8Array, epk: Uint8Array, spk: Uint8Array, rpk: Uint8Array): { key: Uint8Array, nonce: Uint8Array } {
   const ikm = concat(dhEs, dhSs)
-  const okm = hkdf(ikm, MSG_SALT, concat(utf8(MSG_KEY_INFO), epk, spk, rpk), KEY_LENGTH + 12)
+  const okm = hkdf(ikm, MSG_SALT, concat(MSG_KEY_INFO_BYTES, epk, spk, rpk), KEY_LENGTH + 12)
   ikm.fill(0)
   dhEs.fill(0)
   return { key: okm.subarray(0, KEY_LENGTH), nonce: okm.subarray(KEY_LENGTH) }
@@ -351,7 +351,7 @@ function receiptMac (r: Omit<Receipt, 'mac'>, keys: ReceiptKeys, direction: keyo
     if (ss !== keys.staticSecret) ss.fill(0)
   }
   const body = dagCbor.encode({ v: r.v, t: r.t, id: r.id, from: r.from, to: r.to, status: r.status, ts: r.ts })
-  return hmacSha256(key, concat(utf8(RECEIPT_MAC_DOMAIN), body))
+  return hmacSha256(key, concat(RECEIPT_MAC_DOMAIN_BYTES, body))
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -532,9 +532,7 @@ function copy (b: Uint8Array): Uint8Array {
 }
 
 function sameBytes (a: Uint8Array, b: Uint8Array): boolean {
-  if (a.length !== b.length) return false
-  for (let i = 0; i < a.length; i++) if (a[i] !== b[i]) return false
-  return true
+  return a.length === b.length && Buffer.from(a.buffer, a.byteOffset, a.byteLength).equals(b)
 }
 
 function concat (...parts: Uint8Array[]): Uint8Array {
@@ -551,3 +549,7 @@ const encoder = new TextEncoder()
 function utf8 (s: string): Uint8Array {
   return encoder.encode(s)
 }
+
+const MSG_KEY_INFO_BYTES = utf8(MSG_KEY_INFO)
+const RECEIPT_KEY_INFO_BYTES = utf8(RECEIPT_KEY_INFO)
+const RECEIPT_MAC_DOMAIN_BYTES = utf8(RECEIPT_MAC_DOMAIN)
