@@ -587,6 +587,7 @@ export class MessagingService extends EventEmitter<MessagingEvents> {
     const idleTimer = setTimeout(() => {
       if (reading) idleCtl.abort(new DOMException(`no frame for ${this.streamIdleTimeoutMs} ms`, 'TimeoutError'))
     }, this.streamIdleTimeoutMs)
+    idleTimer.unref() // as AbortSignal.timeout's: an idle stream does not keep the process alive
     const idle = AbortSignal.any([this.shutdown.signal, idleCtl.signal])
     try {
       for (;;) {
