@@ -47,6 +47,7 @@ import type { Libp2pOptions } from 'libp2p'
 import { base32upper } from 'multiformats/bases/base32'
 import type { CID } from 'multiformats/cid'
 import { log } from '../util/log.ts'
+import { DAG_PROTOCOL, DAG_STREAMS_PER_CONNECTION, serveDagStream } from './dag-stream.ts'
 import { P2PError, P2PErrorCode, notStarted } from './errors.ts'
 import { deviceRecordDhtSelector, deviceRecordDhtValidator, DEVICE_RECORD_DHT_NAMESPACE } from './identity.ts'
 
@@ -199,6 +200,8 @@ export class P2PNode {
     }
     this.state = 'started'
     const libp2p = this.helia.libp2p
+    // whole DAGs from our blockstore in one stream (dag-stream.ts)
+    await libp2p.handle(DAG_PROTOCOL, (stream) => { void serveDagStream(stream, async (cids) => await this.localBlocksOf(cids)) }, { maxInboundStreams: DAG_STREAMS_PER_CONNECTION })
     for (const [protocol, { handler, options }] of this.handlers) {
       await libp2p.handle(protocol, handler, options)
     }
@@ -305,13 +308,17 @@ export class P2PNode {
         const batch = bs.db.batch()
         for (const { cid, bytes } of blocks) {
           if (cid.multihash.code === IDENTITY_HASH) continue
-          // blockstore-level's key for a block (its default base, which createP2PNode keeps): '/' + base32upper
-          // of the multihash, what its own put writes (a test reads such a block back through Helia)
-          batch.put(`/${base32upper.encoder.encode(cid.multihash.bytes)}`, bytes)
+          batch.put(levelKey(cid), bytes)
         }
         await batch.write()
       }
     }
+  }
+
+  /** Blocks from the local blockstore (never the network), in order; undefined for a block it lacks. One level read. */
+  private async localBlocksOf (cids: CID[]): Promise<Array<Uint8Array | undefined>> {
+    if (this.state !== 'started') return cids.map(() => undefined)
+    return await this.blockstore.db.getMany(cids.map(levelKey))
   }
 
   /** Number of peers in the DHT routing table (0 when not started). Useful to wait for readiness. */
@@ -414,6 +421,14 @@ export async function createP2PNode (init: P2PNodeInit): Promise<P2PNode> {
     }
   }))
   return new P2PNode(init, helia, blockstore, datastore)
+}
+
+/**
+ * blockstore-level's key for a block (with its default base, which createP2PNode keeps): '/' +
+ * base32upper of the multihash, what its own put and get use (a test reads such blocks back through Helia)
+ */
+function levelKey (cid: CID): string {
+  return `/${base32upper.encoder.encode(cid.multihash.bytes)}`
 }
 
 function parseMultiaddr (addr: string): Multiaddr {

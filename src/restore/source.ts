@@ -4,9 +4,10 @@
  * preceded by a local blockstore. No source is trusted: the backup engine hash-checks every block it reads
  * (src/backup readBlock / verifyBlock); Helia checks every block it fetches before storing it, and blocks
  * from the local blockstore are checked before they are used (a damaged one is fetched from the network).
- * The network source fetches the whole DAG ahead (`prefetch`) with src/p2p fetchDag: breadth-first, many
- * blocks in flight, the dialled peers asked first and DHT providers looked up only for blocks they did
- * not deliver.
+ * The network source fetches the whole DAG ahead (`prefetch`): first in one stream from a named peer
+ * that serves `/tokenim/dag/1.0.0` (src/p2p dag-stream.ts: every block hash-checked and asked for), then
+ * with src/p2p fetchDag over bitswap for whatever that did not bring: breadth-first, many blocks in
+ * flight, the dialled peers asked first and DHT providers looked up only for blocks they did not deliver.
  */
 import { mkdtemp, rm } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
@@ -27,6 +28,8 @@ const logger = log('restore:source')
 export const DEFAULT_BLOCK_TIMEOUT_MS = 20_000
 /** Default bytes of fetched blocks kept in memory for the reads after the prefetch. */
 export const DEFAULT_CACHE_BYTES = 64 * 1024 * 1024
+/** Streamed blocks beyond the cache are written to the temporary blockstore in batches of this many bytes. */
+const STREAM_SPILL_BYTES = 4 * 1024 * 1024
 /** Default time to wait for the first connection to a bootstrap peer / provider. */
 export const DEFAULT_CONNECT_TIMEOUT_MS = 10_000
 
@@ -193,6 +196,8 @@ export async function openNetworkSource (options: NetworkSourceOptions): Promise
   /** What the walk reads through: local first, else Helia, passing fetchDag's lookup flag on. */
   const walkStore: DagBlockstore = {
     async get (cid: CID, opts: FetchBlockOptions = {}): Promise<Uint8Array> {
+      const streamed = cache.get(cid.toString())
+      if (streamed !== undefined) return streamed
       const local = await fromLocal(cid, opts.signal)
       if (local !== undefined) return local
       if (p2p === undefined) throw notFound(cid)
@@ -204,6 +209,56 @@ export async function openNetworkSource (options: NetworkSourceOptions): Promise
   let walk: Promise<void> | undefined
 
   /**
+   * Stream the DAG from the first dialled peer that serves it: blocks into the cache while it has room,
+   * the others into the temporary blockstore (one level batch per few MiB). Never throws: what is not
+   * streamed is fetched over bitswap.
+   */
+  const streamDag = async (node: P2PNode, root: CID, signal: AbortSignal): Promise<void> => {
+    const [{ fetchDagStream }, { multiaddr }] = await Promise.all([import('../p2p/index.ts'), import('@multiformats/multiaddr')])
+    const local = node.localBlocks()
+    let spill: Array<{ cid: CID, bytes: Uint8Array }> = []
+    let spillBytes = 0
+    const flushSpill = async (): Promise<void> => {
+      if (spill.length === 0) return
+      const batch = spill
+      spill = []
+      spillBytes = 0
+      await local.putBatch(batch)
+    }
+    // the peers named to restore from (a replica) first, then anyone else connected
+    const named = options.bootstrap.map(a => multiaddr(a))
+    const namedIds = new Set(named.map(a => a.getComponents().findLast(c => c.name === 'p2p')?.value))
+    const peers = [...named, ...node.connectedPeers().filter(p => !namedIds.has(p.toString()))]
+    for (const peer of peers) {
+      const started = performance.now()
+      try {
+        const got = await fetchDagStream(node, peer, root, {
+          signal,
+          onBlock: async ({ cid, bytes }) => {
+            const key = cid.toString()
+            if (cache.has(key)) return
+            if (cached + bytes.length <= cacheBytes) {
+              cache.set(key, bytes)
+              cached += bytes.length
+              return
+            }
+            spill.push({ cid, bytes })
+            spillBytes += bytes.length
+            if (spillBytes >= STREAM_SPILL_BYTES) await flushSpill()
+          }
+        })
+        await flushSpill()
+        logger('streamed %d blocks (%d bytes) from %s in %d ms', got.blocks, got.bytes, peer.toString(), Math.round(performance.now() - started))
+        return
+      } catch (err) {
+        await flushSpill().catch(() => {})
+        logger('no DAG stream from %s: %s', peer.toString(), (err as Error).message)
+        if (signal.aborted) return
+      }
+    }
+  }
+
+  /**
    * Fetch the whole DAG under the root (root, manifest, shards, segments, attachments): breadth-first,
    * many blocks in flight, the dialled peers asked first (src/p2p/fetch-dag.ts). Blocks land in the
    * temporary node's blockstore; the reads that follow are local. Never throws for a missing block: the
@@ -213,6 +268,10 @@ export async function openNetworkSource (options: NetworkSourceOptions): Promise
   const prefetch = async (root: CID, opts: { signal?: AbortSignal } = {}): Promise<void> => {
     if (p2p === undefined || walk !== undefined) return
     void findProviders(root, opts.signal)
+    // first the whole DAG in one stream from a dialled peer (src/p2p/dag-stream.ts), then the walk for
+    // whatever it did not send (its reads of the streamed blocks are local)
+    walk = streamDag(p2p, root, opts.signal === undefined ? closing.signal : AbortSignal.any([opts.signal, closing.signal]))
+    await walk
     const started = performance.now()
     walk = fetchDag(walkStore, root, {
       routing: p2p.helia.routing,
@@ -221,7 +280,7 @@ export async function openNetworkSource (options: NetworkSourceOptions): Promise
       failFast: false,
       signal: opts.signal === undefined ? closing.signal : AbortSignal.any([opts.signal, closing.signal]),
       onBlock: ({ cid, bytes }) => {
-        if (cached + bytes.length > cacheBytes) return
+        if (cached + bytes.length > cacheBytes || cache.has(cid.toString())) return
         cache.set(cid.toString(), bytes)
         cached += bytes.length
       },

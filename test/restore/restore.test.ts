@@ -8,6 +8,7 @@ import { generateMnemonic, readIdentityPublic } from '../../src/identity/index.t
 import { openCarSource, openNetworkSource, restoreBackup, verifyRestoreSource, backupKeySource } from '../../src/restore/index.ts'
 import type { BlockSource, RestoreOptions } from '../../src/restore/index.ts'
 import { deriveKeys } from '../../src/identity/index.ts'
+import { DAG_PROTOCOL } from '../../src/p2p/index.ts'
 import { NodeHarness } from '../node/helpers.ts'
 import { Dirs, PASSWORD, carBlocks, flipByteInBlock, hasCode, makeOwner, restoredMessages, writeCarWithout, collect } from './helpers.ts'
 import type { Owner } from './helpers.ts'
@@ -186,7 +187,7 @@ describe('restore: verify against the chain, then import', function () {
     assert.deepEqual(old.problems.map(p => p.code), ['ROLLBACK_REFUSED', 'MISSING_BLOCK', 'MISSING_BLOCK'])
   })
 
-  it('restores over the network from a node that pins the bundle (bitswap via --bootstrap)', async () => {
+  it('restores over the network from a node that pins the bundle (DAG stream, else bitswap, via --bootstrap)', async () => {
     const frank = await owner({ messages: 700, seed: 16, conversations: 4 })
     const harness = new NodeHarness()
     try {
@@ -205,6 +206,16 @@ describe('restore: verify against the chain, then import', function () {
         await source.close()
       }
       assert.deepEqual(await restoredMessages(dataDir), await frank.messages())
+      // a peer that does not stream DAGs (/tokenim/dag/1.0.0): every block over bitswap
+      await replica.p2p.unhandle(DAG_PROTOCOL)
+      const viaBitswap = join(await dirs.make(), 'bitswap')
+      const source1 = await openNetworkSource({ bootstrap: [addr], blockTimeoutMs: 10_000 })
+      try {
+        assert.equal((await restoreBackup({ dataDir: viaBitswap, phrase: frank.phrase, password: PASSWORD, scryptN: SCRYPT_N, source: source1, chain })).messages, 700)
+      } finally {
+        await source1.close()
+      }
+      assert.deepEqual(await restoredMessages(viaBitswap), await frank.messages())
       // a block the replica does not have is named, not waited for forever
       const reader = await readBackup({ root: v1.root, blockstore: helia.blockstore as never, backupKey: frank.backupKey })
       const gone = reader.links.segments[2]
