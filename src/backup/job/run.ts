@@ -229,7 +229,15 @@ async function recordAnchorError (store: Store, version: number, err: JobWarning
 /** Anchor one recorded version. Updates the record. Throws the chain error (the record stays pending). */
 async function anchorRecord (deps: BackupDeps, chain: RegistryClient, rec: BackupRecord, signal?: AbortSignal): Promise<BackupRecord> {
   const owner = deps.identity.address
-  const onChain = await chain.digestOf(owner, rec.version, { signal })
+  // what an anchor needs to know, asked at once (each is a round trip to the RPC; ensureFunds only reads,
+  // or tops a dev chain wallet up); the first failure in this order is the one reported
+  const [digestR, latestR, fundsR] = await Promise.allSettled([
+    chain.digestOf(owner, rec.version, { signal }),
+    chain.latest(owner, { signal }),
+    chain.ensureFunds(owner, { signal })
+  ])
+  if (digestR.status === 'rejected') throw digestR.reason
+  const onChain = digestR.value
   let txHash: string | undefined
   if (onChain !== undefined) {
     if (onChain.toLowerCase() !== rec.digest.toLowerCase()) {
@@ -239,12 +247,13 @@ async function anchorRecord (deps: BackupDeps, chain: RegistryClient, rec: Backu
     // anchored earlier (e.g. a send that timed out but was mined): find its transaction
     txHash = (await chain.history(owner, { signal }).catch(() => [])).find(e => e.version === rec.version)?.txHash
   } else {
-    const latest = await chain.latest(owner, { signal })
+    if (latestR.status === 'rejected') throw latestR.reason
+    const latest = latestR.value
     if (latest.version >= rec.version) {
       throw jobError(BackupJobErrorCode.ANCHOR_SUPERSEDED,
         `the chain already has version ${latest.version} for this owner; local version ${rec.version} can no longer be anchored`, { version: rec.version, latest: latest.version })
     }
-    await chain.ensureFunds(owner, { signal })
+    if (fundsR.status === 'rejected') throw fundsR.reason
     txHash = (await chain.anchor(rec.version, rec.digest, { signal })).txHash
   }
   const next: BackupRecord = { ...rec, anchored: true, pending: false, ...(txHash !== undefined ? { txHash } : {}) }
