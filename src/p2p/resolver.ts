@@ -214,11 +214,25 @@ export class Resolver {
   }
 }
 
+const LOWER_OR_UPPER_HEX_ADDRESS = /^0x(?:[0-9a-f]{40}|[0-9A-F]{40})$/
+/** mixed-case addresses whose EIP-55 checksum was verified (a keccak each): two lookups per message otherwise */
+const checkedMixedCase = new Map<string, string>()
+const CHECKED_MAX = 1024
+
 function normalize (address: string): string {
+  if (typeof address === 'string') {
+    // EIP-55: an all-lower or all-upper address carries no checksum to verify
+    if (LOWER_OR_UPPER_HEX_ADDRESS.test(address)) return address.toLowerCase()
+    const known = checkedMixedCase.get(address)
+    if (known !== undefined) return known
+  }
   if (typeof address !== 'string' || !isAddress(address)) {
     throw new P2PError(P2PErrorCode.INVALID_P2P_ARGUMENT, 'not an Ethereum address', { address: String(address).slice(0, 64) })
   }
-  return address.toLowerCase()
+  if (checkedMixedCase.size >= CHECKED_MAX) checkedMixedCase.clear()
+  const lower = address.toLowerCase()
+  checkedMixedCase.set(address, lower)
+  return lower
 }
 
 /** The record's multiaddrs that parse, without a trailing `/p2p/<its peer id>`; others' ids are dropped. */

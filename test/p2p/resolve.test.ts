@@ -184,5 +184,12 @@ describe('p2p: finding people by wallet address', function () {
   it('says PEER_NOT_FOUND for an unknown address and INVALID_P2P_ARGUMENT for a malformed one', async () => {
     await assert.rejects(b.resolver!.resolve(Wallet.createRandom().address, { timeoutMs: 20_000 }), { code: 'PEER_NOT_FOUND' })
     await assert.rejects(b.resolver!.resolve('0x1234'), { code: 'INVALID_P2P_ARGUMENT' })
+    // a mixed-case address is checked against its EIP-55 checksum, also once a good one was seen
+    const good = Wallet.createRandom().address
+    const flipped = good.slice(0, 2) + [...good.slice(2)].map(c => c === c.toLowerCase() ? c.toUpperCase() : c.toLowerCase()).join('')
+    assert.equal(b.resolver!.cached(good), undefined)
+    assert.throws(() => b.resolver!.cached(flipped), { code: 'INVALID_P2P_ARGUMENT' })
+    assert.equal(b.resolver!.cached(good.toLowerCase()), undefined)
+    assert.throws(() => b.resolver!.cached('0x' + 'g'.repeat(40)), { code: 'INVALID_P2P_ARGUMENT' })
   })
 })
