@@ -401,6 +401,9 @@ export async function createP2PNode (init: P2PNodeInit): Promise<P2PNode> {
     connectionEncrypters: [noise()],
     streamMuxers: [yamux()],
     peerDiscovery,
+    // a ping slower than this (adaptive, from 10 s) counts as a dead connection; libp2p's 5 s minimum
+    // is tight for a phone or a loaded 2-core machine running a backup
+    connectionMonitor: { pingTimeout: { minTimeout: 10_000 } },
     connectionManager: {
       maxConnections: init.maxConnections ?? 300,
       dialTimeout: DEFAULT_DIAL_TIMEOUT_MS,
@@ -410,7 +413,11 @@ export async function createP2PNode (init: P2PNodeInit): Promise<P2PNode> {
     services: {
       identify: identify(),
       identifyPush: identifyPush(),
-      ping: ping(),
+      // libp2p's connection monitor pings every connection on this protocol every 10 s and aborts the
+      // connection when a ping fails; with the default one outbound ping stream per connection, a ping
+      // still closing on a busy machine made the next one fail (TooManyOutboundProtocolStreams) and
+      // dropped a healthy connection mid-transfer (seen in the bench's replica pin and a daemon test)
+      ping: ping({ maxOutboundStreams: 4, maxInboundStreams: 8 }),
       dht: kadDHT({
         protocol: DHT_PROTOCOL,
         clientMode: false,
