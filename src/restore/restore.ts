@@ -198,7 +198,8 @@ export interface RestoreOptions {
   batchSize?: number
   /**
    * Bytes (estimated, in memory) of decrypted segments the verify pass keeps for the import, so they are
-   * not decrypted twice (default 64 MiB; beyond it a segment is decrypted again; 0 keeps none)
+   * not decrypted twice (default 16 MiB, less with a small V8 heap: src/restore/segment-cache.ts; beyond it
+   * a segment is decrypted again; 0 keeps none)
    */
   segmentCacheBytes?: number
   signal?: AbortSignal

@@ -12,12 +12,11 @@
 import { mkdtemp, rm } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
-import { generateKeyPair } from '@libp2p/crypto/keys'
+import { getHeapStatistics } from 'node:v8'
 import type { CID } from 'multiformats/cid'
-import { readCar, verifyBlock } from '../backup/index.ts'
+import { blockKey, readCar, verifyBlock } from '../backup/index.ts'
 import type { BlockGetter } from '../backup/index.ts'
 import { isTokenimError } from '../errors.ts'
-import { createP2PNode, DEFAULT_LOOKUP_AFTER_MS, fetchBlock, fetchDag, getBlock } from '../p2p/index.ts'
 import type { DagBlockstore, FetchBlockOptions, P2PNode } from '../p2p/index.ts'
 import { log } from '../util/log.ts'
 import { RestoreErrorCode, restoreError } from './errors.ts'
@@ -26,8 +25,17 @@ const logger = log('restore:source')
 
 /** Default time to wait for one block from the network before calling it missing. */
 export const DEFAULT_BLOCK_TIMEOUT_MS = 20_000
-/** Default bytes of fetched blocks kept in memory for the reads after the prefetch. */
-export const DEFAULT_CACHE_BYTES = 64 * 1024 * 1024
+/**
+ * Largest default of the bytes of fetched blocks kept in memory for the reads after the prefetch (a
+ * bundle of ~400,000 messages fits; the blocks of a larger one are read back from the temporary
+ * blockstore). See {@link defaultCacheBytes}.
+ */
+export const DEFAULT_CACHE_BYTES = 32 * 1024 * 1024
+
+/** The default block cache: {@link DEFAULT_CACHE_BYTES}, or a 32nd of the V8 heap limit when that is smaller. */
+export function defaultCacheBytes (heapLimit = getHeapStatistics().heap_size_limit): number {
+  return Math.min(DEFAULT_CACHE_BYTES, Math.floor(heapLimit / 32))
+}
 /** Streamed blocks beyond the cache are written to the temporary blockstore in batches of this many bytes. */
 const STREAM_SPILL_BYTES = 4 * 1024 * 1024
 /** Default time to wait for the first connection to a bootstrap peer / provider. */
@@ -80,7 +88,7 @@ export interface NetworkSourceOptions {
   connectTimeoutMs?: number
   /**
    * bytes of fetched blocks kept in memory for the reads that follow the prefetch (verify, then import,
-   * each read every block; default {@link DEFAULT_CACHE_BYTES}); blocks beyond it are read back from the
+   * each read every block; default {@link defaultCacheBytes}); blocks beyond it are read back from the
    * temporary blockstore
    */
   cacheBytes?: number
@@ -100,13 +108,17 @@ function notFound (cid: CID): Error {
  */
 export async function openNetworkSource (options: NetworkSourceOptions): Promise<BlockSource> {
   const blockTimeoutMs = options.blockTimeoutMs ?? DEFAULT_BLOCK_TIMEOUT_MS
-  const cacheBytes = options.cacheBytes ?? DEFAULT_CACHE_BYTES
+  const cacheBytes = options.cacheBytes ?? defaultCacheBytes()
   const connectTimeoutMs = options.connectTimeoutMs ?? DEFAULT_CONNECT_TIMEOUT_MS
   const onProgress = options.onProgress ?? (() => {})
   const warnings: string[] = []
   if (options.bootstrap.length === 0 && options.local === undefined) {
     throw restoreError(RestoreErrorCode.NO_SOURCE, 'nowhere to fetch the backup from: pass --file FILE.car or --bootstrap MULTIADDR (a replica or another node holding it)')
   }
+  // libp2p and Helia load here, not with src/restore: a restore from a CAR file never needs them (~100 MB
+  // of RSS and ~1 s of CPU to load)
+  const [{ createP2PNode, DEFAULT_LOOKUP_AFTER_MS, fetchBlock, fetchDag, getBlock }, { generateKeyPair }] =
+    await Promise.all([import('../p2p/index.ts'), import('@libp2p/crypto/keys')])
   const dir = await mkdtemp(join(tmpdir(), 'tokenim-restore-'))
   let node: P2PNode | undefined
   try {
@@ -166,24 +178,27 @@ export async function openNetworkSource (options: NetworkSourceOptions): Promise
 
   const unavailable = (cid: CID, err: unknown, signal?: AbortSignal): unknown => {
     if (signal?.aborted === true || isTokenimError(err)) return err
-    missing.add(cid.toString())
+    missing.add(blockKey(cid))
     logger('block %s: %s', cid, (err as Error).message)
     return notFound(cid)
   }
 
   // Helia checks every block it fetches against its hash before storing it, and the backup engine checks
   // every block it reads again: no third hash here
-  // blocks the walk fetched, by CID, while they fit in cacheBytes: the reads after it skip Helia and level
+  // blocks the walk fetched, by CID, while they fit in cacheBytes: the reads after it skip Helia and level.
+  // Keys are blockKey(cid) (cid.toString() is a ~1.7 KB rope, cached on every CID asked for); a block is
+  // often a view into a larger buffer (a stream frame, a bitswap message, a 64 KiB Buffer pool slab), so
+  // the cache keeps a copy of its own bytes (ownBytes), else it would hold far more memory than it counts
   const cache = new Map<string, Uint8Array>()
   let cached = 0
 
   const blockstore: BlockGetter = {
     async get (cid: CID, opts: { signal?: AbortSignal } = {}): Promise<Uint8Array> {
-      const hit = cache.get(cid.toString())
+      const hit = cache.get(blockKey(cid))
       if (hit !== undefined) return hit.slice()
       const local = await fromLocal(cid, opts.signal)
       if (local !== undefined) return local
-      if (p2p === undefined || missing.has(cid.toString())) throw notFound(cid)
+      if (p2p === undefined || missing.has(blockKey(cid))) throw notFound(cid)
       try {
         // joins the walk's want when it already asked for this block
         return await fetchBlock(p2p.helia.blockstore, cid, { signal: opts.signal, blockTimeoutMs, routing: p2p.helia.routing, lookupAfterMs: lookupAfterMs() })
@@ -196,7 +211,7 @@ export async function openNetworkSource (options: NetworkSourceOptions): Promise
   /** What the walk reads through: local first, else Helia, passing fetchDag's lookup flag on. */
   const walkStore: DagBlockstore = {
     async get (cid: CID, opts: FetchBlockOptions = {}): Promise<Uint8Array> {
-      const streamed = cache.get(cid.toString())
+      const streamed = cache.get(blockKey(cid))
       if (streamed !== undefined) return streamed
       const local = await fromLocal(cid, opts.signal)
       if (local !== undefined) return local
@@ -235,10 +250,10 @@ export async function openNetworkSource (options: NetworkSourceOptions): Promise
         const got = await fetchDagStream(node, peer, root, {
           signal,
           onBlock: async ({ cid, bytes }) => {
-            const key = cid.toString()
+            const key = blockKey(cid)
             if (cache.has(key)) return
             if (cached + bytes.length <= cacheBytes) {
-              cache.set(key, bytes)
+              cache.set(key, ownBytes(bytes))
               cached += bytes.length
               return
             }
@@ -280,15 +295,15 @@ export async function openNetworkSource (options: NetworkSourceOptions): Promise
       failFast: false,
       signal: opts.signal === undefined ? closing.signal : AbortSignal.any([opts.signal, closing.signal]),
       onBlock: ({ cid, bytes }) => {
-        if (cached + bytes.length > cacheBytes || cache.has(cid.toString())) return
-        cache.set(cid.toString(), bytes)
+        if (cached + bytes.length > cacheBytes || cache.has(blockKey(cid))) return
+        cache.set(blockKey(cid), ownBytes(bytes))
         cached += bytes.length
       },
       onProgress: p => {
         onProgress({ phase: 'fetch', blocks: p.blocks, totalBlocks: p.blocks + p.inFlight + p.queued, bytes: p.bytes, missing: missing.size + p.missing })
       }
     }).then(got => {
-      for (const m of got.missing) missing.add(m.cid.toString())
+      for (const m of got.missing) missing.add(blockKey(m.cid))
       logger('fetched %d blocks (%d bytes) in %d ms, %d missing', got.blocks, got.bytes, Math.round(performance.now() - started), got.missing.length)
     }, (err: Error) => {
       logger('fetch stopped: %s', err.message)
@@ -316,4 +331,9 @@ export async function openNetworkSource (options: NetworkSourceOptions): Promise
 function anySignal (signal: AbortSignal | undefined, timeoutMs: number): AbortSignal {
   const t = AbortSignal.timeout(timeoutMs)
   return signal === undefined ? t : AbortSignal.any([signal, t])
+}
+
+/** `bytes` itself when it owns its whole buffer, else a copy that does (a view keeps its whole buffer alive). */
+function ownBytes (bytes: Uint8Array): Uint8Array {
+  return bytes.byteOffset === 0 && bytes.byteLength === bytes.buffer.byteLength ? bytes : bytes.slice()
 }

@@ -3,7 +3,8 @@ import { join } from 'node:path'
 import { RegistryClient, startDevnet } from '../../src/chain/index.ts'
 import type { Devnet } from '../../src/chain/index.ts'
 import { openCarSource, restoreBackup } from '../../src/restore/index.ts'
-import { SegmentCache, estimateMessagesBytes } from '../../src/restore/segment-cache.ts'
+import { DEFAULT_SEGMENT_CACHE_BYTES, SegmentCache, defaultSegmentCacheBytes, estimateMessagesBytes } from '../../src/restore/segment-cache.ts'
+import { DEFAULT_CACHE_BYTES, defaultCacheBytes } from '../../src/restore/source.ts'
 import type { StoredMessage } from '../../src/store/index.ts'
 import { Dirs, PASSWORD, makeOwner, restoredMessages } from './helpers.ts'
 import type { Owner } from './helpers.ts'
@@ -27,6 +28,14 @@ describe('restore: segments kept from the verify pass (byte budget, spill = decr
     assert.equal(cache.usedBytes, 0)
     assert.equal(cache.take(0), undefined)
     assert.equal(new SegmentCache(0).keep(0, a), false)
+  })
+
+  it('sizes the default budgets from the V8 heap limit: a 32nd of it, at most the defaults', () => {
+    assert.equal(defaultSegmentCacheBytes(4096 * 2 ** 20), DEFAULT_SEGMENT_CACHE_BYTES)
+    assert.equal(defaultSegmentCacheBytes(256 * 2 ** 20), 8 * 2 ** 20)
+    assert.equal(defaultCacheBytes(4096 * 2 ** 20), DEFAULT_CACHE_BYTES)
+    assert.equal(defaultCacheBytes(256 * 2 ** 20), 8 * 2 ** 20)
+    assert.ok(new SegmentCache().budget <= DEFAULT_SEGMENT_CACHE_BYTES)
   })
 
   describe('with a real bundle', () => {

@@ -7,6 +7,7 @@ import type { BlockGetter } from '../../backup/index.ts'
 import { action, collect, intOption } from '../command.ts'
 import type { CommandContext } from '../command.ts'
 import { fastKdfForTests } from '../env.ts'
+import { STORE_DIR } from '../node-access.ts'
 import { EXIT, exitCodeFor } from '../exit-codes.ts'
 import type { Output } from '../output.ts'
 import { readSecret, readSecretFile } from '../password.ts'
@@ -142,7 +143,6 @@ Examples:
           const source = await openSource(ctx, o, onProgress)
           try {
             const { restoreBackup } = await import('../../restore/index.ts')
-            const { STORE_DIR } = await import('../../node/index.ts')
             const res = await restoreBackup({
               dataDir: opts.dataDir,
               storePath: join(opts.dataDir, STORE_DIR),
