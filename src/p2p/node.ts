@@ -102,6 +102,11 @@ export interface P2PNodeInit {
   maxConnections?: number
   /** how often to re-dial the bootstrap peers while we have no connection (ms, default 30 s) */
   bootstrapRedialMs?: number
+  /**
+   * run the DHT as a client only (default false): it queries others but does not answer, and peers do
+   * not add it to their routing tables (a short-lived node, e.g. the one a restore fetches with)
+   */
+  dhtClientMode?: boolean
 }
 
 export interface P2PNodeEvents {
@@ -420,7 +425,7 @@ export async function createP2PNode (init: P2PNodeInit): Promise<P2PNode> {
       ping: ping({ maxOutboundStreams: 4, maxInboundStreams: 8 }),
       dht: kadDHT({
         protocol: DHT_PROTOCOL,
-        clientMode: false,
+        clientMode: init.dhtClientMode === true,
         peerInfoMapper: passthroughMapper,
         validators: { [DEVICE_RECORD_DHT_NAMESPACE]: hooks.validator },
         selectors: { [DEVICE_RECORD_DHT_NAMESPACE]: hooks.selector }

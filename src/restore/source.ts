@@ -123,7 +123,9 @@ export async function openNetworkSource (options: NetworkSourceOptions): Promise
   let node: P2PNode | undefined
   try {
     if (options.bootstrap.length > 0) {
-      node = await createP2PNode({ privateKey: await generateKeyPair('Ed25519'), dataDir: dir, bootstrap: options.bootstrap, listen: ['/ip4/127.0.0.1/tcp/0'] })
+      // a client only: it dials out, listens nowhere, and its DHT asks but does not serve (peers keep it out of
+      // their routing tables)
+      node = await createP2PNode({ privateKey: await generateKeyPair('Ed25519'), dataDir: dir, bootstrap: options.bootstrap, listen: [], dhtClientMode: true })
       await node.start()
       onProgress({ phase: 'connect', peers: 0 })
       const started = node
