@@ -103,7 +103,8 @@ function isAbort (err: unknown, signal?: AbortSignal): boolean {
  */
 export async function readBlock (bs: BlockGetter, cid: CID, maxBytes: number, options: AbortOptions & { where?: Record<string, unknown> } = {}): Promise<Uint8Array> {
   const where = options.where ?? {}
-  const info = { ...where, cid: cid.toString() }
+  // made only for an error: cid.toString() on every read would cache a ~1.7 KB rope on every CID read (util/ipld.ts)
+  const info = (): Record<string, unknown> => ({ ...where, cid: cid.toString() })
   if (options.signal?.aborted === true) throw aborted(options.signal)
   let bytes: Uint8Array
   try {
@@ -124,12 +125,12 @@ export async function readBlock (bs: BlockGetter, cid: CID, maxBytes: number, op
     }
   } catch (err) {
     if (isTokenimError(err) && (err.code === BackupErrorCode.BACKUP_MALFORMED || err.code === BackupErrorCode.BACKUP_TAMPERED || err.code === BackupErrorCode.MISSING_BLOCK)) throw err
-    if (isNotFound(err)) throw backupError(BackupErrorCode.MISSING_BLOCK, `block ${cid.toString()} is missing`, info)
+    if (isNotFound(err)) throw backupError(BackupErrorCode.MISSING_BLOCK, `block ${cid.toString()} is missing`, info())
     if (isAbort(err, options.signal)) throw aborted(options.signal)
     if (isTokenimError(err)) throw err
-    throw backupError(BackupErrorCode.BLOCKSTORE_ERROR, `the blockstore failed reading ${cid.toString()}`, info, err)
+    throw backupError(BackupErrorCode.BLOCKSTORE_ERROR, `the blockstore failed reading ${cid.toString()}`, info(), err)
   }
-  if (!(bytes instanceof Uint8Array)) throw backupError(BackupErrorCode.BLOCKSTORE_ERROR, `the blockstore returned no bytes for ${cid.toString()}`, info)
+  if (!(bytes instanceof Uint8Array)) throw backupError(BackupErrorCode.BLOCKSTORE_ERROR, `the blockstore returned no bytes for ${cid.toString()}`, info())
   if (bytes.length > maxBytes) throw tooLarge(cid, maxBytes, where)
   verifyBlock(cid, bytes, where)
   return bytes

@@ -19,6 +19,7 @@ import {
 import type { BackupHeader, Manifest, ManifestConversation, ManifestNode, Segment, ShardedNode } from './schema.ts'
 import type { BoxKind } from './constants.ts'
 import { open } from './seal.ts'
+import { cidString } from '../util/ipld.ts'
 
 /** The backup key, or a function deriving it from the root's KDF parameters (null: no passphrase). */
 export type BackupKeySource = Uint8Array | ((kdf: KdfParams | null) => Uint8Array | Promise<Uint8Array>)
@@ -260,7 +261,7 @@ export function segmentPlaces (m: Manifest): SegmentPlace[] {
  */
 export function checkSegment (key: Uint8Array, manifest: Manifest, place: SegmentPlace, cid: CID, box: Uint8Array): Segment {
   const info = place.conversation.segments[place.seq]
-  const where = { block: 'segment', cid: cid.toString(), conversation: place.conversation.peer, segment: place.seq, index: place.index }
+  const where = { block: 'segment', cid: cidString(cid), conversation: place.conversation.peer, segment: place.seq, index: place.index }
   let plain: Uint8Array
   try {
     plain = open(key, 'segment', box, MAX_SEGMENT_PLAINTEXT, where)

@@ -27,6 +27,7 @@ import type { AbortOptions } from '@libp2p/interface'
 import { createUnsafe } from 'multiformats/block'
 import type { CID } from 'multiformats/cid'
 import { blockWriteError } from '../blocks.ts'
+import { blockKey } from '../car.ts'
 import type { BlockStore } from '../blocks.ts'
 
 /** Default bytes of written blocks kept for the pin walk (beyond it, blocks are read back). */
@@ -68,7 +69,7 @@ export class WrittenBlocks implements BlockStore {
   }
 
   has (cid: CID, options?: AbortOptions): boolean | Promise<boolean> {
-    if (this.queued.has(cid.toString())) return true
+    if (this.queued.has(blockKey(cid))) return true
     return this.inner.has(cid, options)
   }
 
@@ -83,7 +84,8 @@ export class WrittenBlocks implements BlockStore {
       return r
     }
     options.signal?.throwIfAborted()
-    const key = cid.toString()
+    // keys are blockKey(cid): a CID's text would cache a ~1.7 KB rope on every CID the builder keeps
+    const key = blockKey(cid)
     if (this.queued.has(key) || this.blocks.has(key) || await this.local.has(cid)) {
       options.onProgress?.({ type: 'blocks:put:duplicate', detail: cid })
       return cid
@@ -115,18 +117,18 @@ export class WrittenBlocks implements BlockStore {
           await local.putBatch(batch)
         } catch (err) {
           // not written: nothing may vouch for these blocks (the pin walk)
-          for (const { cid } of batch) this.forget(cid.toString())
+          for (const { cid } of batch) this.forget(blockKey(cid))
           throw blockWriteError(err, batch[0].cid)
         }
         // written: level answers for them from now on
-        for (const { cid } of batch) this.queued.delete(cid.toString())
+        for (const { cid } of batch) this.queued.delete(blockKey(cid))
       })()
     }
     await this.writing
   }
 
   private remember (cid: CID, bytes: Uint8Array): void {
-    const key = cid.toString()
+    const key = blockKey(cid)
     if (!this.blocks.has(key) && this.bytes + bytes.length <= this.budget) {
       this.blocks.set(key, bytes)
       this.bytes += bytes.length
@@ -142,7 +144,7 @@ export class WrittenBlocks implements BlockStore {
 
   /** The bytes of a block put through this wrapper, when it was kept. */
   written (cid: CID): Uint8Array | undefined {
-    return this.blocks.get(cid.toString())
+    return this.blocks.get(blockKey(cid))
   }
 
   /** Forget every block (after the pin, or after a failed build: queued blocks are then never written). */
@@ -178,7 +180,7 @@ class MemoryFirstWalker implements GraphWalker {
     const maxDepth = options.depth ?? Infinity
     const seen = maxDepth === Infinity ? new Set<string>() : undefined
     const stack: Array<{ cid: CID, depth: number, path: CID[] }> = [{ cid, depth: 0, path: [cid] }]
-    seen?.add(cid.toString())
+    seen?.add(blockKey(cid))
     while (stack.length > 0) {
       options.signal?.throwIfAborted()
       const next = stack.pop() as { cid: CID, depth: number, path: CID[] }
@@ -189,7 +191,7 @@ class MemoryFirstWalker implements GraphWalker {
         for (const [, child] of block.links()) {
           if (options.includeChild?.(child, block) === false) continue
           if (seen !== undefined) {
-            const key = child.toString()
+            const key = blockKey(child)
             if (seen.has(key)) continue
             seen.add(key)
           }
