@@ -1,28 +1,47 @@
 /**
  * Child process of the RSS bench: `backup DATA_DIR OUT.car` or `restore DATA_DIR IN.car PHRASE_FILE`.
- * Prints one JSON line `{maxRssBytes, baseRssBytes, ms, messages}` (maxRSS from getrusage).
+ * Prints one JSON line `{maxRssBytes, baseRssBytes, ms, messages, peakHeapBytes, peakArrayBuffersBytes}`
+ * (maxRSS from getrusage; the peaks sampled every 250 ms). Each mode loads only the modules it needs, as
+ * the CLI commands do (a restore from a CAR file never loads libp2p or Helia); `baseRssBytes` is the RSS
+ * after loading them, before any work.
  */
 import { readFile } from 'node:fs/promises'
-import { runBackup } from '../../src/backup/job/index.ts'
-import type { RunBackupResult } from '../../src/backup/job/index.ts'
-import { TokenimNode } from '../../src/node/index.ts'
-import { openCarSource, restoreBackup } from '../../src/restore/index.ts'
 import { CHEAP_KDF, PASSWORD } from './util.ts'
 
 const [mode, dataDir, car, phraseFile] = process.argv.slice(2)
-const baseRssBytes = process.memoryUsage().rss
-const t0 = performance.now()
+if (mode !== 'backup' && mode !== 'restore') {
+  console.error('usage: rss-child.ts backup DATA_DIR OUT.car | restore DATA_DIR IN.car PHRASE_FILE')
+  process.exit(2)
+}
+let peakHeapBytes = 0
+let peakArrayBuffersBytes = 0
+const sample = (): void => {
+  const m = process.memoryUsage()
+  peakHeapBytes = Math.max(peakHeapBytes, m.heapTotal)
+  peakArrayBuffersBytes = Math.max(peakArrayBuffersBytes, m.arrayBuffers)
+}
 let messages = 0
+let baseRssBytes = 0
+let t0 = 0
+const sampler = setInterval(sample, 250)
+sampler.unref()
 if (mode === 'backup') {
+  const [{ runBackup }, { TokenimNode }] = await Promise.all([import('../../src/backup/job/index.ts'), import('../../src/node/index.ts')])
+  baseRssBytes = process.memoryUsage().rss
+  t0 = performance.now()
   const node = await TokenimNode.open({ dataDir, password: PASSWORD })
   await node.start()
   try {
-    const r = await runBackup({ node, noAnchor: true, out: car }) as RunBackupResult
+    const r = await runBackup({ node, noAnchor: true, out: car })
+    if (!('messages' in r)) throw new Error('backup did not run')
     messages = r.messages
   } finally {
     await node.stop()
   }
-} else if (mode === 'restore') {
+} else {
+  const { openCarSource, restoreBackup } = await import('../../src/restore/index.ts')
+  baseRssBytes = process.memoryUsage().rss
+  t0 = performance.now()
   const phrase = (await readFile(phraseFile, 'utf8')).trim()
   const source = await openCarSource(car)
   try {
@@ -32,10 +51,9 @@ if (mode === 'backup') {
   } finally {
     await source.close()
   }
-} else {
-  console.error('usage: rss-child.ts backup DATA_DIR OUT.car | restore DATA_DIR IN.car PHRASE_FILE')
-  process.exit(2)
 }
 const ms = performance.now() - t0
-process.stdout.write(JSON.stringify({ maxRssBytes: process.resourceUsage().maxRSS * 1024, baseRssBytes, ms, messages }) + '\n')
+sample()
+clearInterval(sampler)
+process.stdout.write(JSON.stringify({ maxRssBytes: process.resourceUsage().maxRSS * 1024, baseRssBytes, ms, messages, peakHeapBytes, peakArrayBuffersBytes }) + '\n')
 process.exit(0)

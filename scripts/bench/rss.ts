@@ -2,8 +2,12 @@
  * Section 5 (full scale only): peak RSS of a backup and of a restore of 1,000,000 messages, each in
  * its own child process (scripts/bench/rss-child.ts reports its `maxRSS`). The backup writes a CAR
  * file (not anchored); the restore reads it back (`--allow-unanchored`, no chain). Reference: the
- * child's RSS right after loading the same modules, so the ratio shows what the pipeline adds.
+ * child's RSS right after loading the modules its command loads, so the ratio shows what the pipeline
+ * adds. The children run with the Node flags of the `tokenim` command (bin/tokenim.js's `#!` line), so
+ * the figure is what the CLI gets. `--rss-messages N` (or TOKENIM_BENCH_RSS_MESSAGES) runs it at any
+ * scale with N messages (100 per conversation).
  */
+import { readFileSync } from 'node:fs'
 import { mkdtemp, rm, writeFile } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
@@ -17,10 +21,28 @@ import { CHEAP_KDF, PASSWORD, REPO_ROOT, run } from './util.ts'
 const SECTION = 'rss'
 const MB = 1_000_000
 
+/** `--rss-messages N` from the bench's arguments, else TOKENIM_BENCH_RSS_MESSAGES, else the scale's. */
+export function rssMessages (argv: string[], scale: Scale): number {
+  const i = argv.indexOf('--rss-messages')
+  const eq = argv.find(a => a.startsWith('--rss-messages='))
+  const raw = i >= 0 ? argv[i + 1] : eq !== undefined ? eq.slice('--rss-messages='.length) : process.env.TOKENIM_BENCH_RSS_MESSAGES
+  if (raw === undefined) return scale.rssMessages
+  const n = Number(raw)
+  if (!Number.isSafeInteger(n) || n < 1) throw new Error(`--rss-messages must be a positive integer (got "${raw}")`)
+  return n
+}
+
+/** The Node flags of the `tokenim` command: what bin/tokenim.js's `#!/usr/bin/env -S node …` line passes. */
+export function cliNodeFlags (): string[] {
+  const first = readFileSync(join(REPO_ROOT, 'bin', 'tokenim.js'), 'utf8').split('\n', 1)[0]
+  const m = /^#!\S*env\s+(?:-S\s+)?node((?:\s+--\S+)*)\s*$/.exec(first)
+  return m === null ? [] : m[1].trim().split(/\s+/).filter(f => f !== '')
+}
+
 export async function benchRss (scale: Scale, rec: Recorder): Promise<void> {
-  const count = Number(process.env.TOKENIM_BENCH_RSS_MESSAGES ?? scale.rssMessages)
+  const count = rssMessages(process.argv.slice(2), scale)
   if (!(count > 0)) {
-    rec.skip(SECTION, 'peak RSS of backup and restore (1,000,000 messages)', `full scale only (this run: ${scale.name})`)
+    rec.skip(SECTION, 'peak RSS of backup and restore (1,000,000 messages)', `full scale only, or --rss-messages N (this run: ${scale.name})`)
     return
   }
   const root = await mkdtemp(join(tmpdir(), 'tokenim-bench-rss-'))
@@ -43,8 +65,9 @@ export async function benchRss (scale: Scale, rec: Recorder): Promise<void> {
       await node.stop()
     }
     const car = join(root, 'backup.car')
-    const child = async (args: string[]): Promise<{ maxRssBytes: number, baseRssBytes: number, ms: number, messages: number }> => {
-      const res = await run(process.execPath, [join(REPO_ROOT, 'scripts', 'bench', 'rss-child.ts'), ...args], { timeoutMs: 3_600_000 })
+    const flags = cliNodeFlags()
+    const child = async (args: string[]): Promise<{ maxRssBytes: number, baseRssBytes: number, ms: number, messages: number, peakHeapBytes: number, peakArrayBuffersBytes: number }> => {
+      const res = await run(process.execPath, [...flags, join(REPO_ROOT, 'scripts', 'bench', 'rss-child.ts'), ...args], { timeoutMs: 3_600_000 })
       if (res.code !== 0) throw new Error(`rss-child ${args[0]} exited ${String(res.code)}: ${res.stderr.trim().slice(-400)}`)
       return JSON.parse(res.stdout.trim().split('\n').pop() ?? '{}')
     }
@@ -58,7 +81,7 @@ export async function benchRss (scale: Scale, rec: Recorder): Promise<void> {
         unit: 'MB',
         reference: { name: 'same child after loading its modules', value: m.baseRssBytes / MB },
         targets: [{ of: 'value', op: '<=', limit: 400 }],
-        note: `${what} took ${Math.round(m.ms)} ms in the child`
+        note: `${what} took ${Math.round(m.ms)} ms in the child (node ${flags.join(' ') || 'without flags'}); peak V8 heap ${Math.round(m.peakHeapBytes / MB)} MB, peak ArrayBuffers ${Math.round(m.peakArrayBuffersBytes / MB)} MB`
       })
     }
   } finally {

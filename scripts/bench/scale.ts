@@ -76,7 +76,7 @@ export function parseScale (argv: string[]): ScaleName {
     const a = argv[i]
     if (a === '--scale') scale = argv[++i] ?? ''
     else if (a.startsWith('--scale=')) scale = a.slice('--scale='.length)
-    else if (a === '--help' || a === '-h') throw new UsageError('usage: npm run bench [-- --scale tiny|small|full] [--out FILE]')
+    else if (a === '--help' || a === '-h') throw new UsageError('usage: npm run bench [-- --scale tiny|small|full] [--out FILE] [--only SECTION,…] [--rss-messages N]')
   }
   if (scale !== 'tiny' && scale !== 'small' && scale !== 'full') throw new UsageError(`--scale must be tiny, small or full (got "${scale}")`)
   return scale
