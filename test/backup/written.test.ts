@@ -110,5 +110,8 @@ describe('backup job: batched block writes and the pin walk', function () {
     await assert.rejects(written.flush(), (err: Error & { code?: string }) => err.code === 'DISK_FULL')
     await assert.rejects(written.flush(), (err: Error & { code?: string }) => err.code === 'DISK_FULL')
     assert.equal(await node.helia.blockstore.has(rawCid(bytes)), false)
+    // the wrapper no longer answers for it either (a has() is what makes a later put skip a block)
+    assert.equal(await written.has(rawCid(bytes)), false)
+    assert.equal(written.written(rawCid(bytes)), undefined)
   })
 })

@@ -116,8 +116,11 @@ export class WrittenBlocks implements BlockStore {
         try {
           await local.putBatch(batch)
         } catch (err) {
-          // not written: nothing may vouch for these blocks (the pin walk)
-          for (const { cid } of batch) this.forget(blockKey(cid))
+          // not written: nothing may vouch for these blocks (has(), the pin walk)
+          for (const { cid } of batch) {
+            this.queued.delete(blockKey(cid))
+            this.forget(blockKey(cid))
+          }
           throw blockWriteError(err, batch[0].cid)
         }
         // written: level answers for them from now on
