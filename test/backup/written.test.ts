@@ -99,6 +99,41 @@ describe('backup job: batched block writes and the pin walk', function () {
     await again.flush()
     assert.ok(v2.blocksNew <= v2.blocks - v1.segments, `${v2.blocksNew} new of ${v2.blocks}`)
     assert.ok(v2.bytesNew < v2.bytesTotal / 4)
+
+    // pinned with the pin records held and written as one batch: the same records as above
+    await node.datastoreBatch(async () => { await drain(node.helia.pins.add(v2.root, { walker: again.walker() })) })
+    const dag2 = await dagOf(node, v2.root)
+    for (const cid of dag2) assert.equal(await node.helia.pins.isPinned(cid), true, `${cid.toString()} pinned`)
+    for await (const _ of node.helia.pins.rm(v1.root)) { /* drain */ }
+    await node.helia.gc()
+    assert.equal((await dagOf(node, v2.root)).length, dag2.length)
+    const listed = []
+    for await (const p of node.helia.pins.ls()) listed.push(p.cid.toString())
+    assert.deepEqual(listed, [v2.root.toString()])
+  })
+
+  it('datastoreBatch holds pin records until its end (reads see them), other keys go through', async () => {
+    const node = await h.node()
+    const ds = node.helia.datastore as unknown as { put: (k: unknown, v: Uint8Array) => Promise<unknown>, get: (k: unknown) => Promise<Uint8Array>, has: (k: unknown) => Promise<boolean>, delete: (k: unknown) => Promise<void>, db: { get: (k: string) => Promise<Uint8Array | undefined> } }
+    // a datastore key is used through its toString()
+    const key = (k: string): { toString: () => string } => ({ toString: () => k })
+    const raw = async (k: string): Promise<number[] | undefined> => { const v = await ds.db.get(k); return v === undefined ? undefined : [...v] }
+    const pinKey = key('/pinned-block/TEST')
+    const other = key('/peers/TEST')
+    await node.datastoreBatch(async () => {
+      await ds.put(pinKey, Uint8Array.of(1))
+      await ds.put(other, Uint8Array.of(2))
+      assert.deepEqual([...await ds.get(pinKey)], [1])
+      assert.equal(await ds.has(pinKey), true)
+      assert.equal(await raw(pinKey.toString()), undefined, 'held')
+      assert.deepEqual(await raw(other.toString()), [2], 'written at once')
+      await ds.delete(pinKey)
+      assert.equal(await ds.has(pinKey), false)
+      await ds.put(pinKey, Uint8Array.of(3))
+    })
+    assert.deepEqual(await raw(pinKey.toString()), [3])
+    await assert.rejects(node.datastoreBatch(async () => { await ds.put(key('/pin/X'), Uint8Array.of(4)); throw new Error('boom') }), /boom/)
+    assert.deepEqual(await raw('/pin/X'), [4], 'written also when the work failed')
   })
 
   it('a failed batch fails the put or the flush, and nothing vouches for its blocks', async () => {

@@ -71,13 +71,15 @@ export interface BackupDeps {
   resolver?: ReplicaRequester['resolver']
   /** batched writes into helia's local blockstore (a running node's `p2p.localBlocks()`); else Helia's put per block */
   localBlocks?: LocalBlockWriter
+  /** runs a stretch of work with Helia's datastore writes held and written as one batch (a running node's `p2p.datastoreBatch`) */
+  datastoreBatch?: <T>(fn: () => Promise<T>) => Promise<T>
 }
 
 /** A running TokenimNode (structurally). */
 export interface BackupNodeLike {
   dataDir: string
   store: Store
-  p2p: { helia: unknown, localBlocks?: () => LocalBlockWriter }
+  p2p: { helia: unknown, localBlocks?: () => LocalBlockWriter, datastoreBatch?: <T>(fn: () => Promise<T>) => Promise<T> }
   identity: IdentityLike
   resolver?: unknown
 }
@@ -187,7 +189,8 @@ function depsOf (o: { node?: BackupNodeLike, deps?: BackupDeps }): BackupDeps {
     helia: n.p2p.helia as HeliaLike,
     identity: n.identity,
     resolver: n.resolver as ReplicaRequester['resolver'] | undefined,
-    ...(typeof n.p2p.localBlocks === 'function' ? { localBlocks: n.p2p.localBlocks() } : {})
+    ...(typeof n.p2p.localBlocks === 'function' ? { localBlocks: n.p2p.localBlocks() } : {}),
+    ...(typeof n.p2p.datastoreBatch === 'function' ? { datastoreBatch: n.p2p.datastoreBatch.bind(n.p2p) } : {})
   }
 }
 
@@ -452,7 +455,10 @@ export async function runBackup (options: RunBackupOptions): Promise<RunBackupRe
       key.key.fill(0)
       if (kdf !== null) await store.setMeta(META_KDF, kdf)
       progress('pin', lastBuild)
-      await drain(helia.pins.add(built.root, { signal, metadata: { tokenimBackupVersion: version }, walker: written.walker() }))
+      const root = built.root
+      const pin = async (): Promise<void> => { await drain(helia.pins.add(root, { signal, metadata: { tokenimBackupVersion: version }, walker: written.walker() })) }
+      // Helia reads and writes a pin record per block: those writes go to level as one batch
+      await (deps.datastoreBatch !== undefined ? deps.datastoreBatch(pin) : pin())
     } finally {
       key.key.fill(0)
       written.clear()
