@@ -279,7 +279,7 @@ export interface OpenStoreOptions {
  */
 export async function openStore (path: string, opts: OpenStoreOptions = {}): Promise<Store> {
   const createIfMissing = opts.createIfMissing ?? true
-  if (createIfMissing) await ensurePrivateDir(path)
+  if (createIfMissing) await ensurePrivateDir(path).catch((err: unknown) => { throw toOpenError(err, path) })
   const db = db0(path, createIfMissing)
   try {
     await db.open()

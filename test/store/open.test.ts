@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict'
 import { spawn } from 'node:child_process'
-import { stat } from 'node:fs/promises'
+import { stat, writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import { openStore, repairStore } from '../../src/store/index.ts'
 import { isTokenimError } from '../../src/errors.ts'
@@ -135,6 +135,11 @@ describe('store: open, persistence, contacts, backups, meta', () => {
       assert.match(err.message, /tokenim repair/)
       return true
     })
+  })
+
+  it('a store path whose directory cannot be made → STORE_IO (not a bare fs error)', async () => {
+    await writeFile(join(dir, 'a-file'), 'not a directory')
+    await assert.rejects(openStore(join(dir, 'a-file', 'store')), (err: unknown) => isTokenimError(err, 'STORE_IO'))
   })
 
   it('createIfMissing: false → STORE_NOT_FOUND', async () => {
