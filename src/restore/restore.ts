@@ -379,7 +379,8 @@ export async function restoreBackup (o: RestoreOptions): Promise<RestoreResult> 
     identityDone.catch(() => {}) // awaited below
   }
 
-  const store = await openStore(storePath)
+  // a store that cannot be opened fails the restore once the identity write above is over (nothing left running)
+  const store = await openStore(storePath).catch(async (err: unknown) => { await identityDone.catch(() => {}); throw err })
   let imported = 0
   let lost: { segments: number, messages: number } | undefined
   const problems: RestoreProblem[] = []

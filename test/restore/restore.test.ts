@@ -1,7 +1,8 @@
 import assert from 'node:assert/strict'
-import { readdir } from 'node:fs/promises'
+import { readdir, writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import { readBackup } from '../../src/backup/index.ts'
+import { isTokenimError } from '../../src/errors.ts'
 import { RegistryClient, startDevnet } from '../../src/chain/index.ts'
 import type { Devnet } from '../../src/chain/index.ts'
 import { generateMnemonic, readIdentityPublic } from '../../src/identity/index.ts'
@@ -85,6 +86,23 @@ describe('restore: verify against the chain, then import', function () {
     const entries = await readdir(res.dataDir)
     assert.ok(entries.includes('keystore.json') && entries.includes('device.key'))
     assert.ok(!entries.includes('restore.json'))
+  })
+
+  it('a store that cannot be opened fails the restore only after the identity it began writing is complete (nothing left running)', async () => {
+    const erin = await owner({ messages: 60, seed: 15 })
+    const v1 = await erin.backup(1)
+    const parent = await dirs.make()
+    const dataDir = join(parent, 'new-device')
+    // the store's place is under a regular file: openStore fails (a fault from outside the product)
+    await writeFile(join(parent, 'a-file'), 'not a directory')
+    await assert.rejects(restoreCar(v1.file, { phrase: erin.phrase, dataDir, storePath: join(parent, 'a-file', 'store') }), (err: unknown) => {
+      assert.ok(isTokenimError(err), String(err))
+      return true
+    })
+    // the keystore write started before the store was opened has finished by the time the call fails
+    const entries = await readdir(dataDir)
+    assert.ok(entries.includes('keystore.json') && entries.includes('identity.json'), entries.join(', '))
+    assert.ok(entries.includes('restore.json'), 'the restore stays resumable')
   })
 
   it('refuses a CAR with a flipped byte, names the block, and leaves the target empty', async () => {
