@@ -167,15 +167,21 @@ class BatchingDatastore extends LevelDatastore {
   }
 
   override async get (key: Key, options?: AbortOptions): Promise<Uint8Array> {
-    const v = this.held?.get(key.toString()) ?? this.readSync(key)
+    const v = this.heldOrSync(key)
     if (v === undefined) return await super.get(key, options)
     if (v === null) throw Object.assign(new Error('Not Found'), { name: 'NotFoundError' })
     return v
   }
 
   override async has (key: Key, options?: AbortOptions): Promise<boolean> {
-    const v = this.held?.get(key.toString()) ?? this.readSync(key)
+    const v = this.heldOrSync(key)
     return v === undefined ? await super.has(key, options) : v !== null
+  }
+
+  /** a held write (null: a held delete, which hides what is on disk), else {@link readSync} */
+  private heldOrSync (key: Key): Uint8Array | null | undefined {
+    const k = key.toString()
+    return this.held?.has(k) === true ? this.held.get(k) : this.readSync(key)
   }
 
   /**
