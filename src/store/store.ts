@@ -31,6 +31,7 @@ import * as cborg from 'cborg'
 import { TokenimError } from '../errors.ts'
 import { ensurePrivateDir } from '../util/fs.ts'
 import { log } from '../util/log.ts'
+import { encodeRecord } from './cbor.ts'
 import { markerPathFor, readMarker, writeMarker } from './marker.ts'
 import type { StoreMarker, StoreMarkerStatus } from './marker.ts'
 import { StoreErrorCode, invalidArgument, invalidMessage, toOpenError, toStoreError } from './errors.ts'
@@ -81,8 +82,9 @@ export function parseMessageKey (key: string): { conversation: string, ts: numbe
 const cborCodec = {
   name: 'tokenim-cbor',
   format: 'view' as const,
-  // no map sorting: records are built in a fixed field order, which is then kept on disk and on read
-  encode: (v: unknown): Uint8Array => cborg.encode(v, { mapSorter: undefined }),
+  // no map sorting: records are built in a fixed field order, which is then kept on disk and on read;
+  // the same bytes through a fast path for the plain records the store writes (cbor.ts)
+  encode: (v: unknown): Uint8Array => encodeRecord(v) ?? cborg.encode(v, { mapSorter: undefined }),
   decode: (b: Uint8Array): unknown => cborg.decode(b)
 }
 

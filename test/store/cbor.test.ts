@@ -1,0 +1,40 @@
+import assert from 'node:assert/strict'
+import * as cborg from 'cborg'
+import { encodeRecord } from '../../src/store/cbor.ts'
+import { message, makeHistory } from '../backup/helpers.ts'
+import { prng } from '../support/prng.ts'
+
+const cborgBytes = (v: unknown): number[] => [...cborg.encode(v, { mapSorter: undefined })]
+
+describe('store: the CBOR fast path', function () {
+  it('gives cborg\'s bytes for messages, attachments, summaries, outbox entries and backup records', () => {
+    const records: unknown[] = makeHistory({ conversations: 20, messages: 2000, attachments: 0.2 })
+    const rnd = prng(5)
+    const unicode = ['', 'é', '日本語のテキスト', '🙂👍🏽', 'a'.repeat(23), 'b'.repeat(24), 'c'.repeat(255), 'd'.repeat(256), 'e'.repeat(65535), 'f'.repeat(65536), 'x'.repeat(70000) + '🙂']
+    for (const t of unicode) records.push({ ...message(rnd, '0x' + '12'.repeat(20), 1_700_000_000_000), text: t })
+    const ints = [0, 1, 23, 24, 255, 256, 65535, 65536, 2 ** 32 - 1, 2 ** 32, 2 ** 53 - 1, -1, -24, -25, -256, -257, -65536, -65537, -(2 ** 32), -(2 ** 32) - 1, -(2 ** 53) + 1]
+    for (const n of ints) records.push({ n, list: [n, [n], { n }] })
+    records.push({ peer: '0x' + 'ab'.repeat(20), count: 3, firstTs: 1, lastTs: 2, lastId: 'x' })
+    records.push({ id: 'o1', to: '0x' + 'cd'.repeat(20), envelope: Uint8Array.from({ length: 300 }, (_, i) => i & 0xff), attempts: 0, nextAt: Date.now(), empty: new Uint8Array(0) })
+    records.push({ version: 3, cid: 'bafy', anchored: true, pending: false, replicas: [{ address: '0x1', ok: true, at: 5 }, { address: '0x2', ok: false, error: 'e' }], nothing: null })
+    records.push({ '2': 'numeric-looking keys', '1': 'come first', b: 1, a: 2 }, [], {}, 'plain', 42, true, null)
+    const big = { nested: {} as Record<string, unknown> }
+    let cur = big.nested
+    for (let i = 0; i < 20; i++) { cur.next = {}; cur = cur.next as Record<string, unknown> }
+    records.push(big)
+    for (const r of records) {
+      const mine = encodeRecord(r)
+      assert.ok(mine !== undefined, JSON.stringify(r).slice(0, 80))
+      assert.deepEqual([...mine], cborgBytes(r), JSON.stringify(r).slice(0, 80))
+      assert.equal(mine.constructor, Uint8Array)
+    }
+  })
+
+  it('leaves everything else to cborg', () => {
+    for (const v of [1.5, -0, Number.MAX_SAFE_INTEGER + 1, NaN, Infinity, undefined, 10n, new Map(), new Date(0), { a: 1.25 }, { a: undefined }, [1, 2.5], 'lone \ud800 surrogate', { ['\udc00']: 1 }]) {
+      assert.equal(encodeRecord(v), undefined, String(v))
+    }
+    // and is whole again after a refusal midway
+    assert.deepEqual([...encodeRecord({ a: 'x' }) as Uint8Array], cborgBytes({ a: 'x' }))
+  })
+})
