@@ -133,7 +133,12 @@ export async function serveDagStream (stream: Stream, read: LocalBlockRead, opti
   }
 }
 
+/** Default bound on the wait for the next frame (a peer that stops sending is given up on). */
+export const DEFAULT_DAG_STREAM_IDLE_MS = 20_000
+
 export interface FetchDagStreamOptions extends AbortOptions {
+  /** give up when no frame arrives for this long (default {@link DEFAULT_DAG_STREAM_IDLE_MS}) */
+  idleTimeoutMs?: number
   /** each accepted block (hash-checked, asked for, owning its bytes), in arrival order; throwing stops the exchange */
   onBlock: (block: { cid: CID, bytes: Uint8Array }) => void | Promise<void>
   /** the links of a block (default {@link dagLinks}) */
@@ -153,23 +158,26 @@ export interface DagStreamDialer {
 /**
  * Ask `peer` for the DAG under `root` over {@link DAG_PROTOCOL}. Resolves with what was accepted when the
  * peer is done (possibly not every block: the caller fetches the rest). Throws DIAL_FAILED (the peer
- * cannot be reached or does not speak the protocol), PROTOCOL_VIOLATION (it sent something not asked
+ * cannot be reached, does not speak the protocol, or sent nothing for `idleTimeoutMs`), PROTOCOL_VIOLATION (it sent something not asked
  * for, or bytes that do not match their CID; the blocks accepted before stay good), or what `onBlock`
  * throws.
  */
 export async function fetchDagStream (node: DagStreamDialer, peer: PeerId | Multiaddr, root: CID, options: FetchDagStreamOptions): Promise<FetchDagStreamResult> {
   const links = options.links ?? dagLinks
   const signal = options.signal
-  const stream = await node.dialProtocol(peer, DAG_PROTOCOL, { signal })
+  const idleMs = options.idleTimeoutMs ?? DEFAULT_DAG_STREAM_IDLE_MS
+  /** the caller's signal, bounded by the idle timeout (a new bound per frame) */
+  const frameSignal = (): AbortSignal => signal === undefined ? AbortSignal.timeout(idleMs) : AbortSignal.any([signal, AbortSignal.timeout(idleMs)])
+  const stream = await node.dialProtocol(peer, DAG_PROTOCOL, { signal: frameSignal() })
   const f = framed(stream, { maxFrameBytes: MAX_FRAME })
   const result: FetchDagStreamResult = { blocks: 0, bytes: 0 }
   /** asked for (the root, links of accepted blocks) and not received yet */
   const expected = new Set<string>([root.toString()])
   const accepted = new Set<string>()
   try {
-    await f.write(root.bytes, { signal })
-    await f.close({ signal })
-    for (let frame = await f.read({ signal }); frame != null; frame = await f.read({ signal })) {
+    await f.write(root.bytes, { signal: frameSignal() })
+    await f.close({ signal: frameSignal() })
+    for (let frame = await f.read({ signal: frameSignal() }); frame != null; frame = await f.read({ signal: frameSignal() })) {
       for (let at = 0; at < frame.length;) {
         const [length, n] = readVarint(frame, at)
         if (n === 0 || at + n + length > frame.length) throw violation(peer, 'a frame entry runs past its frame')

@@ -102,6 +102,32 @@ describe('p2p DAG stream: a whole DAG in one stream', function () {
     await assert.rejects(fetchDagStream(b, c.peerId, root, { onBlock: () => {} }), (err: unknown) => isTokenimError(err, 'PROTOCOL_VIOLATION'))
   })
 
+  it('gives up on a peer that stops sending (idle timeout): DIAL_FAILED, blocks accepted before stay', async () => {
+    const c = await h.node()
+    await b.dial(c.multiaddrs()[0])
+    const leaf = randomBytes(64)
+    const rootBytes = dagCbor.encode({ leaf: await cidOf(raw.code, leaf) })
+    const root = await cidOf(dagCbor.code, rootBytes)
+    let release = (): void => {}
+    const held = new Promise<void>(resolve => { release = resolve })
+    await c.unhandle(DAG_PROTOCOL)
+    await c.handle(DAG_PROTOCOL, async (stream) => {
+      const f = framed(stream, { maxFrameBytes: 4 * 1024 * 1024 })
+      await f.read()
+      await f.write(Buffer.concat([encodeVarint(root.bytes.length + rootBytes.length), root.bytes, rootBytes]))
+      await held // then nothing more
+      stream.abort(new Error('done'))
+    })
+    const accepted: string[] = []
+    try {
+      await assert.rejects(fetchDagStream(b, c.peerId, root, { idleTimeoutMs: 300, onBlock: ({ cid }) => { accepted.push(cid.toString()) } }),
+        (err: unknown) => isTokenimError(err, 'DIAL_FAILED'))
+      assert.deepEqual(accepted, [root.toString()])
+    } finally {
+      release()
+    }
+  })
+
   it('passes on what onBlock throws, and stops on abort', async () => {
     const root = await put(a, dagCbor.code, dagCbor.encode({ leaf: await put(a, raw.code, randomBytes(10)) }))
     const mine = new Error('mine')
