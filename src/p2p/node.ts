@@ -218,7 +218,8 @@ class BatchingDatastore extends LevelDatastore {
         const held = this.held
         this.held = undefined
         if (held.size > 0) {
-          await this.db.batch([...held].map(([key, value]) => value === null ? { type: 'del' as const, key } : { type: 'put' as const, key, value }))
+          // synced, like the blocks: the pin records of a backup are on disk before it is anchored
+          await this.db.batch([...held].map(([key, value]) => value === null ? { type: 'del' as const, key } : { type: 'put' as const, key, value }), { sync: true })
         }
       }
     }
@@ -405,7 +406,9 @@ export class P2PNode {
           if (cid.multihash.code === IDENTITY_HASH) continue
           batch.put(levelKey(cid), bytes)
         }
-        await batch.write()
+        // synced: a backup is anchored right after its blocks are written, and an anchor naming blocks a
+        // power cut took back would be a backup that can never be restored from this device
+        await batch.write({ sync: true })
       }
     }
   }
