@@ -1,3 +1,5 @@
+import { isUtf8 } from 'node:buffer'
+
 /**
  * A fast path for the store's CBOR records: the bytes `cborg.encode(v, { mapSorter: undefined })` gives
  * (maps in insertion order, minimal lengths and integers), written straight into one buffer for values
@@ -119,3 +121,112 @@ export function encodeRecord (v: unknown): Uint8Array | undefined {
   out.set(buf.subarray(0, pos))
   return out
 }
+
+/** what {@link decodeRecord} returns for bytes it leaves to cborg */
+export const NOT_DECODED: unique symbol = Symbol('not decoded')
+
+class Fallback extends Error {}
+const FALLBACK = new Fallback()
+
+let data: Buffer = Buffer.alloc(0)
+let at = 0
+
+function need (n: number): void {
+  if (at + n > data.length) throw FALLBACK
+}
+
+/** the argument of a head whose major type was read at data[at - 1] (definite lengths only) */
+function argument (minor: number): number {
+  if (minor < 24) return minor
+  if (minor === 24) { need(1); return data[at++] }
+  if (minor === 25) { need(2); const v = data.readUInt16BE(at); at += 2; return v }
+  if (minor === 26) { need(4); const v = data.readUInt32BE(at); at += 4; return v }
+  if (minor === 27) {
+    need(8)
+    const hi = data.readUInt32BE(at)
+    if (hi > 0x1fffff) throw FALLBACK // beyond 2^53: cborg's error or BigInt
+    const v = hi * 0x100000000 + data.readUInt32BE(at + 4)
+    at += 8
+    return v
+  }
+  throw FALLBACK // indefinite lengths, reserved minors
+}
+
+function text (n: number): string {
+  need(n)
+  const end = at + n
+  let ascii = true
+  for (let i = at; i < end; i++) if (data[i] >= 0x80) { ascii = false; break }
+  let s: string
+  if (ascii) {
+    s = data.toString('latin1', at, end)
+  } else {
+    const bytes = data.subarray(at, end)
+    // invalid UTF-8 or a leading BOM: left to cborg, whose handling of both is its own
+    if (!isUtf8(bytes) || (bytes[0] === 0xef && bytes[1] === 0xbb && bytes[2] === 0xbf)) throw FALLBACK
+    s = data.toString('utf8', at, end)
+  }
+  at = end
+  return s
+}
+
+function item (depth: number): unknown {
+  if (depth > 64) throw FALLBACK
+  need(1)
+  const b = data[at++]
+  const major = b >> 5
+  const minor = b & 0x1f
+  switch (major) {
+    case 0: return argument(minor)
+    case 1: return -1 - argument(minor)
+    case 3: return text(argument(minor))
+    case 4: {
+      const n = argument(minor)
+      const out: unknown[] = []
+      for (let i = 0; i < n; i++) out.push(item(depth + 1))
+      return out
+    }
+    case 5: {
+      const n = argument(minor)
+      const out: Record<string, unknown> = {}
+      for (let i = 0; i < n; i++) {
+        need(1)
+        if (data[at] >> 5 !== 3) throw FALLBACK // a non-string key: cborg's error
+        at++
+        const key = text(argument(data[at - 1] & 0x1f))
+        if (key === '__proto__') throw FALLBACK
+        out[key] = item(depth + 1)
+      }
+      return out
+    }
+    case 7:
+      if (b === 0xf4) return false
+      if (b === 0xf5) return true
+      if (b === 0xf6) return null
+      throw FALLBACK // undefined, floats, other simple values
+    default:
+      throw FALLBACK // byte strings, tags
+  }
+}
+
+/**
+ * The value of a store record, as `cborg.decode` gives it, for records of the subset {@link encodeRecord}
+ * writes without byte strings (maps with string keys, arrays, strings, safe integers, booleans, null);
+ * anything else — bytes, floats, tags, indefinite lengths, invalid UTF-8, trailing bytes — is
+ * {@link NOT_DECODED}, for cborg to decode (or refuse) as before.
+ */
+export function decodeRecord (bytes: Uint8Array): unknown {
+  data = Buffer.isBuffer(bytes) ? bytes : Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength)
+  at = 0
+  try {
+    const v = item(0)
+    return at === data.length ? v : NOT_DECODED
+  } catch (err) {
+    if (err === FALLBACK) return NOT_DECODED
+    throw err
+  } finally {
+    data = EMPTY
+  }
+}
+
+const EMPTY = Buffer.alloc(0)

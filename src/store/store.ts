@@ -31,7 +31,7 @@ import * as cborg from 'cborg'
 import { TokenimError } from '../errors.ts'
 import { ensurePrivateDir } from '../util/fs.ts'
 import { log } from '../util/log.ts'
-import { encodeRecord } from './cbor.ts'
+import { NOT_DECODED, decodeRecord, encodeRecord } from './cbor.ts'
 import { markerPathFor, readMarker, writeMarker } from './marker.ts'
 import type { StoreMarker, StoreMarkerStatus } from './marker.ts'
 import { StoreErrorCode, invalidArgument, invalidMessage, toOpenError, toStoreError } from './errors.ts'
@@ -85,7 +85,10 @@ const cborCodec = {
   // no map sorting: records are built in a fixed field order, which is then kept on disk and on read;
   // the same bytes through a fast path for the plain records the store writes (cbor.ts)
   encode: (v: unknown): Uint8Array => encodeRecord(v) ?? cborg.encode(v, { mapSorter: undefined }),
-  decode: (b: Uint8Array): unknown => cborg.decode(b)
+  decode: (b: Uint8Array): unknown => {
+    const v = decodeRecord(b)
+    return v === NOT_DECODED ? cborg.decode(b) : v
+  }
 }
 
 /** the CBOR value encoding, typed for one sublevel's records (validated before they are written) */

@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict'
 import * as cborg from 'cborg'
-import { encodeRecord } from '../../src/store/cbor.ts'
+import { NOT_DECODED, decodeRecord, encodeRecord } from '../../src/store/cbor.ts'
 import { message, makeHistory } from '../backup/helpers.ts'
 import { prng } from '../support/prng.ts'
 
@@ -27,7 +27,42 @@ describe('store: the CBOR fast path', function () {
       assert.ok(mine !== undefined, JSON.stringify(r).slice(0, 80))
       assert.deepEqual([...mine], cborgBytes(r), JSON.stringify(r).slice(0, 80))
       assert.equal(mine.constructor, Uint8Array)
+      // and read back as cborg reads it (same values, same key order), unless it holds bytes
+      const back = decodeRecord(mine)
+      if (JSON.stringify(r).includes('envelope')) assert.equal(back, NOT_DECODED)
+      else {
+        assert.deepEqual(back, cborg.decode(mine))
+        assert.equal(JSON.stringify(back), JSON.stringify(cborg.decode(mine)))
+      }
     }
+  })
+
+  it('reads back only what it can read as cborg does, and leaves the rest to cborg', () => {
+    const cases: Array<[string, Uint8Array]> = [
+      ['float', cborg.encode({ a: 1.5 })],
+      ['bytes', cborg.encode({ a: Uint8Array.of(1) })],
+      ['undefined', Uint8Array.of(0xa1, 0x61, 0x61, 0xf7)],
+      ['trailing byte', Uint8Array.of(0x01, 0x02)],
+      ['truncated', Uint8Array.of(0x63, 0x61, 0x62)],
+      ['indefinite array', Uint8Array.of(0x9f, 0x01, 0xff)],
+      ['tag', Uint8Array.of(0xc1, 0x01)],
+      ['non-string key', Uint8Array.of(0xa1, 0x01, 0x02)],
+      ['__proto__ key', cborg.encode(JSON.parse('{"__proto__": {"x": 1}}'))],
+      ['invalid utf-8', Uint8Array.of(0x62, 0xc3, 0x28)],
+      ['leading BOM', Uint8Array.of(0x64, 0xef, 0xbb, 0xbf, 0x61)],
+      ['2^53', Uint8Array.of(0x1b, 0x00, 0x20, 0, 0, 0, 0, 0, 0)],
+      ['empty', new Uint8Array(0)]
+    ]
+    for (const [name, bytes] of cases) assert.equal(decodeRecord(bytes), NOT_DECODED, name)
+    // non-minimal lengths and integers read as cborg reads them
+    for (const bytes of [Uint8Array.of(0x18, 0x05), Uint8Array.of(0x1b, 0, 0, 0, 0, 0, 0, 1, 0), Uint8Array.of(0x78, 0x02, 0x68, 0x69), Uint8Array.of(0x39, 0x01, 0x00)]) {
+      assert.deepEqual(decodeRecord(bytes), cborg.decode(bytes))
+    }
+    // a Buffer view into a larger buffer
+    const inner = cborg.encode({ id: 'x', n: 300 })
+    const big = Buffer.alloc(inner.length + 10, 0xff)
+    big.set(inner, 5)
+    assert.deepEqual(decodeRecord(big.subarray(5, 5 + inner.length)), { id: 'x', n: 300 })
   })
 
   it('leaves everything else to cborg', () => {
