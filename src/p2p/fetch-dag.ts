@@ -102,6 +102,11 @@ export interface FetchDagOptions extends AbortOptions {
   /** called for each block before its links are followed, one at a time; throwing stops the walk with that error */
   onBlock?: (block: FetchedBlock) => void | Promise<void>
   onProgress?: (p: FetchDagProgress) => void
+  /**
+   * a block the caller already holds (e.g. from a DAG stream), taken as it is (`local: true`) without the
+   * per-block timeout and lookup machinery; undefined: fetch it
+   */
+  peek?: (cid: CID) => Uint8Array | undefined
 }
 
 export interface FetchDagResult {
@@ -232,6 +237,8 @@ export async function fetchDag (bs: DagBlockstore, root: CID, options: FetchDagO
   let serial: Promise<void> = Promise.resolve()
 
   const fetchOne = async (cid: CID): Promise<FetchedBlock> => {
+    const held = options.peek?.(cid)
+    if (held !== undefined) return { cid, bytes: held, local: true }
     const local = bs.has === undefined ? undefined : await bs.has(cid, { signal })
     // a local block needs no network, hence no lookup logic
     const bytes = await fetchBlock(bs, cid, { signal, blockTimeoutMs, lookupAfterMs: local === true ? 0 : lookupAfterMs })

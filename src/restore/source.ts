@@ -291,6 +291,7 @@ export async function openNetworkSource (options: NetworkSourceOptions): Promise
     await walk
     const started = performance.now()
     walk = fetchDag(walkStore, root, {
+      peek: cid => cache.get(blockKey(cid)),
       routing: p2p.helia.routing,
       lookupAfterMs: lookupAfterMs(),
       blockTimeoutMs,

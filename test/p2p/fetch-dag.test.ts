@@ -104,6 +104,26 @@ describe('p2p fetchDag: whole DAGs over bitswap', function () {
     assert.ok(Date.now() - t0 < 5_000, 'an abort ends the walk promptly')
   })
 
+  it('takes blocks the caller holds (peek) as they are, and fetches only the others', async () => {
+    const held = new Map<string, Uint8Array>()
+    const leaves: CID[] = []
+    for (let i = 0; i < 20; i++) {
+      const bytes = randomBytes(100 + i)
+      const cid = CID.createV1(raw.code, await sha256.digest(bytes))
+      leaves.push(cid)
+      held.set(cid.toString(), bytes)
+    }
+    const fetched = await put(a, raw.code, randomBytes(300)) // only the peer has this one
+    const rootBytes = dagCbor.encode({ leaves, fetched })
+    const root = CID.createV1(dagCbor.code, await sha256.digest(rootBytes))
+    held.set(root.toString(), rootBytes)
+    const seen: FetchedBlock[] = []
+    const got = await fetchDag(b.helia.blockstore, root, { routing: b.helia.routing, peek: cid => held.get(cid.toString()), onBlock: blk => { seen.push(blk) } })
+    assert.equal(got.blocks, 22)
+    assert.equal(got.localBlocks, 21)
+    assert.deepEqual(seen.filter(x => x.local !== true).map(x => x.cid.toString()), [fetched.toString()])
+  })
+
   it('dagLinks follows dag-cbor and dag-pb links, none for raw or undecodable bytes', async () => {
     const x = CID.createV1(raw.code, await sha256.digest(new Uint8Array([1])))
     const y = CID.createV1(raw.code, await sha256.digest(new Uint8Array([2])))
