@@ -395,7 +395,8 @@ export async function restoreBackup (o: RestoreOptions): Promise<RestoreResult> 
   const saveMarker = (): void => {
     const state = { ...marker }
     const previous = markerWrite
-    markerWrite = (async () => { await previous; await writeMarker(o.dataDir, state) })()
+    // the store synced first: restore.json never claims a batch that a power cut could take back
+    markerWrite = (async () => { await previous; await store.sync(); await writeMarker(o.dataDir, state) })()
     markerWrite.catch(() => {}) // surfaced by the next flush or the end of the import
   }
   try {

@@ -53,6 +53,8 @@ const SCHEMA_KEY = 'schemaVersion'
 const STORE_ID_KEY = 'storeId'
 /** meta: written with sync before the marker, so the count the marker records is durable */
 const MARKER_SYNC_KEY = 'markerSyncedAt'
+/** meta: written with sync by {@link Store.sync} */
+const SYNC_KEY = 'syncedAt'
 /** the marker is rewritten at most this often while messages are added (and on close) */
 export const DEFAULT_MARKER_INTERVAL_MS = 60_000
 const SEP = '!'
@@ -437,6 +439,15 @@ export class Store {
     if (mk === undefined) return undefined
     const lost = mk.marker === undefined ? 0 : Math.max(0, mk.marker.messages - mk.messages)
     return { path: mk.path, storeId: mk.storeId, messages: mk.messages, marker: mk.marker, idChanged: mk.marker !== undefined && mk.marker.storeId !== mk.storeId, lost }
+  }
+
+  /**
+   * Make every write so far durable: one synced write flushes LevelDB's log with all that came before it.
+   * Writes are not synced one by one (a crash of the process loses nothing; a power cut may lose the last
+   * ones); a caller that records elsewhere that they happened (the restore's restore.json) calls this first.
+   */
+  async sync (): Promise<void> {
+    await this.#guard(() => this.#s.meta.put(SYNC_KEY, Date.now(), SYNC_WRITE))
   }
 
   /**

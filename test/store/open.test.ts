@@ -161,6 +161,17 @@ describe('store: open, persistence, contacts, backups, meta', () => {
     await s.close()
     await assert.rejects(s.countMessages(), (err: unknown) => isTokenimError(err, 'STORE_CLOSED'))
     await assert.rejects(s.addMessage(msg()), (err: unknown) => isTokenimError(err, 'STORE_CLOSED'))
+    await assert.rejects(s.sync(), (err: unknown) => isTokenimError(err, 'STORE_CLOSED'))
+  })
+
+  it('sync() is a durability barrier that changes nothing a reader sees', async () => {
+    const s = await open()
+    await s.addMessage(msg())
+    await s.sync()
+    await s.sync()
+    assert.equal(await s.countMessages(), 1)
+    assert.equal((await s.conversations()).length, 1)
+    await s.close()
   })
 
   it('contacts', async () => {
