@@ -153,6 +153,15 @@ export function blockKey (cid: CID): string {
   return Buffer.from(cid.bytes.buffer, cid.bytes.byteOffset, cid.bytes.byteLength).toString('latin1')
 }
 
+/**
+ * `bytes` itself when it owns its whole buffer, else a copy that does: a kept view keeps its whole buffer
+ * alive (a small Buffer or a dag-cbor encoding is a view into a 64 KiB slab, a streamed block a view into
+ * its frame), so a cache of views holds far more memory than it counts.
+ */
+export function ownBytes (bytes: Uint8Array): Uint8Array {
+  return bytes.byteOffset === 0 && bytes.byteLength === bytes.buffer.byteLength ? bytes : bytes.slice()
+}
+
 function cidOfKey (key: string): CID {
   const bytes = new Uint8Array(key.length)
   for (let i = 0; i < key.length; i++) bytes[i] = key.charCodeAt(i)

@@ -14,7 +14,7 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { getHeapStatistics } from 'node:v8'
 import type { CID } from 'multiformats/cid'
-import { blockKey, readCar, verifyBlock } from '../backup/index.ts'
+import { blockKey, ownBytes, readCar, verifyBlock } from '../backup/index.ts'
 import type { BlockGetter } from '../backup/index.ts'
 import { isTokenimError } from '../errors.ts'
 import type { DagBlockstore, FetchBlockOptions, P2PNode } from '../p2p/index.ts'
@@ -334,9 +334,4 @@ export async function openNetworkSource (options: NetworkSourceOptions): Promise
 function anySignal (signal: AbortSignal | undefined, timeoutMs: number): AbortSignal {
   const t = AbortSignal.timeout(timeoutMs)
   return signal === undefined ? t : AbortSignal.any([signal, t])
-}
-
-/** `bytes` itself when it owns its whole buffer, else a copy that does (a view keeps its whole buffer alive). */
-function ownBytes (bytes: Uint8Array): Uint8Array {
-  return bytes.byteOffset === 0 && bytes.byteLength === bytes.buffer.byteLength ? bytes : bytes.slice()
 }
