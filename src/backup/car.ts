@@ -13,13 +13,15 @@ import * as dagPb from '@ipld/dag-pb'
 import { CID } from 'multiformats/cid'
 import { isTokenimError, TokenimError } from '../errors.ts'
 import { exists, PRIVATE_FILE_MODE, toFsError, writeFileAtomic } from '../util/fs.ts'
-import { cborLinks } from '../util/ipld.ts'
+import { blockKey, cborLinks } from '../util/ipld.ts'
 import { log } from '../util/log.ts'
 import { readBlock, verifyBlock } from './blocks.ts'
 import type { AbortOptions, BlockGetter } from './blocks.ts'
 import { DAG_CBOR, DAG_PB, MAX_CAR_BLOCK, RAW } from './constants.ts'
 import { BackupErrorCode, backupError, malformed, throwIfAborted } from './errors.ts'
 import { checkRootOption, readHeader, readManifestNode } from './reader.ts'
+
+export { blockKey }
 
 const logger = log('backup:car')
 
@@ -142,16 +144,6 @@ export async function writeCar (rootIn: CID | string, bs: BlockGetter, path: str
 }
 
 interface Entry { offset: number, length: number, ok: boolean }
-
-/**
- * A CID as a map key for a long-lived map of blocks: its bytes as a latin1 string — flat and ~40 bytes.
- * (`cid.toString()` builds its base32 text one character at a time, a rope of ~1.7 KB that V8 keeps as it
- * is, and caches it on the CID: a CAR index of 35,000 blocks held ~60 MB that way, and so did the callers'
- * CIDs it was asked for.)
- */
-export function blockKey (cid: CID): string {
-  return Buffer.from(cid.bytes.buffer, cid.bytes.byteOffset, cid.bytes.byteLength).toString('latin1')
-}
 
 /**
  * `bytes` itself when it owns its whole buffer, else a copy that does: a kept view keeps its whole buffer
