@@ -8,6 +8,7 @@ import { CID } from 'multiformats/cid'
 import { validateKdfParams } from '../crypto/index.ts'
 import type { KdfParams } from '../crypto/index.ts'
 import type { Contact, StoredMessage } from '../store/index.ts'
+import { encodeDagCbor } from '../util/cbor.ts'
 import { isChecksummedAddress } from './address.ts'
 import { BackupErrorCode, backupError, malformed } from './errors.ts'
 import { DAG_CBOR, FORMAT_NAME, MAX_LIST, MAX_SEGMENT_BYTES, MAX_SEGMENT_SIZE, MAX_SHARD_SIZE, MIN_SEGMENT_BYTES, RAW, SHA2_256, SUPPORTED_VERSIONS } from './constants.ts'
@@ -157,8 +158,14 @@ export interface Segment {
 // ---------------------------------------------------------------------------------------------------------
 // generic helpers
 
+/**
+ * dag-cbor bytes: plain data (every segment message, a segment's skeleton, a shard) through the shared fast
+ * path (src/util/cbor.ts, byte for byte what @ipld/dag-cbor writes), anything else (CIDs) through
+ * @ipld/dag-cbor. A segment message was encoded by dag-cbor's generic encoder at ~12 µs, a fifth of a
+ * backup's CPU.
+ */
 export function encode (value: unknown): Uint8Array {
-  return dagCbor.encode(value)
+  return encodeDagCbor(value) ?? dagCbor.encode(value)
 }
 
 /** Decode dag-cbor strictly; with `canonical`, also require the bytes to be the canonical encoding. */

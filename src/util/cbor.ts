@@ -1,15 +1,21 @@
 import { isUtf8 } from 'node:buffer'
 
 /**
- * A fast path for the store's CBOR records: the bytes `cborg.encode(v, { mapSorter: undefined })` gives
- * (maps in insertion order, minimal lengths and integers), written straight into one buffer for values
- * made only of plain objects, arrays, strings, safe integers, booleans, null and Uint8Arrays: every
- * record the store writes. Anything else (a float, -0, undefined, a bigint, a Map, a class instance)
- * makes it return undefined and the caller encodes with cborg. cborg's generic encoder (tokens, a chunk
- * list, options merged per call) was half of a message import's CPU. A test compares both byte for byte.
+ * A fast path for CBOR of plain data, written straight into one reused buffer: minimal lengths and
+ * integers, for values made only of plain objects, arrays, strings, safe integers, booleans, null and
+ * Uint8Arrays. Anything else (a float, -0, undefined, a bigint, a Map, a CID or another class instance)
+ * makes it return undefined and the caller encodes with its library as before. Two orders of map keys:
+ * - {@link encodeRecord}: insertion order, the bytes `cborg.encode(v, { mapSorter: undefined })` gives
+ *   (the store's records; cborg's generic encoder — tokens, a chunk list, options merged per call — was
+ *   half of a message import's CPU);
+ * - {@link encodeDagCbor}: dag-cbor's order (length first, then bytewise), the bytes `@ipld/dag-cbor`'s
+ *   encode gives (a backup's segment messages and other plain blocks); maps with a non-ASCII key are left
+ *   to dag-cbor.
+ * Tests compare both with their library byte for byte.
  */
-
 let buf = Buffer.allocUnsafe(64 * 1024)
+/** buf's memory as a plain Uint8Array */
+let view = new Uint8Array(buf.buffer, buf.byteOffset, buf.length)
 let pos = 0
 
 function ensure (n: number): void {
@@ -17,6 +23,7 @@ function ensure (n: number): void {
   const next = Buffer.allocUnsafe(Math.max(buf.length * 2, pos + n))
   buf.copy(next, 0, 0, pos)
   buf = next
+  view = new Uint8Array(buf.buffer, buf.byteOffset, buf.length)
 }
 
 /** a major type with its argument, minimal as CBOR (and cborg) wants; n < 2^53 */
@@ -47,16 +54,24 @@ function head (major: number, n: number): void {
 function string (s: string): boolean {
   const len = s.length
   if (len <= 512) {
-    // ASCII (ids, addresses, keys, most text) byte by byte: cheaper than a call into Buffer per string
-    let i = 0
-    while (i < len && s.charCodeAt(i) < 0x80) i++
-    if (i === len) {
-      head(3, len)
-      ensure(len)
-      for (let k = 0; k < len; k++) buf[pos + k] = s.charCodeAt(k)
-      pos += len
+    // ASCII (ids, addresses, keys, most text) byte by byte, checked as written (a non-ASCII character
+    // rewinds to the UTF-8 path below): cheaper than a call into Buffer per string
+    const start = pos
+    head(3, len)
+    ensure(len)
+    const b = buf
+    const p = pos
+    let k = 0
+    for (; k < len; k++) {
+      const c = s.charCodeAt(k)
+      if (c >= 0x80) break
+      b[p + k] = c
+    }
+    if (k === len) {
+      pos = p + len
       return true
     }
+    pos = start
   }
   if (!s.isWellFormed()) return false // lone surrogates: left to cborg
   const n = Buffer.byteLength(s, 'utf8')
@@ -66,8 +81,18 @@ function string (s: string): boolean {
   return true
 }
 
-/** false: not a value of the fast path */
-function value (v: unknown, depth: number): boolean {
+/** dag-cbor's key order for ASCII keys: shorter first, then bytewise (code units are the bytes) */
+function dagKeyOrder (a: string, b: string): number {
+  return a.length !== b.length ? a.length - b.length : a < b ? -1 : a > b ? 1 : 0
+}
+
+function isAscii (s: string): boolean {
+  for (let i = 0; i < s.length; i++) if (s.charCodeAt(i) >= 0x80) return false
+  return true
+}
+
+/** false: not a value of the fast path; `sorted`: map keys in dag-cbor's order (ASCII keys only) */
+function value (v: unknown, depth: number, sorted: boolean): boolean {
   if (depth > 32) return false
   switch (typeof v) {
     case 'string':
@@ -96,14 +121,18 @@ function value (v: unknown, depth: number): boolean {
       }
       if (Array.isArray(v)) {
         head(4, v.length)
-        for (const item of v) if (!value(item, depth + 1)) return false
+        for (const item of v) if (!value(item, depth + 1, sorted)) return false
         return true
       }
       if (Object.getPrototypeOf(v) !== Object.prototype) return false
       const keys = Object.keys(v)
+      if (sorted) {
+        for (const k of keys) if (!isAscii(k)) return false
+        keys.sort(dagKeyOrder)
+      }
       head(5, keys.length)
       for (const k of keys) {
-        if (!string(k) || !value((v as Record<string, unknown>)[k], depth + 1)) return false
+        if (!string(k) || !value((v as Record<string, unknown>)[k], depth + 1, sorted)) return false
       }
       return true
     }
@@ -114,12 +143,23 @@ function value (v: unknown, depth: number): boolean {
 
 /** The record's CBOR (cborg's bytes), or undefined when it holds something the fast path leaves to cborg. */
 export function encodeRecord (v: unknown): Uint8Array | undefined {
+  return encodeWith(v, false)
+}
+
+/**
+ * The value's dag-cbor (the bytes `@ipld/dag-cbor`'s encode gives), or undefined when it holds something
+ * the fast path leaves to dag-cbor (a CID, a float, undefined, a non-ASCII map key, ...).
+ */
+export function encodeDagCbor (v: unknown): Uint8Array | undefined {
+  return encodeWith(v, true)
+}
+
+function encodeWith (v: unknown, sorted: boolean): Uint8Array | undefined {
   pos = 0
-  if (!value(v, 0)) return undefined
-  // a copy of its own (the buffer is reused): level keeps the value until the batch is written
-  const out = new Uint8Array(pos)
-  out.set(buf.subarray(0, pos))
-  return out
+  if (!value(v, 0, sorted)) return undefined
+  // a copy of its own (the buffer is reused; level keeps the value until the batch is written), a plain
+  // Uint8Array: slicing the Uint8Array view (a Buffer's subarray or slice goes through its species)
+  return view.slice(0, pos)
 }
 
 /** what {@link decodeRecord} returns for bytes it leaves to cborg */
