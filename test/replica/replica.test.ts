@@ -3,7 +3,9 @@ import { walkDag } from '../../src/backup/index.ts'
 import { runBackup } from '../../src/backup/job/index.ts'
 import { requestReplicaPin, startReplicaService, decodePinRequest, encodePinRequest } from '../../src/backup/replica/index.ts'
 import type { ReplicaService } from '../../src/backup/replica/index.ts'
+import { readBlock } from '../../src/backup/blocks.ts'
 import { isTokenimError } from '../../src/errors.ts'
+import { DAG_PROTOCOL, serveDagStream } from '../../src/p2p/index.ts'
 import type { TokenimNode } from '../../src/node/index.ts'
 import { Harness, fill, waitFor } from '../backup-job/helpers.ts'
 import { CID } from 'multiformats/cid'
@@ -70,6 +72,35 @@ describe('replica service /tokenim/pin/1.0.0', function () {
     await assert.rejects(requestReplicaPin(owner, replica.address, { owner: owner.address, version: 1, cid: r3.cid }, { timeout: 20_000 }), refused('DIGEST_MISMATCH'))
     // a version the chain never anchored
     await assert.rejects(requestReplicaPin(owner, replica.address, { owner: owner.address, version: 99, cid: r3.cid }, { timeout: 20_000 }), refused('NOT_ANCHORED'))
+  })
+
+  it('takes the DAG from the requester in one stream, and over bitswap when the requester serves none', async () => {
+    const chain = h.client((await h.chain()).profile, owner)
+    const offline = { get: (cid: CID, o?: { signal?: AbortSignal }) => owner.p2p.helia.blockstore.get(cid, { ...o, offline: true }) }
+    let served = 0
+    await owner.p2p.libp2p.unhandle(DAG_PROTOCOL)
+    await owner.p2p.libp2p.handle(DAG_PROTOCOL, (stream) => {
+      served++
+      void serveDagStream(stream, async (cids) => await Promise.all(cids.map(async c => await readBlock(offline, c, 1 << 24).catch(() => undefined))))
+    })
+    await fill(owner, 60, 21, 1_900_000_000_000)
+    const r = await runBackup({ node: owner, chain, replicas: [replica.address] })
+    assert.equal(r.replicas[0]?.ok, true, JSON.stringify(r.replicas))
+    assert.equal(served, 1)
+    assert.equal(await replica.p2p.helia.pins.isPinned(CID.parse(r.cid)), true)
+
+    // an owner that does not serve /tokenim/dag: the replica still gets every block, over bitswap
+    await owner.p2p.libp2p.unhandle(DAG_PROTOCOL)
+    await fill(owner, 60, 22, 1_950_000_000_000)
+    const r2 = await runBackup({ node: owner, chain, replicas: [replica.address] })
+    assert.equal(r2.replicas[0]?.ok, true, JSON.stringify(r2.replicas))
+    assert.equal(served, 1)
+    const root2 = CID.parse(r2.cid)
+    assert.equal(await replica.p2p.helia.pins.isPinned(root2), true)
+    const atReplica = { get: (cid: CID, o?: { signal?: AbortSignal }) => replica.p2p.helia.blockstore.get(cid, { ...o, offline: true }) }
+    let blocks = 0
+    for await (const _ of walkDag(atReplica, root2)) blocks++
+    assert.ok(blocks >= 3)
   })
 
   it('refuses an unknown owner; the backup still succeeds locally with a warning naming the replica', async () => {

@@ -6,9 +6,11 @@
  *   2. the chain must anchor exactly this root for (owner, version): digestOf(owner, version) equals the
  *      sha2-256 digest inside the root CID (NOT_ANCHORED / DIGEST_MISMATCH; CHAIN_UNAVAILABLE when the
  *      replica cannot read the chain);
- *   3. the DAG is fetched over bitswap (src/p2p fetchDag: breadth-first, many blocks wanted at once, from
- *      the requester, which is connected, and from DHT providers only for blocks it did not deliver in
- *      time); Helia hash-checks every block, each is size-capped, the root must say this owner and
+ *   3. the DAG is fetched: first in one stream from the requester (`/tokenim/dag/1.0.0`, src/p2p
+ *      dag-stream.ts: only blocks asked for, each hash-checked), then over bitswap for whatever that did
+ *      not bring (src/p2p fetchDag: breadth-first, many blocks wanted at once, from the requester, which
+ *      is connected, and from DHT providers only for blocks it did not deliver in time; Helia hash-checks
+ *      every block); each block is size-capped, the root must say this owner and
  *      version before its links are followed, and the bytes new to this replica count against the
  *      owner's quota (OVER_QUOTA);
  *   4. the root is pinned, announced as a provider in the DHT (best effort), recorded, and the owner's
@@ -19,11 +21,11 @@
  * State (which versions are kept per owner, with their byte counts) lives in the store's meta under
  * `replica:<owner>`.
  */
-import type { Stream } from '@libp2p/interface'
+import type { PeerId, Stream } from '@libp2p/interface'
 import type { CID } from 'multiformats/cid'
 import { isTokenimError } from '../../errors.ts'
-import { fetchDag, framed } from '../../p2p/index.ts'
-import type { ProviderRouting } from '../../p2p/index.ts'
+import { fetchDag, fetchDagStream, framed } from '../../p2p/index.ts'
+import type { DagStreamDialer, LocalBlocks, ProviderRouting } from '../../p2p/index.ts'
 import { log } from '../../util/log.ts'
 import { toCid } from '../blocks.ts'
 import type { BlockGetter } from '../blocks.ts'
@@ -44,13 +46,18 @@ const READ_REQUEST_TIMEOUT_MS = 10_000
 const PROVIDE_TIMEOUT_MS = 60_000
 /** bound on one block of a DAG being pinned (the whole fetch is bounded by fetchTimeoutMs) */
 const BLOCK_TIMEOUT_MS = 60_000
+/** streamed blocks are written in level batches of about this size */
+const STREAM_BATCH_BYTES = 4 * 1024 * 1024
 
 /** The parts of a node the service uses (a TokenimNode's `p2p` and `store` fit). */
 export interface ReplicaHost {
   p2p: {
     peerId: { toString: () => string }
-    handle: (protocol: string, handler: (stream: Stream) => void | Promise<void>, options?: { maxInboundStreams?: number }) => Promise<void>
+    handle: (protocol: string, handler: (stream: Stream, connection: { remotePeer: PeerId }) => void | Promise<void>, options?: { maxInboundStreams?: number }) => Promise<void>
     unhandle: (protocol: string) => Promise<void>
+    /** with both, the DAG is first asked of the requester in one stream (a P2PNode has them) */
+    dialProtocol?: DagStreamDialer['dialProtocol']
+    localBlocks?: () => LocalBlocks
     helia: {
       blockstore: BlockGetter & { has: (cid: CID, options?: { signal?: AbortSignal }) => boolean | Promise<boolean> }
       pins: {
@@ -148,32 +155,74 @@ export async function startReplicaService (host: ReplicaHost, options: ReplicaSe
    * checked (owner, version) before its links are followed; each block is size-capped; the bytes that
    * were not here yet count against the budget.
    */
-  const fetchVersion = async (owner: string, version: number, root: CID, budget: number, signal: AbortSignal): Promise<{ bytes: number, bytesNew: number }> => {
+  const fetchVersion = async (owner: string, version: number, root: CID, budget: number, signal: AbortSignal, from?: PeerId): Promise<{ bytes: number, bytesNew: number }> => {
     let bytesNew = 0
+    /** the checks every block passes, streamed or over bitswap (a Refusal stops the fetch) */
+    const check = (cid: CID, bytes: Uint8Array, local: boolean): void => {
+      if (bytes.length > MAX_CAR_BLOCK) throw new Refusal(ReplicaReason.FETCH_FAILED, `block ${cid.toString()} is larger than ${MAX_CAR_BLOCK} bytes`)
+      if (cid.equals(root)) {
+        try {
+          checkExpectations(decodeHeader(bytes, { block: 'root', cid: cid.toString() }), { owner, version })
+        } catch (err) {
+          throw new Refusal(ReplicaReason.DIGEST_MISMATCH, `the root does not hold version ${version} of ${owner}: ${(err as Error).message}`)
+        }
+      }
+      if (!local) {
+        bytesNew += bytes.length
+        if (bytesNew > budget) throw new Refusal(ReplicaReason.OVER_QUOTA, `the bundle needs more than the ${budget} bytes left in the owner's quota of ${quota}`)
+      }
+    }
+    if (from !== undefined) await streamVersion(root, from, check, signal)
+    // whatever the stream did not bring (or all of it); blocks it brought are local now and not counted again
     const got = await fetchDag(helia.blockstore, root, {
       links: linksOf,
       routing: helia.routing,
       blockTimeoutMs: Math.min(fetchTimeoutMs, BLOCK_TIMEOUT_MS),
       signal,
-      onBlock: ({ cid, bytes, local }) => {
-        if (bytes.length > MAX_CAR_BLOCK) throw new Refusal(ReplicaReason.FETCH_FAILED, `block ${cid.toString()} is larger than ${MAX_CAR_BLOCK} bytes`)
-        if (cid.equals(root)) {
-          try {
-            checkExpectations(decodeHeader(bytes, { block: 'root', cid: cid.toString() }), { owner, version })
-          } catch (err) {
-            throw new Refusal(ReplicaReason.DIGEST_MISMATCH, `the root does not hold version ${version} of ${owner}: ${(err as Error).message}`)
-          }
-        }
-        if (local !== true) {
-          bytesNew += bytes.length
-          if (bytesNew > budget) throw new Refusal(ReplicaReason.OVER_QUOTA, `the bundle needs more than the ${budget} bytes left in the owner's quota of ${quota}`)
-        }
-      }
+      onBlock: ({ cid, bytes, local }) => { check(cid, bytes, local === true) }
     })
     return { bytes: got.bytes, bytesNew }
   }
 
-  const pin = async (owner: string, version: number, root: CID, signal: AbortSignal): Promise<void> => {
+  /**
+   * Ask the requester for the whole DAG in one stream (many blocks per frame, no per-block bitswap
+   * round trips) and write what it sends in level batches. Refusals propagate; anything else (an owner
+   * without the protocol, a stall, a block that does not match its CID) only ends the stream: fetchDag
+   * then gets the rest over bitswap.
+   */
+  const streamVersion = async (root: CID, from: PeerId, check: (cid: CID, bytes: Uint8Array, local: boolean) => void, signal: AbortSignal): Promise<void> => {
+    const p2p = host.p2p
+    if (p2p.dialProtocol === undefined || p2p.localBlocks === undefined) return
+    const local = p2p.localBlocks()
+    let batch: Array<{ cid: CID, bytes: Uint8Array }> = []
+    let batchBytes = 0
+    const flush = async (): Promise<void> => {
+      if (batch.length === 0) return
+      const blocks = batch
+      batch = []
+      batchBytes = 0
+      await local.putBatch(blocks)
+    }
+    try {
+      await fetchDagStream({ dialProtocol: p2p.dialProtocol.bind(p2p) }, from, root, {
+        signal,
+        links: linksOf,
+        onBlock: async ({ cid, bytes }) => {
+          if (await local.has(cid)) return check(cid, bytes, true)
+          check(cid, bytes, false)
+          batch.push({ cid, bytes })
+          batchBytes += bytes.length
+          if (batchBytes >= STREAM_BATCH_BYTES) await flush()
+        }
+      })
+    } catch (err) {
+      if (err instanceof Refusal) throw err
+      logger('no DAG stream from %s: %s', from.toString(), (err as Error).message)
+    }
+    await flush()
+  }
+
+  const pin = async (owner: string, version: number, root: CID, signal: AbortSignal, from?: PeerId): Promise<void> => {
     if (!owners.has(owner)) throw new Refusal(ReplicaReason.UNKNOWN_OWNER, 'this replica does not keep backups of that owner')
     let anchored: string | undefined
     try {
@@ -196,7 +245,7 @@ export async function startReplicaService (host: ReplicaHost, options: ReplicaSe
       let got: { bytes: number, bytesNew: number }
       const fetchSignal = AbortSignal.any([signal, AbortSignal.timeout(fetchTimeoutMs)])
       try {
-        got = await fetchVersion(owner, version, root, Math.max(0, quota - used), fetchSignal)
+        got = await fetchVersion(owner, version, root, Math.max(0, quota - used), fetchSignal, from)
       } catch (err) {
         if (err instanceof Refusal) throw err
         throw new Refusal(ReplicaReason.FETCH_FAILED, `could not fetch the bundle: ${isTokenimError(err) ? `${err.code} ${String(err.info.cid ?? '')}` : (err as Error).message}`.trim())
@@ -223,7 +272,7 @@ export async function startReplicaService (host: ReplicaHost, options: ReplicaSe
       .catch((err: Error) => { logger('providing %s failed: %s', root, err.message) })
   }
 
-  const handler = async (stream: Stream): Promise<void> => {
+  const handler = async (stream: Stream, from?: PeerId): Promise<void> => {
     const f = framed(stream, { maxFrameBytes: MAX_PIN_FRAME })
     const signal = AbortSignal.any([shutdown.signal, AbortSignal.timeout(fetchTimeoutMs + READ_REQUEST_TIMEOUT_MS * 2)])
     let req: { owner: string, version: number, cid: CID } | undefined
@@ -231,7 +280,7 @@ export async function startReplicaService (host: ReplicaHost, options: ReplicaSe
       const bytes = await f.read({ signal: AbortSignal.any([signal, AbortSignal.timeout(READ_REQUEST_TIMEOUT_MS)]) })
       if (bytes === null) return
       req = decodePinRequest(bytes)
-      await pin(req.owner, req.version, req.cid, signal)
+      await pin(req.owner, req.version, req.cid, signal, from)
       await f.write(encodeReceipt({ owner: req.owner, version: req.version, cid: req.cid.toString(), ok: true, peerId }), { signal })
     } catch (err) {
       const code = err instanceof Refusal ? err.code : err instanceof ProtocolError ? err.reason : ReplicaReason.REPLICA_ERROR
@@ -248,8 +297,8 @@ export async function startReplicaService (host: ReplicaHost, options: ReplicaSe
     await f.close({ signal: AbortSignal.timeout(5_000) }).catch(() => { f.abort(new Error('close failed')) })
   }
 
-  await host.p2p.handle(PIN_PROTOCOL, (stream) => {
-    const job = handler(stream).catch((err: Error) => { logger.error('pin handler: %s', err.message) })
+  await host.p2p.handle(PIN_PROTOCOL, (stream, connection) => {
+    const job = handler(stream, connection?.remotePeer).catch((err: Error) => { logger.error('pin handler: %s', err.message) })
     inflight.add(job)
     void job.finally(() => inflight.delete(job))
   }, { maxInboundStreams: 16 })
