@@ -137,7 +137,7 @@ export async function benchBackup (scale: Scale, rec: Recorder): Promise<void> {
     const p0 = performance.now()
     await requestReplicaPin(alice, replica.address, { owner: alice.address, version: inc.result.version, cid: inc.result.cid }, { timeout: 600_000 })
     const pinMs = performance.now() - p0
-    rec.note(`restore: the replica fetched and pinned version ${inc.result.version} (${inc.result.bytesTotal} bytes) over bitswap in ${Math.round(pinMs)} ms (not part of any figure)`)
+    rec.note(`restore: the replica fetched (a DAG stream from the owner, bitswap for the rest) and pinned version ${inc.result.version} (${inc.result.bytesTotal} bytes) in ${Math.round(pinMs)} ms (not part of any figure)`)
     const bootstrap = replica.multiaddrs().slice(0, 1)
     // the replica alone serves the blocks: the owner's node goes away (its device is "lost")
     await alice.stop()
