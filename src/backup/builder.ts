@@ -23,7 +23,7 @@ import {
   encodeSegment, encodeShard, encodeShardNode, encodeTopLinks, encodeTopNode, toSegmentMessage
 } from './schema.ts'
 import type { Manifest, ManifestConversation, SegmentMessage, ShardSummary } from './schema.ts'
-import { seal } from './seal.ts'
+import { seal, sealAsync } from './seal.ts'
 import { validateKdfParams } from '../crypto/index.ts'
 
 const logger = log('backup')
@@ -215,29 +215,34 @@ async function build (options: BuildBackupOptions, o: Checked, key: Uint8Array):
     }
   }
 
-  // segment blocks are written while the next segments are built (at most PUT_WINDOW at once); every one
-  // has been written before the first manifest block is, so a manifest never points at nothing
-  const inflight: Array<Promise<void>> = []
-  let putError: { err: unknown } | undefined
-  const putSoon = (cid: CID, bytes: Uint8Array): void => {
-    inflight.push(put(cid, bytes).catch((err: unknown) => { putError ??= { err } }))
-  }
+  // segments are compressed (on libuv's thread pool) and written while the next ones are built, at most
+  // PUT_WINDOW at once; their CIDs join the lists in segment order as they are settled, and every one has
+  // been written before the first manifest block is, so a manifest never points at nothing
+  const inflight: Array<{ done: Promise<CID>, segs: CID[] | undefined }> = []
   const settlePuts = async (max: number): Promise<void> => {
-    while (inflight.length > max) await inflight.shift()
-    if (putError !== undefined) throw putError.err
+    while (inflight.length > max) {
+      const { done, segs } = inflight.shift() as { done: Promise<CID>, segs: CID[] | undefined }
+      const cid = await done
+      segmentCids.push(cid)
+      segs?.push(cid)
+    }
+  }
+  const sealAndPut = async (plain: Uint8Array, peer: string): Promise<CID> => {
+    const box = await sealAsync(key, 'segment', plain)
+    if (box.length > MAX_SEGMENT_BLOCK) throw sourceInvalid('a sealed segment exceeds the format\'s size cap', { conversation: peer })
+    const cid = rawCid(box)
+    await put(cid, box)
+    return cid
   }
 
   const writeSegment = async (msgs: SegmentMessage[], encoded: Uint8Array[]): Promise<void> => {
     if (conv === undefined || msgs.length === 0) return
     const plain = encodeSegmentOf(conv.peer, conv.segments.length, msgs, encoded)
     if (plain.length > MAX_SEGMENT_PLAINTEXT) throw sourceInvalid('a segment exceeds the format\'s size cap (a message is too large)', { conversation: conv.peer })
-    const box = seal(key, 'segment', plain)
-    if (box.length > MAX_SEGMENT_BLOCK) throw sourceInvalid('a sealed segment exceeds the format\'s size cap', { conversation: conv.peer })
-    const cid = rawCid(box)
-    putSoon(cid, box)
+    const done = sealAndPut(plain, conv.peer)
+    done.catch(() => {}) // handled: awaited in order by settlePuts (or settled in the finally below)
+    inflight.push({ done, segs: cur?.segments })
     await settlePuts(PUT_WINDOW)
-    segmentCids.push(cid)
-    cur?.segments.push(cid)
     plaintextBytes += plain.length
     conv.segments.push({ count: msgs.length, firstTs: msgs[0].ts, lastTs: msgs[msgs.length - 1].ts })
     progress('segments')
@@ -314,7 +319,7 @@ async function build (options: BuildBackupOptions, o: Checked, key: Uint8Array):
     if (isTokenimError(err)) throw err
     throw sourceInvalid('reading the store failed', {}, err)
   } finally {
-    await Promise.allSettled(inflight)
+    await Promise.allSettled(inflight.map(f => f.done))
     await snapshot?.close().catch(() => {})
   }
 
