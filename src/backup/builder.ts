@@ -24,6 +24,8 @@ import {
 } from './schema.ts'
 import type { Manifest, ManifestConversation, SegmentMessage, ShardSummary } from './schema.ts'
 import { seal, sealAsync } from './seal.ts'
+import { decodeSealEntry, encodeSealEntry, sealCacheKey } from './seal-cache.ts'
+import type { SealCache } from './seal-cache.ts'
 import { validateKdfParams } from '../crypto/index.ts'
 
 const logger = log('backup')
@@ -72,6 +74,8 @@ export interface BuildBackupOptions {
   formatVersion?: 1 | 2
   /** creation time (ms; default now) */
   created?: number
+  /** segments sealed before, by plaintext (seal-cache.ts): an unchanged segment is not sealed again */
+  sealCache?: SealCache
   onProgress?: (p: BuildProgress) => void
   signal?: AbortSignal
 }
@@ -227,11 +231,25 @@ async function build (options: BuildBackupOptions, o: Checked, key: Uint8Array):
       segs?.push(cid)
     }
   }
+  const cache = options.sealCache
+  /** new seal-cache entries, written in one batch once every block is */
+  const cacheAdds: Array<[string, Uint8Array]> = []
   const sealAndPut = async (plain: Uint8Array, peer: string): Promise<CID> => {
+    const cacheKey = cache === undefined ? undefined : sealCacheKey(key, 'segment', plain)
+    if (cache !== undefined && cacheKey !== undefined) {
+      const hit = decodeSealEntry(key, cacheKey, await cache.get(cacheKey).catch(() => undefined))
+      if (hit !== undefined && await blockstore.has(hit.cid)) {
+        // the block sealing would give is stored: counted like a put that found it there
+        blocks++
+        bytesTotal += hit.size
+        return hit.cid
+      }
+    }
     const box = await sealAsync(key, 'segment', plain)
     if (box.length > MAX_SEGMENT_BLOCK) throw sourceInvalid('a sealed segment exceeds the format\'s size cap', { conversation: peer })
     const cid = rawCid(box)
     await put(cid, box)
+    if (cacheKey !== undefined) cacheAdds.push([cacheKey, encodeSealEntry(key, cacheKey, cid, box.length)])
     return cid
   }
 
@@ -398,6 +416,10 @@ async function build (options: BuildBackupOptions, o: Checked, key: Uint8Array):
   if (rootBytes.length > MAX_ROOT_BLOCK) throw invalidArgument('the root block exceeds its size cap (kdf parameters too large)')
   const root = dagCborCid(rootBytes)
   await put(root, rootBytes)
+  // only a speed-up: an entry is used only while its block is stored, so a failure here costs nothing else
+  if (cache !== undefined && cacheAdds.length > 0) {
+    await cache.putMany(cacheAdds).catch((err: Error) => { logger('seal cache not updated: %s', err.message) })
+  }
   progress('done')
   logger('built backup v%d (format %d): %d messages, %d segments, %d shards, %d/%d bytes new', options.version, o.formatVersion, messages, segmentCids.length, shardCount, bytesNew, bytesTotal)
   return {

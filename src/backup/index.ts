@@ -33,3 +33,4 @@ export type { BackupHeader, Manifest, ManifestConversation, ManifestNode, Segmen
 export { checkSegment, openManifest, readManifestNode, segmentPlaces } from './reader.ts'
 export type { SegmentPlace } from './reader.ts'
 export { fromSegmentMessage } from './schema.ts'
+export type { SealCache } from './seal-cache.ts'

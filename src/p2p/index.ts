@@ -19,7 +19,7 @@
  */
 export { P2PError, P2PErrorCode } from './errors.ts'
 export { createP2PNode, P2PNode, DHT_PROTOCOL, DEFAULT_LISTEN, DEFAULT_DIAL_TIMEOUT_MS } from './node.ts'
-export type { LocalBlocks, P2PNodeInit, P2PNodeEvents, P2PServices, P2PLibp2p, P2PHelia, DhtRecordHooks, DialOptions, DialTarget } from './node.ts'
+export type { LocalBlocks, LocalKv, P2PNodeInit, P2PNodeEvents, P2PServices, P2PLibp2p, P2PHelia, DhtRecordHooks, DialOptions, DialTarget } from './node.ts'
 export { getBlock } from './blocks.ts'
 export type { BlockGetter, BlockResult } from './blocks.ts'
 export { fetchDag, fetchBlock, dagLinks, gateProviderLookups, DEFAULT_FETCH_CONCURRENCY, DEFAULT_LOOKUP_AFTER_MS, DEFAULT_FETCH_BLOCK_TIMEOUT_MS } from './fetch-dag.ts'

@@ -139,6 +139,14 @@ export interface LocalBlocks {
   putBatch: (blocks: Array<{ cid: CID, bytes: Uint8Array }>) => Promise<void>
 }
 
+/** A small key-value area of the node's level datastore under a prefix of its own ({@link P2PNode.localKv}). */
+export interface LocalKv {
+  /** the value, or undefined when there is none */
+  get: (key: string) => Promise<Uint8Array | undefined>
+  /** write the entries in one atomic level batch */
+  putMany: (entries: Array<[string, Uint8Array]>) => Promise<void>
+}
+
 /** Helia's pin records: the pins themselves and the per-block records (helia/src/pins.ts) */
 const PIN_PREFIXES = ['/pin/', '/pinned-block/']
 
@@ -409,6 +417,29 @@ export class P2PNode {
         // synced: a backup is anchored right after its blocks are written, and an anchor naming blocks a
         // power cut took back would be a backup that can never be restored from this device
         await batch.write({ sync: true })
+      }
+    }
+  }
+
+  /**
+   * A key-value area of this node's datastore under `/tokenim/<name>/` (never a Helia or libp2p key);
+   * `P2P_NOT_STARTED` before `start()`. Keys are plain text (e.g. hex).
+   */
+  localKv (name: string): LocalKv {
+    this.requireStarted()
+    if (!/^[a-z][a-z0-9-]*$/.test(name)) throw new P2PError(P2PErrorCode.INVALID_P2P_ARGUMENT, 'a local key-value area needs a lower-case name', { name })
+    const db = this.datastore.db
+    const prefix = `/tokenim/${name}/`
+    return {
+      get: async (key) => {
+        if (this.state !== 'started') throw notStarted()
+        // synchronous when level can (a few µs, no thread-pool round trip: one read per segment of a backup)
+        const v = (db.supports as { getSync?: boolean }).getSync === true && db.status === 'open' ? db.getSync(prefix + key) : await db.get(prefix + key)
+        return v === undefined ? undefined : new Uint8Array(v)
+      },
+      putMany: async (entries) => {
+        if (this.state !== 'started') throw notStarted()
+        if (entries.length > 0) await db.batch(entries.map(([key, value]) => ({ type: 'put' as const, key: prefix + key, value })))
       }
     }
   }

@@ -26,6 +26,7 @@ import type { BlockGetter, BlockStore } from '../blocks.ts'
 import { buildBackup } from '../builder.ts'
 import type { BuildBackupResult, BuildProgress } from '../builder.ts'
 import { writeCar } from '../car.ts'
+import type { SealCache } from '../seal-cache.ts'
 import { requestReplicaPin, DEFAULT_PIN_TIMEOUT_MS } from '../replica/client.ts'
 import type { ReplicaRequester } from '../replica/client.ts'
 import { applyRetention, drain } from '../retention.ts'
@@ -44,6 +45,9 @@ export const BACKUP_PENDING_EXIT = 10
 export const META_KDF = 'backup.kdf'
 import { META_ANCHOR_ERRORS } from './health.ts'
 export { META_ANCHOR_ERRORS }
+
+/** the node's local key-value area that holds the seal cache (src/backup/seal-cache.ts) */
+const SEAL_CACHE = 'seal-cache'
 export const META_FINGERPRINT = 'backup.fingerprint'
 
 /** Chain errors that leave a version pending (retry later) rather than failing the backup. */
@@ -73,13 +77,15 @@ export interface BackupDeps {
   localBlocks?: LocalBlockWriter
   /** runs a stretch of work with Helia's datastore writes held and written as one batch (a running node's `p2p.datastoreBatch`) */
   datastoreBatch?: <T>(fn: () => Promise<T>) => Promise<T>
+  /** segments sealed before (a running node's `p2p.localKv('seal-cache')`), so unchanged ones are not sealed again */
+  sealCache?: SealCache
 }
 
 /** A running TokenimNode (structurally). */
 export interface BackupNodeLike {
   dataDir: string
   store: Store
-  p2p: { helia: unknown, localBlocks?: () => LocalBlockWriter, datastoreBatch?: <T>(fn: () => Promise<T>) => Promise<T> }
+  p2p: { helia: unknown, localBlocks?: () => LocalBlockWriter, datastoreBatch?: <T>(fn: () => Promise<T>) => Promise<T>, localKv?: (name: string) => SealCache }
   identity: IdentityLike
   resolver?: unknown
 }
@@ -190,7 +196,8 @@ function depsOf (o: { node?: BackupNodeLike, deps?: BackupDeps }): BackupDeps {
     identity: n.identity,
     resolver: n.resolver as ReplicaRequester['resolver'] | undefined,
     ...(typeof n.p2p.localBlocks === 'function' ? { localBlocks: n.p2p.localBlocks() } : {}),
-    ...(typeof n.p2p.datastoreBatch === 'function' ? { datastoreBatch: n.p2p.datastoreBatch.bind(n.p2p) } : {})
+    ...(typeof n.p2p.datastoreBatch === 'function' ? { datastoreBatch: n.p2p.datastoreBatch.bind(n.p2p) } : {}),
+    ...(typeof n.p2p.localKv === 'function' ? { sealCache: n.p2p.localKv(SEAL_CACHE) } : {})
   }
 }
 
@@ -441,6 +448,7 @@ export async function runBackup (options: RunBackupOptions): Promise<RunBackupRe
       built = await buildBackup({
         store,
         blockstore: written,
+        ...(deps.sealCache !== undefined ? { sealCache: deps.sealCache } : {}),
         owner,
         version,
         backupKey: key.key,

@@ -70,7 +70,8 @@ export class WrittenBlocks implements BlockStore {
 
   has (cid: CID, options?: AbortOptions): boolean | Promise<boolean> {
     if (this.queued.has(blockKey(cid))) return true
-    return this.inner.has(cid, options)
+    // the local writer's has reads level directly (no Helia lock, synchronous when level can)
+    return this.local !== undefined ? this.local.has(cid) : this.inner.has(cid, options)
   }
 
   /**
