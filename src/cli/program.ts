@@ -1,12 +1,24 @@
+import { readFileSync } from 'node:fs'
 import { Command, CommanderError } from 'commander'
 import { createOutput } from './output.ts'
 import { EXIT } from './exit-codes.ts'
 import { takeExitCode } from './command.ts'
 import { commands } from './commands/index.ts'
 
+/** the package's version (package.json two levels up, in the repository and in an installed package) */
+function packageVersion (): string {
+  try {
+    const pkg = JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as { version?: unknown }
+    return typeof pkg.version === 'string' ? pkg.version : 'unknown'
+  } catch {
+    return 'unknown'
+  }
+}
+
 export function buildProgram (): Command {
   const program = new Command('tokenim')
     .description('Peer-to-peer messenger whose history can never be lost, forged or silently rolled back.')
+    .version(packageVersion(), '-V, --version', 'print the version of tokenim')
     .option('--data-dir <dir>', 'data directory (default: $TOKENIM_HOME, else ~/.tokenim)')
     .option('--json', 'print exactly one JSON document on stdout (errors as {"error":{"code","message"}})')
     .option('--password-file <file>', 'read the keystore password from this file (else $TOKENIM_PASSWORD, else a prompt)')

@@ -1,5 +1,5 @@
 import assert from 'node:assert/strict'
-import { stat, writeFile } from 'node:fs/promises'
+import { readFile, stat, writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import { STORE_DIR as CLI_STORE_DIR } from '../../src/cli/node-access.ts'
 import { STORE_DIR } from '../../src/node/index.ts'
@@ -20,6 +20,13 @@ describe('cli: identity commands (init, id) and --json errors', function () {
   after(async () => {
     await killAll()
     await tmp.cleanup()
+  })
+
+  it('--version prints the package version and exits 0', async () => {
+    const r = await run(['--version'])
+    assert.equal(r.code, 0, r.stderr)
+    const { version } = JSON.parse(await readFile(new URL('../../package.json', import.meta.url), 'utf8')) as { version: string }
+    assert.equal(r.stdout.trim(), version)
   })
 
   it('init --json creates an identity and prints {address, peerId, mnemonic}', async () => {
