@@ -22,7 +22,7 @@ import type { BuildBackupResult } from '../../src/backup/index.ts'
 import { readBlock } from '../../src/backup/blocks.ts'
 import { compress, open } from '../../src/backup/seal.ts'
 import { openStore } from '../../src/store/index.ts'
-import { moreMessages, newHistory } from './history.ts'
+import { moreMessages, newHistory, pick } from './history.ts'
 
 interface Args { runs: number, messages: number, conversations: number, shardSize?: number, versions: number }
 
@@ -122,17 +122,6 @@ async function once (a: Args, run: number): Promise<{ v1: BuildBackupResult, ver
     await bs.close().catch(() => {})
     await rm(dir, { recursive: true, force: true })
   }
-}
-
-function pick<T> (list: T[], n: number, rand: () => number): T[] {
-  const copy = [...list]
-  for (let i = copy.length - 1; i > 0; i--) {
-    const j = Math.floor(rand() * (i + 1))
-    const t = copy[i]
-    copy[i] = copy[j]
-    copy[j] = t
-  }
-  return copy.slice(0, n)
 }
 
 const a = args(process.argv.slice(2))

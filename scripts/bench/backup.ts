@@ -19,7 +19,7 @@ import type { Devnet } from '../../src/chain/index.ts'
 import { createIdentity } from '../../src/identity/index.ts'
 import { TokenimNode } from '../../src/node/index.ts'
 import { openNetworkSource, restoreBackup } from '../../src/restore/index.ts'
-import { exportJsonl, moreMessages, newHistory } from './history.ts'
+import { exportJsonl, moreMessages, newHistory, pick } from './history.ts'
 import type { Recorder } from './results.ts'
 import { findRestic, resticBackup, resticIn, resticInit, resticRestore } from './restic.ts'
 import type { Restic, ResticBackup } from './restic.ts'
@@ -171,7 +171,7 @@ export async function benchBackup (scale: Scale, rec: Recorder): Promise<void> {
       unit: 'ms',
       ...(resticRestoreMs !== undefined ? { reference: { name: 'restic restore (local repo)', value: resticRestoreMs } } : {}),
       targets: [{ of: 'ratio', op: '<=', limit: 1.0 }],
-      note: 'openNetworkSource + restoreBackup: chain anchor, bitswap fetch, every block hash-checked, segments decrypted, counts checked, import, new keystore (cheap KDF)'
+      note: 'openNetworkSource + restoreBackup: chain anchor, DAG stream from the replica (bitswap for the rest), every block hash-checked, segments decrypted, counts checked, import, new keystore (cheap KDF)'
     })
     if (found.restic !== undefined) rec.note(`backup/restore reference: ${found.restic}, fresh repository in a temp dir, history exported as one JSONL file per conversation`)
   } finally {
@@ -191,14 +191,3 @@ async function timedBackup (node: TokenimNode, chain: RegistryClient): Promise<{
   return { ms, result }
 }
 
-/** `n` distinct items of `list`, chosen with `rand`. */
-function pick<T> (list: T[], n: number, rand: () => number): T[] {
-  const copy = [...list]
-  for (let i = copy.length - 1; i > 0; i--) {
-    const j = Math.floor(rand() * (i + 1))
-    const t = copy[i]
-    copy[i] = copy[j]
-    copy[j] = t
-  }
-  return copy.slice(0, n)
-}

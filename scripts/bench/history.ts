@@ -86,3 +86,15 @@ export async function exportJsonl (dir: string, messages: StoredMessage[], appen
     else await writeFile(file, text)
   }
 }
+
+/** `n` distinct items of `list`, chosen with `rand` (a partial Fisher–Yates shuffle of a copy). */
+export function pick<T> (list: T[], n: number, rand: () => number): T[] {
+  const copy = [...list]
+  for (let i = copy.length - 1; i > 0; i--) {
+    const j = Math.floor(rand() * (i + 1))
+    const t = copy[i]
+    copy[i] = copy[j]
+    copy[j] = t
+  }
+  return copy.slice(0, n)
+}

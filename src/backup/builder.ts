@@ -347,18 +347,14 @@ async function build (options: BuildBackupOptions, o: Checked, key: Uint8Array):
     : { address: c.address.toLowerCase(), name: c.name, addedAt: c.addedAt })
   const attachmentList = [...attachments.values()]
   const totals = { messages, conversations: conversations.length, segments: segmentCids.length, attachments: attachmentList.length, bytes: plaintextBytes }
+  // what the v1 manifest and the v2 index both say of the bundle (checked against the root on reading)
+  const head = { owner: o.owner, version: options.version, created: o.created, kdf: o.kdf, prev: o.prev, segmentSize: o.segmentSize, segmentBytes: o.segmentBytes }
   let manifestCid: CID
   let shardCount = 0
   if (o.formatVersion === 1) {
     const manifest: Manifest = {
       type: 'manifest',
-      owner: o.owner,
-      version: options.version,
-      created: o.created,
-      kdf: o.kdf,
-      prev: o.prev,
-      segmentSize: o.segmentSize,
-      segmentBytes: o.segmentBytes,
+      ...head,
       links: sha256(encodeLinks(segmentCids, attachmentList)),
       conversations,
       contacts,
@@ -394,13 +390,7 @@ async function build (options: BuildBackupOptions, o: Checked, key: Uint8Array):
     await put(contactsCid, contactsBox)
     const sealed = seal(key, 'index', encodeIndex({
       type: 'index',
-      owner: o.owner,
-      version: options.version,
-      created: o.created,
-      kdf: o.kdf,
-      prev: o.prev,
-      segmentSize: o.segmentSize,
-      segmentBytes: o.segmentBytes,
+      ...head,
       shardSize: o.shardSize,
       links: sha256(encodeTopLinks(shardCids, contactsCid)),
       shards: summaries,

@@ -33,3 +33,32 @@ export async function getBlock<Options extends AbortOptions> (blockstore: BlockG
   // a plain Uint8Array (level hands out Buffers)
   return block.constructor === Uint8Array ? block : new Uint8Array(block.buffer, block.byteOffset, block.byteLength)
 }
+
+/** A writer of block batches (a node's `localBlocks()` fits). */
+export interface BlockBatchWriter {
+  putBatch: (blocks: Array<{ cid: CID, bytes: Uint8Array }>) => Promise<void>
+}
+
+/**
+ * Blocks arriving one by one (a DAG stream) written in batches of about `maxBytes`: `add` writes a batch
+ * once that much is queued, `flush` writes what is left. One level batch per few MiB instead of a put each.
+ */
+export function blockBatcher (writer: BlockBatchWriter, maxBytes: number): { add: (cid: CID, bytes: Uint8Array) => Promise<void>, flush: () => Promise<void> } {
+  let queued: Array<{ cid: CID, bytes: Uint8Array }> = []
+  let queuedBytes = 0
+  const flush = async (): Promise<void> => {
+    if (queued.length === 0) return
+    const blocks = queued
+    queued = []
+    queuedBytes = 0
+    await writer.putBatch(blocks)
+  }
+  return {
+    add: async (cid, bytes) => {
+      queued.push({ cid, bytes })
+      queuedBytes += bytes.length
+      if (queuedBytes >= maxBytes) await flush()
+    },
+    flush
+  }
+}

@@ -231,17 +231,8 @@ export async function openNetworkSource (options: NetworkSourceOptions): Promise
    * streamed is fetched over bitswap.
    */
   const streamDag = async (node: P2PNode, root: CID, signal: AbortSignal): Promise<void> => {
-    const [{ fetchDagStream }, { multiaddr }] = await Promise.all([import('../p2p/index.ts'), import('@multiformats/multiaddr')])
-    const local = node.localBlocks()
-    let spill: Array<{ cid: CID, bytes: Uint8Array }> = []
-    let spillBytes = 0
-    const flushSpill = async (): Promise<void> => {
-      if (spill.length === 0) return
-      const batch = spill
-      spill = []
-      spillBytes = 0
-      await local.putBatch(batch)
-    }
+    const [{ blockBatcher, fetchDagStream }, { multiaddr }] = await Promise.all([import('../p2p/index.ts'), import('@multiformats/multiaddr')])
+    const spill = blockBatcher(node.localBlocks(), STREAM_SPILL_BYTES)
     // the peers named to restore from (a replica) first, then anyone else connected
     const named = options.bootstrap.map(a => multiaddr(a))
     const namedIds = new Set(named.map(a => a.getComponents().findLast(c => c.name === 'p2p')?.value))
@@ -259,16 +250,14 @@ export async function openNetworkSource (options: NetworkSourceOptions): Promise
               cached += bytes.length
               return
             }
-            spill.push({ cid, bytes })
-            spillBytes += bytes.length
-            if (spillBytes >= STREAM_SPILL_BYTES) await flushSpill()
+            await spill.add(cid, bytes)
           }
         })
-        await flushSpill()
+        await spill.flush()
         logger('streamed %d blocks (%d bytes) from %s in %d ms', got.blocks, got.bytes, peer.toString(), Math.round(performance.now() - started))
         return
       } catch (err) {
-        await flushSpill().catch(() => {})
+        await spill.flush().catch(() => {})
         logger('no DAG stream from %s: %s', peer.toString(), (err as Error).message)
         if (signal.aborted) return
       }

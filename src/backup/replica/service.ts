@@ -24,7 +24,7 @@
 import type { PeerId, Stream } from '@libp2p/interface'
 import type { CID } from 'multiformats/cid'
 import { isTokenimError } from '../../errors.ts'
-import { fetchDag, fetchDagStream, framed } from '../../p2p/index.ts'
+import { blockBatcher, fetchDag, fetchDagStream, framed } from '../../p2p/index.ts'
 import type { DagStreamDialer, LocalBlocks, ProviderRouting } from '../../p2p/index.ts'
 import { log } from '../../util/log.ts'
 import { toCid } from '../blocks.ts'
@@ -194,15 +194,7 @@ export async function startReplicaService (host: ReplicaHost, options: ReplicaSe
     const p2p = host.p2p
     if (p2p.dialProtocol === undefined || p2p.localBlocks === undefined) return
     const local = p2p.localBlocks()
-    let batch: Array<{ cid: CID, bytes: Uint8Array }> = []
-    let batchBytes = 0
-    const flush = async (): Promise<void> => {
-      if (batch.length === 0) return
-      const blocks = batch
-      batch = []
-      batchBytes = 0
-      await local.putBatch(blocks)
-    }
+    const batches = blockBatcher(local, STREAM_BATCH_BYTES)
     try {
       await fetchDagStream({ dialProtocol: p2p.dialProtocol.bind(p2p) }, from, root, {
         signal,
@@ -210,16 +202,14 @@ export async function startReplicaService (host: ReplicaHost, options: ReplicaSe
         onBlock: async ({ cid, bytes }) => {
           if (await local.has(cid)) return check(cid, bytes, true)
           check(cid, bytes, false)
-          batch.push({ cid, bytes })
-          batchBytes += bytes.length
-          if (batchBytes >= STREAM_BATCH_BYTES) await flush()
+          await batches.add(cid, bytes)
         }
       })
     } catch (err) {
       if (err instanceof Refusal) throw err
       logger('no DAG stream from %s: %s', from.toString(), (err as Error).message)
     }
-    await flush()
+    await batches.flush()
   }
 
   const pin = async (owner: string, version: number, root: CID, signal: AbortSignal, from?: PeerId): Promise<void> => {
