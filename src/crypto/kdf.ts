@@ -73,18 +73,11 @@ export async function deriveFromPassphrase (passphrase: string | Uint8Array, par
   const p = validateKdfParams(params)
   const secret = typeof passphrase === 'string' ? Buffer.from(passphrase.normalize('NFKC'), 'utf8') : passphrase
   if (!(secret instanceof Uint8Array)) throw cryptoError(CryptoErrorCode.INVALID_CRYPTO_INPUT, 'passphrase must be a string or bytes')
-  const salt = Buffer.from(p.salt, 'hex')
-  const maxmem = scryptMemory(p.N, p.r, p.p) + 1024 * 1024
-  return await new Promise((resolve, reject) => {
-    scrypt(secret, salt, length, { N: p.N, r: p.r, p: p.p, maxmem }, (err, key) => {
-      if (typeof passphrase === 'string') secret.fill(0)
-      if (err !== null) {
-        reject(cryptoError(CryptoErrorCode.INVALID_KDF_PARAMS, 'scrypt failed with these parameters'))
-        return
-      }
-      resolve(new Uint8Array(key.buffer, key.byteOffset, key.byteLength))
-    })
-  })
+  try {
+    return await scryptBytes(secret, Buffer.from(p.salt, 'hex'), p.N, p.r, p.p, length)
+  } finally {
+    if (typeof passphrase === 'string') secret.fill(0)
+  }
 }
 
 /**
@@ -97,10 +90,15 @@ export async function scryptBytes (secret: Uint8Array, salt: Uint8Array, N: numb
     throw cryptoError(CryptoErrorCode.INVALID_KDF_PARAMS, 'scrypt parameters out of bounds')
   }
   const maxmem = scryptMemory(N, r, p) + 1024 * 1024
+  const failed = (): Error => cryptoError(CryptoErrorCode.INVALID_KDF_PARAMS, 'scrypt failed with these parameters')
   return await new Promise((resolve, reject) => {
-    scrypt(secret, salt, length, { N, r, p, maxmem }, (err, key) => {
-      if (err !== null) reject(cryptoError(CryptoErrorCode.INVALID_KDF_PARAMS, 'scrypt failed with these parameters'))
-      else resolve(new Uint8Array(key.buffer, key.byteOffset, key.byteLength))
-    })
+    try {
+      scrypt(secret, salt, length, { N, r, p, maxmem }, (err, key) => {
+        if (err !== null) reject(failed())
+        else resolve(new Uint8Array(key.buffer, key.byteOffset, key.byteLength))
+      })
+    } catch {
+      reject(failed()) // node checks some parameters (N a power of two) before it starts, and throws
+    }
   })
 }

@@ -5,6 +5,7 @@ import {
   aeadEncrypt,
   constantTimeEqual,
   deriveFromPassphrase,
+  scryptBytes,
   hkdf,
   hmacSha256,
   newScryptParams,
@@ -211,6 +212,15 @@ describe('crypto/kdf (scrypt)', () => {
       { algorithm: 'scrypt', N: 1024, r: 8, p: 1, salt: '00' }
     ]) {
       assert.throws(() => validateKdfParams(bad), code('INVALID_KDF_PARAMS'), JSON.stringify(bad))
+    }
+  })
+
+  it('scryptBytes (raw parameters, e.g. from a keystore file) refuses what would take too much memory or is not N, r, p', async () => {
+    const pw = Uint8Array.of(1, 2, 3)
+    const salt = new Uint8Array(16)
+    assert.equal((await scryptBytes(pw, salt, 1024, 8, 1, 64)).length, 64)
+    for (const [N, r, p] of [[2 ** 30, 8, 1], [1024, 0, 1], [1024, 8, 1.5], [1000, 8, 1]]) {
+      await assert.rejects(scryptBytes(pw, salt, N, r, p, 32), code('INVALID_KDF_PARAMS'), `${N} ${r} ${p}`)
     }
   })
 })
