@@ -4,7 +4,7 @@ export type { OpenStoreOptions, RebuildResult } from './store.ts'
 export { StoreErrorCode } from './errors.ts'
 export { MESSAGE_DIRECTIONS, MESSAGE_STATUSES } from './types.ts'
 export type {
-  AddMessagesResult, AttachmentRef, BackupRecord, ConsistencyProblem, Contact, ConversationSummary,
+  AddMessagesResult, AttachmentRef, BackupRecord, ConsistencyProblem, Contact, ConversationRevision, ConversationSummary,
   MessageDirection, MessageQuery, MessageStatus, OutboxEntry, ReplicaStatus, StoredMessage
 } from './types.ts'
 export { MAX_ID_LENGTH, MAX_TEXT_LENGTH, isAddress, normalizeMessage } from './validate.ts'

@@ -8,7 +8,8 @@
  *                                                                          'storeId' → the id in `<path>.json`, see marker.ts)
  *   msg         <conversation>!<ts:16 digits>!<id>    → StoredMessage  (per-conversation order by (ts, id))
  *   msg-id      <id>                                  → msg key (utf8) (uniqueness + lookups by id)
- *   conv        <peer address>                        → ConversationSummary (written in the same batch as rows)
+ *   conv        <peer address>                        → ConversationRevision (a summary written in the same batch as
+ *                                                                          rows; its `rev` is replaced by every write of them)
  *   contact     <address>                             → Contact
  *   outbox      <message id>                          → OutboxEntry    (envelope as CBOR bytes)
  *   outbox-due  <nextAttemptAt:16 digits>!<id>        → '' (utf8)      (due entries in time order)
@@ -25,7 +26,7 @@
  * write (uniqueness, counts) are serialised by an in-process lock; LevelDB's LOCK file keeps other
  * processes out.
  */
-import { randomUUID } from 'node:crypto'
+import { randomBytes, randomUUID } from 'node:crypto'
 import { Level } from 'level'
 import * as cborg from 'cborg'
 import { TokenimError } from '../errors.ts'
@@ -40,7 +41,7 @@ import {
   normalizeOutboxEntry
 } from './validate.ts'
 import type {
-  AddMessagesResult, BackupRecord, ConsistencyProblem, Contact, ConversationSummary, MessageQuery,
+  AddMessagesResult, BackupRecord, ConsistencyProblem, Contact, ConversationRevision, ConversationSummary, MessageQuery,
   MessageStatus, OutboxEntry, StoredMessage
 } from './types.ts'
 
@@ -115,7 +116,7 @@ function subs (db: Root) {
     meta: db.sublevel<string, unknown>('meta', { keyEncoding: 'utf8', valueEncoding: cbor<unknown>() }),
     msg: db.sublevel<string, StoredMessage>('msg', { keyEncoding: 'utf8', valueEncoding: cbor<StoredMessage>() }),
     msgId: db.sublevel<string, string>('msg-id', { keyEncoding: 'utf8', valueEncoding: 'utf8' }),
-    conv: db.sublevel<string, ConversationSummary>('conv', { keyEncoding: 'utf8', valueEncoding: cbor<ConversationSummary>() }),
+    conv: db.sublevel<string, ConversationRevision>('conv', { keyEncoding: 'utf8', valueEncoding: cbor<ConversationRevision>() }),
     contact: db.sublevel<string, Contact>('contact', { keyEncoding: 'utf8', valueEncoding: cbor<Contact>() }),
     outbox: db.sublevel<string, OutboxEntry>('outbox', { keyEncoding: 'utf8', valueEncoding: cbor<OutboxEntry>() }),
     outboxDue: db.sublevel<string, string>('outbox-due', { keyEncoding: 'utf8', valueEncoding: 'utf8' }),
@@ -126,7 +127,7 @@ function subs (db: Root) {
 }
 type Subs = ReturnType<typeof subs>
 /** the value types of the sublevels read by the messaging paths (see Store.#getMany) */
-interface SubValues { msg: StoredMessage, msgId: string, conv: ConversationSummary, outbox: OutboxEntry, seen: number }
+interface SubValues { msg: StoredMessage, msgId: string, conv: ConversationRevision, outbox: OutboxEntry, seen: number }
 type SubValue<N extends keyof SubValues> = SubValues[N]
 type Snapshot = ReturnType<Root['snapshot']>
 type Batch = ReturnType<Root['batch']>
@@ -166,6 +167,20 @@ function outboxFromDb (e: OutboxEntry): OutboxEntry {
 
 function dueKey (nextAttemptAt: number, id: string): string {
   return `${padNum(nextAttemptAt)}${SEP}${id}`
+}
+
+/**
+ * A new change token for the conversations a batch writes rows of (ConversationRevision.rev). Random
+ * rather than a counter: rebuildIndexes recomputes summaries from the rows, and a counter recomputed or
+ * restored could repeat a value that once named other rows; 128 random bits never do.
+ */
+function newRev (): string {
+  return randomBytes(16).toString('base64url')
+}
+
+/** the summary without its change token (which stays inside the store and the backup) */
+function summaryOf (r: ConversationRevision): ConversationSummary {
+  return { peer: r.peer, count: r.count, firstTs: r.firstTs, lastTs: r.lastTs, lastMessageId: r.lastMessageId }
 }
 
 function isNewer (ts: number, id: string, than: { lastTs: number, lastMessageId: string }): boolean {
@@ -253,13 +268,18 @@ class Reader {
   async conversation (peer: string, snapshot?: Snapshot): Promise<ConversationSummary | undefined> {
     const key = checkAddress(peer, 'peer')
     try {
-      return await this.s.conv.get(key, { snapshot })
+      const sum = await this.s.conv.get(key, { snapshot })
+      return sum === undefined ? undefined : summaryOf(sum)
     } catch (err) {
       throw toStoreError(err, this.path)
     }
   }
 
   async conversations (snapshot?: Snapshot): Promise<ConversationSummary[]> {
+    return (await this.revisions(snapshot)).map(summaryOf)
+  }
+
+  async revisions (snapshot?: Snapshot): Promise<ConversationRevision[]> {
     try {
       return await this.s.conv.values({ snapshot }).all()
     } catch (err) {
@@ -384,6 +404,8 @@ export class StoreSnapshot {
   allMessages (): AsyncIterable<StoredMessage> { return this.#r.messages(undefined, {}, this.#snap) }
   conversations (): Promise<ConversationSummary[]> { return this.#r.conversations(this.#snap) }
   conversation (peer: string): Promise<ConversationSummary | undefined> { return this.#r.conversation(peer, this.#snap) }
+  /** every summary with its change token, in address order (see Store.revisions) */
+  revisions (): Promise<ConversationRevision[]> { return this.#r.revisions(this.#snap) }
   countMessages (conversation?: string): Promise<number> { return this.#r.countMessages(conversation, this.#snap) }
   async close (): Promise<void> { await this.#snap.close() }
   async [Symbol.asyncDispose] (): Promise<void> { await this.close() }
@@ -626,6 +648,24 @@ export class Store {
       b.put(key, m, { sublevel: this.#s.msg })
       b.put(m.id, key, { sublevel: this.#s.msgId })
     }
+    const rev = newRev()
+    for (const [peer, sum] of sums) b.put(peer, { ...sum, rev }, { sublevel: this.#s.conv })
+  }
+
+  /**
+   * The summaries of conversations whose rows a batch rewrites without adding any (status updates), with
+   * a new change token each; a conversation without a summary is left so (it has no token to replace).
+   */
+  async #revised (peers: string[]): Promise<Array<[string, ConversationRevision]>> {
+    const unique = [...new Set(peers)]
+    const sums = await this.#getMany('conv', unique)
+    const rev = newRev()
+    const out: Array<[string, ConversationRevision]> = []
+    sums.forEach((sum, i) => { if (sum !== undefined) out.push([unique[i], { ...sum, rev }]) })
+    return out
+  }
+
+  #putSummaries (b: Batch, sums: Array<[string, ConversationRevision]>): void {
     for (const [peer, sum] of sums) b.put(peer, sum, { sublevel: this.#s.conv })
   }
 
@@ -645,7 +685,11 @@ export class Store {
       }
       if (msg.status === status) return msg
       const updated = { ...msg, status }
-      await this.#guard(() => this.#s.msg.put(key, updated))
+      const sums = await this.#revised([msg.conversation])
+      await this.#write(b => {
+        b.put(key, updated, { sublevel: this.#s.msg })
+        this.#putSummaries(b, sums)
+      })
       return updated
     })
   }
@@ -669,6 +713,12 @@ export class Store {
 
   conversations (): Promise<ConversationSummary[]> { return this.#r.conversations() }
   conversation (peer: string): Promise<ConversationSummary | undefined> { return this.#r.conversation(peer) }
+  /**
+   * Every conversation summary with its change token (`rev`), in address order: the token is replaced
+   * in the same batch as any write of the conversation's message rows (adds, imports, status updates,
+   * receipts) and by rebuildIndexes, so a token read from a snapshot names the rows of that snapshot.
+   */
+  revisions (): Promise<ConversationRevision[]> { return this.#r.revisions() }
   /** Total messages (sum of the conversation counts), or one conversation's count. */
   countMessages (conversation?: string): Promise<number> { return this.#r.countMessages(conversation) }
 
@@ -787,15 +837,19 @@ export class Store {
         }
         await fixChunk()
         const stale: string[] = []
+        let same = 0
         for await (const [peer, sum] of this.#s.conv.iterator()) {
           const want = sums.get(peer)
           if (want === undefined) stale.push(peer)
-          else if (want.count === sum.count && want.firstTs === sum.firstTs && want.lastTs === sum.lastTs && want.lastMessageId === sum.lastMessageId) sums.delete(peer)
+          else if (want.count === sum.count && want.firstTs === sum.firstTs && want.lastTs === sum.lastTs && want.lastMessageId === sum.lastMessageId) same++
         }
-        result.conversations = stale.length + sums.size
+        result.conversations = stale.length + sums.size - same
+        // every summary gets a new change token, the unchanged ones too: a repair may have brought back
+        // older rows (LevelDB's repair salvages tables) that the token written with them no longer names
+        const rev = newRev()
         await this.#write(b => {
           for (const peer of stale) b.del(peer, { sublevel: this.#s.conv })
-          for (const [peer, sum] of sums) b.put(peer, sum, { sublevel: this.#s.conv })
+          for (const [peer, sum] of sums) b.put(peer, { ...sum, rev }, { sublevel: this.#s.conv })
         })
         let refs: Array<[string, string]> = []
         const dropDangling = async (): Promise<void> => {
@@ -935,9 +989,11 @@ export class Store {
       const msg = key === undefined ? undefined : await this.#guard(() => this.#s.msg.get(key))
       const update = msg !== undefined && msg.direction === 'out' && msg.status !== status && msg.status !== 'delivered'
       if (old === undefined && !update) return false
+      const sums = update ? await this.#revised([msg.conversation]) : []
       await this.#write(b => {
         if (old !== undefined) this.#delOutbox(b, old)
         if (update && key !== undefined) b.put(key, { ...msg, status }, { sublevel: this.#s.msg })
+        this.#putSummaries(b, sums)
       })
       if (error !== undefined) logger('message %s failed: %s', id, error)
       return true
@@ -967,7 +1023,10 @@ export class Store {
       const msgs = await this.#getMany('msg', present)
       const byKey = new Map(present.map((k, i) => [k, msgs[i]]))
       const changed = new Map<string, boolean>()
+      const touched = msgs.filter((m): m is StoredMessage => m !== undefined && m.direction === 'out' && m.status !== 'delivered').map(m => m.conversation)
+      const sums = await this.#revised(touched)
       await this.#write(b => {
+        this.#putSummaries(b, sums)
         unique.forEach((id, i) => {
           const old = olds[i]
           const key = keys[i]

@@ -48,6 +48,16 @@ export interface ConversationSummary {
   lastMessageId: string
 }
 
+/** A conversation's summary as stored, with its change token ({@link Store.revisions}). */
+export interface ConversationRevision extends ConversationSummary {
+  /**
+   * Change token: a random value that every write of this conversation's message rows replaces (in the
+   * same batch), so an unchanged token means unchanged rows (the backup's conversation cache keys on it).
+   * Absent in summaries written before it existed.
+   */
+  rev?: string
+}
+
 export interface Contact {
   address: string
   name?: string

@@ -1,0 +1,83 @@
+import assert from 'node:assert/strict'
+import { join } from 'node:path'
+import { openStore, repairStore } from '../../src/store/index.ts'
+import type { OutboxEntry, Store } from '../../src/store/index.ts'
+import { msg, peer, tempDir } from './helpers.ts'
+
+function entry (id: string, to: string): OutboxEntry {
+  return { id, to, attempts: 0, nextAttemptAt: 1, envelope: Uint8Array.of(1, 2, 3) }
+}
+
+/**
+ * ConversationRevision.rev, the change token the backup's conversation cache keys on: every write of a
+ * conversation's message rows replaces it (in the same batch), writes that change no row keep it, and
+ * other conversations' tokens are left alone.
+ */
+describe('store: the conversation change token (ConversationRevision.rev)', () => {
+  let cleanup: () => Promise<void>
+  let path: string
+  let store: Store
+  const A = peer(1)
+  const B = peer(2)
+
+  beforeEach(async () => {
+    const t = await tempDir()
+    cleanup = t.cleanup
+    path = join(t.dir, 'store')
+    store = await openStore(path)
+  })
+
+  afterEach(async () => {
+    if (store.isOpen) await store.close()
+    await cleanup()
+  })
+
+  const revs = async (): Promise<Record<string, string | undefined>> =>
+    Object.fromEntries((await store.revisions()).map(c => [c.peer, c.rev]))
+
+  /** runs a write and reports which conversations' tokens it replaced (and that every token is set) */
+  const changedBy = async (write: () => Promise<unknown>): Promise<string[]> => {
+    const before = await revs()
+    await write()
+    const after = await revs()
+    for (const [p, r] of Object.entries(after)) assert.ok(typeof r === 'string' && r.length >= 16, `${p} has a token`)
+    return Object.keys(after).filter(p => after[p] !== before[p]).sort()
+  }
+
+  it('adds, status updates, receipts and failures replace the token of the conversations they write, and only theirs', async () => {
+    const outA = msg({ peer: A, direction: 'out' })
+    const outA2 = msg({ peer: A, direction: 'out' })
+    const outB = msg({ peer: B, direction: 'out' })
+    assert.deepEqual(await changedBy(() => store.addMessages([msg({ peer: A }), msg({ peer: B })])), [A, B])
+    assert.deepEqual(await changedBy(() => store.addMessages([msg({ peer: A })])), [A])
+    assert.deepEqual(await changedBy(() => store.addOutgoing(outA, entry(outA.id, A))), [A])
+    assert.deepEqual(await changedBy(() => store.addOutgoingMany([{ msg: outA2, entry: entry(outA2.id, A) }, { msg: outB, entry: entry(outB.id, B) }])), [A, B])
+    assert.deepEqual(await changedBy(() => store.addIncoming([msg({ peer: B })])), [B])
+    assert.deepEqual(await changedBy(() => store.updateMessageStatus(outA.id, 'sent')), [A])
+    assert.deepEqual(await changedBy(() => store.markDelivered(outA.id)), [A])
+    assert.deepEqual(await changedBy(() => store.markDeliveredMany([outB.id])), [B])
+    assert.deepEqual(await changedBy(() => store.markFailed(outA2.id, 'gone')), [A])
+    // writes that change no row keep every token
+    assert.deepEqual(await changedBy(() => store.addMessages([msg({ peer: A, id: outA.id })])), [])
+    assert.deepEqual(await changedBy(() => store.updateMessageStatus(outA.id, 'delivered')), [])
+    assert.deepEqual(await changedBy(() => store.markDeliveredMany([outA.id, outB.id])), [])
+    assert.deepEqual(await changedBy(() => store.setContact(A, 'alice')), [])
+    assert.deepEqual(await store.checkConsistency(), [])
+  })
+
+  it('rebuildIndexes (and so a repair) gives every conversation a new token', async () => {
+    await store.addMessages([msg({ peer: A }), msg({ peer: B })])
+    const before = await revs()
+    const fixes = await store.rebuildIndexes()
+    assert.equal(fixes.conversations, 0, 'nothing was wrong')
+    const after = await revs()
+    assert.notEqual(after[A], before[A])
+    assert.notEqual(after[B], before[B])
+    await store.close()
+    const repaired = await repairStore(path)
+    store = repaired.store
+    const again = await revs()
+    assert.notEqual(again[A], after[A])
+    assert.notEqual(again[B], after[B])
+  })
+})
