@@ -265,6 +265,40 @@ class Reader {
     }
   }
 
+  /**
+   * Every message, as messages(undefined, {}), except the conversations `skip` names: `skip` is asked
+   * once per conversation, when its first row is reached, and for a yes the iterator seeks past the
+   * conversation's rows (they are never read further or decoded).
+   */
+  async * allMessages (snapshot?: Snapshot, skip?: (conversation: string) => boolean): AsyncGenerator<StoredMessage> {
+    if (skip === undefined) {
+      yield * this.messages(undefined, {}, snapshot)
+      return
+    }
+    const it = this.s.msg.values({ snapshot })
+    const asked = new Set<string>()
+    let current: string | undefined
+    try {
+      for await (const m of it) {
+        if (m.conversation !== current) {
+          current = m.conversation
+          if (!asked.has(current)) {
+            asked.add(current)
+            if (skip(current)) {
+              it.seek(`${current}${SEP_END}`)
+              continue
+            }
+          }
+        }
+        yield m
+      }
+    } catch (err) {
+      throw toStoreError(err, this.path)
+    } finally {
+      await it.close().catch(() => {})
+    }
+  }
+
   async conversation (peer: string, snapshot?: Snapshot): Promise<ConversationSummary | undefined> {
     const key = checkAddress(peer, 'peer')
     try {
@@ -401,7 +435,8 @@ export class StoreSnapshot {
 
   getMessage (id: string): Promise<StoredMessage | undefined> { return this.#r.getMessage(id, this.#snap) }
   messages (conversation?: string, q: MessageQuery = {}): AsyncIterable<StoredMessage> { return this.#r.messages(conversation, q, this.#snap) }
-  allMessages (): AsyncIterable<StoredMessage> { return this.#r.messages(undefined, {}, this.#snap) }
+  /** every message (see Store.allMessages; `skip` passes over whole conversations) */
+  allMessages (options: { skip?: (conversation: string) => boolean } = {}): AsyncIterable<StoredMessage> { return this.#r.allMessages(this.#snap, options.skip) }
   conversations (): Promise<ConversationSummary[]> { return this.#r.conversations(this.#snap) }
   conversation (peer: string): Promise<ConversationSummary | undefined> { return this.#r.conversation(peer, this.#snap) }
   /** every summary with its change token, in address order (see Store.revisions) */
@@ -705,10 +740,12 @@ export class Store {
 
   /**
    * Every message, conversation by conversation, each in (ts, id) order; streamed from one LevelDB
-   * iterator (a consistent point-in-time view), so memory does not grow with history.
+   * iterator (a consistent point-in-time view), so memory does not grow with history. `skip`, asked once
+   * per conversation when its first row is reached, passes over the conversations it says yes to (one
+   * seek past their rows): the backup's conversation cache.
    */
-  allMessages (): AsyncIterable<StoredMessage> {
-    return this.#r.messages(undefined, {})
+  allMessages (options: { skip?: (conversation: string) => boolean } = {}): AsyncIterable<StoredMessage> {
+    return this.#r.allMessages(undefined, options.skip)
   }
 
   conversations (): Promise<ConversationSummary[]> { return this.#r.conversations() }

@@ -2,7 +2,7 @@ import assert from 'node:assert/strict'
 import { join } from 'node:path'
 import { openStore, repairStore } from '../../src/store/index.ts'
 import type { OutboxEntry, Store } from '../../src/store/index.ts'
-import { msg, peer, tempDir } from './helpers.ts'
+import { collect, msg, peer, tempDir } from './helpers.ts'
 
 function entry (id: string, to: string): OutboxEntry {
   return { id, to, attempts: 0, nextAttemptAt: 1, envelope: Uint8Array.of(1, 2, 3) }
@@ -79,5 +79,22 @@ describe('store: the conversation change token (ConversationRevision.rev)', () =
     const again = await revs()
     assert.notEqual(again[A], after[A])
     assert.notEqual(again[B], after[B])
+  })
+
+  it('allMessages({ skip }) passes over the conversations skip names, asking once per conversation, from a snapshot too', async () => {
+    const C = peer(3)
+    await store.addMessages([A, B, C].flatMap(p => Array.from({ length: 5 }, () => msg({ peer: p }))))
+    const asked: string[] = []
+    const got = await collect(store.allMessages({ skip: p => { asked.push(p); return p !== B } }))
+    assert.deepEqual(asked, [A, B, C])
+    assert.deepEqual(got.map(m => m.id), (await collect(store.messages(B))).map(m => m.id))
+    const snap = store.snapshot()
+    try {
+      await store.addMessages([msg({ peer: B })])
+      const all = await collect(snap.allMessages({ skip: p => p === A }))
+      assert.deepEqual(all.map(m => m.conversation), [...Array(5).fill(B), ...Array(5).fill(C)], 'the snapshot\'s rows only')
+    } finally {
+      await snap.close()
+    }
   })
 })
