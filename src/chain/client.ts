@@ -140,7 +140,8 @@ export class RegistryClient {
     // staticNetwork: no network detection (which retries forever when the RPC is down); the chain
     // id is checked once, explicitly, before the first call (WRONG_CHAIN_ID)
     this.provider = new JsonRpcProvider(request, Network.from(profile.chainId), { staticNetwork: true, batchMaxCount: 1, cacheTimeout: -1 })
-    if (profile.chainId === DEV_CHAIN_ID) this.provider.pollingInterval = 250
+    // a dev chain, or any chain on this machine, mines at once: poll receipts often
+    if (profile.chainId === DEV_CHAIN_ID || isLoopbackRpc(profile.rpc)) this.provider.pollingInterval = 250
     this.signer = signer === undefined ? undefined : (signer.provider == null ? signer.connect(this.provider) : signer)
     this.#contract = new Contract(this.profile.registry, registryArtifact.abi, this.signer ?? this.provider)
     this.#iface = this.#contract.interface
@@ -354,6 +355,14 @@ export class RegistryClient {
   #timeout (what: string, timeoutMs: number): TokenimError {
     return new TokenimError(ChainErrorCode.TIMEOUT, `${what} did not finish within ${timeoutMs} ms (${this.profile.rpc})`,
       { what, timeoutMs, url: this.profile.rpc })
+  }
+}
+
+function isLoopbackRpc (rpc: string): boolean {
+  try {
+    return ['127.0.0.1', 'localhost', '[::1]'].includes(new URL(rpc).hostname)
+  } catch {
+    return false
   }
 }
 

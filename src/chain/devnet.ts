@@ -19,10 +19,15 @@ export interface DevnetOptions {
   port?: number
   /** interface to bind; loopback only by default */
   host?: string
+  /**
+   * chain id (default 31337). Any other id makes a chain where nodes do not fund themselves
+   * (`ensureFunds` tops up only on 31337): what a real chain looks like to an unfunded wallet.
+   */
+  chainId?: number
 }
 
 export interface Devnet {
-  /** the chain profile of this devnet: `{ rpc, chainId: 31337, registry, startBlock }` */
+  /** the chain profile of this devnet: `{ rpc, chainId (31337 by default), registry, startBlock }` */
   profile: ChainProfile
   rpc: string
   chainId: number
@@ -39,6 +44,7 @@ export interface Devnet {
 export async function startDevnet (options: DevnetOptions = {}): Promise<Devnet> {
   const host = options.host ?? '127.0.0.1'
   const port = options.port ?? 0
+  const chainId = options.chainId ?? DEV_CHAIN_ID
   // Hardhat's server crashes the process on EADDRINUSE (an unhandled 'error' event of its
   // websocket server), so a fixed port is probed first
   if (port !== 0) await assertPortFree(host, port)
@@ -46,7 +52,7 @@ export async function startDevnet (options: DevnetOptions = {}): Promise<Devnet>
   // plugins, so neither a config file nor Hardhat's dev plugins are needed at runtime.
   const { createHardhatRuntimeEnvironment } = await import('hardhat/hre')
   const hre = await createHardhatRuntimeEnvironment({
-    networks: { default: { type: 'edr-simulated', chainId: DEV_CHAIN_ID } }
+    networks: { default: { type: 'edr-simulated', chainId } }
   }, {}, PROJECT_ROOT)
   const server = await hre.network.createServer('default', host, port)
   let listening: { address: string, port: number }
@@ -57,7 +63,7 @@ export async function startDevnet (options: DevnetOptions = {}): Promise<Devnet>
     throw listenError(err, host, port)
   }
   const rpc = `http://${host.includes(':') ? `[${host}]` : host}:${listening.port}`
-  const provider = new JsonRpcProvider(rpc, Network.from(DEV_CHAIN_ID), { staticNetwork: true, batchMaxCount: 1, cacheTimeout: -1 })
+  const provider = new JsonRpcProvider(rpc, Network.from(chainId), { staticNetwork: true, batchMaxCount: 1, cacheTimeout: -1 })
   let stopped: Promise<void> | undefined
   const stop = async (): Promise<void> => {
     stopped ??= (async () => {
@@ -69,10 +75,10 @@ export async function startDevnet (options: DevnetOptions = {}): Promise<Devnet>
   }
   try {
     // the first of Hardhat's funded dev accounts, unlocked on the node (eth_sendTransaction)
-    const profile = await deployWith(provider, await provider.getSigner(0), DEV_CHAIN_ID, rpc)
+    const profile = await deployWith(provider, await provider.getSigner(0), chainId, rpc)
     const { registry } = profile
-    debug('devnet on %s, registry %s', rpc, registry)
-    return { profile, rpc, chainId: DEV_CHAIN_ID, registry, stop }
+    debug('devnet on %s (chain id %d), registry %s', rpc, chainId, registry)
+    return { profile, rpc, chainId, registry, stop }
   } catch (err) {
     await stop().catch(() => {})
     throw new TokenimError(ChainErrorCode.ERROR, 'cannot deploy BackupRegistry on the devnet', { rpc }, { cause: err })

@@ -13,6 +13,9 @@ import { TokenimError } from '../errors.ts'
  * - ROLLBACK_REJECTED: the version is not greater than the owner's latest (info.latest, info.given).
  * - INVALID_DIGEST: the digest is not 32 bytes, or is zero.
  * - SIGNATURE_EXPIRED / INVALID_SIGNATURE: a relayed anchor's signature is too old / not the owner's.
+ * - INVALID_ANCHOR_REQUEST: an anchor request file (relay.ts) is malformed or altered (info.field).
+ * - ANCHOR_REQUEST_WRONG_CHAIN: an anchor request names another chain id or registry than the
+ *   relayer's profile (info.expected, info.actual).
  * - INVALID_ARGUMENT: any other malformed input (address, version, deadline).
  * - NO_SIGNER: a send was asked of a client constructed without a signer.
  * - INVALID_CHAIN_PROFILE / CHAIN_PROFILE_NOT_FOUND: the chain profile file is malformed / missing.
@@ -29,6 +32,8 @@ export const ChainErrorCode = {
   INVALID_DIGEST: 'INVALID_DIGEST',
   SIGNATURE_EXPIRED: 'SIGNATURE_EXPIRED',
   INVALID_SIGNATURE: 'INVALID_SIGNATURE',
+  INVALID_ANCHOR_REQUEST: 'INVALID_ANCHOR_REQUEST',
+  ANCHOR_REQUEST_WRONG_CHAIN: 'ANCHOR_REQUEST_WRONG_CHAIN',
   INVALID_ARGUMENT: 'INVALID_ARGUMENT',
   NO_SIGNER: 'NO_SIGNER',
   INVALID_CHAIN_PROFILE: 'INVALID_CHAIN_PROFILE',

@@ -11,6 +11,16 @@ export const BackupJobErrorCode = {
   NO_CHAIN_PROFILE: 'NO_CHAIN_PROFILE',
   /** `--anchor-pending` found nothing to anchor is not an error; this is for a pending version the chain can no longer take (info.version, info.latest) */
   ANCHOR_SUPERSEDED: 'ANCHOR_SUPERSEDED',
+  /**
+   * the chain anchors ANOTHER digest under a version this device made (info.version, info.local,
+   * info.chain): only a holder of this wallet's key can do that (another device with the same
+   * mnemonic, or a leaked key); the local version can never be anchored
+   */
+  ANCHOR_CONFLICT: 'ANCHOR_CONFLICT',
+  /** `tokenim anchor-request`: no pending version (or not the one asked for) to sign a request for */
+  NO_PENDING_BACKUP: 'NO_PENDING_BACKUP',
+  /** `tokenim anchor-request`: the chain already anchors this version with this digest (`backup --anchor-pending` records it) */
+  ALREADY_ANCHORED: 'ALREADY_ANCHORED',
   /** a caller passed malformed options */
   INVALID_ARGUMENT: 'INVALID_ARGUMENT',
   /** the job was aborted through its signal */

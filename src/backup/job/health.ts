@@ -19,6 +19,7 @@ export function localStatus (r: BackupRecord, errors: Record<string, AnchorError
   if (r.anchored) return 'anchored'
   if (r.pending === true) return 'pending'
   if (errors[String(r.version)]?.code === 'ANCHOR_SUPERSEDED') return 'superseded'
+  if (errors[String(r.version)]?.code === 'ANCHOR_CONFLICT') return 'conflict'
   return 'local-only'
 }
 

@@ -176,6 +176,8 @@ export interface AnchorPendingResult {
   versions: AnchorPendingItem[]
   /** versions still pending afterwards */
   pending: number[]
+  /** versions the chain anchors with ANOTHER digest (ANCHOR_CONFLICT): no longer pending, never anchorable */
+  conflicts: number[]
   warnings: JobWarning[]
 }
 
@@ -251,10 +253,13 @@ async function anchorRecord (deps: BackupDeps, chain: RegistryClient, rec: Backu
   let txHash: string | undefined
   if (onChain !== undefined) {
     if (onChain.toLowerCase() !== rec.digest.toLowerCase()) {
-      throw jobError(BackupJobErrorCode.ANCHOR_SUPERSEDED,
-        `version ${rec.version} is already anchored with another bundle (another device?); this local version can no longer be anchored`, { version: rec.version })
+      // only a holder of this wallet's key can anchor for it: never a relayer's doing (the signature covers the digest)
+      throw jobError(BackupJobErrorCode.ANCHOR_CONFLICT,
+        `the chain anchors another bundle (${onChain}) as version ${rec.version} of ${owner}, not the one made here (${rec.digest}): ` +
+        'only a holder of this wallet\'s key can do that (another device restored from the same mnemonic, or a leaked key); ' +
+        'this local version can never be anchored: check `tokenim backups`, then make a new backup', { version: rec.version, local: rec.digest, chain: onChain })
     }
-    // anchored earlier (e.g. a send that timed out but was mined): find its transaction
+    // anchored earlier (a send that timed out but was mined, or a relayer's anchorWithSig): find its transaction
     txHash = (await chain.history(owner, { signal }).catch(() => [])).find(e => e.version === rec.version)?.txHash
   } else {
     if (latestR.status === 'rejected') throw latestR.reason
@@ -308,7 +313,7 @@ function replicaWarnings (outcomes: ReplicaOutcome[]): JobWarning[] {
  */
 export async function anchorPendingBackups (deps: BackupDeps, chain: RegistryClient, options: { replicas?: string[], replicaTimeoutMs?: number, signal?: AbortSignal, onAnchored?: (v: number) => void } = {}): Promise<AnchorPendingResult> {
   const pending = (await deps.store.backups()).filter(r => r.pending === true).sort((a, b) => a.version - b.version)
-  const result: AnchorPendingResult = { versions: [], pending: [], warnings: [] }
+  const result: AnchorPendingResult = { versions: [], pending: [], conflicts: [], warnings: [] }
   let blocked: JobWarning | undefined
   for (const rec of pending) {
     const item: AnchorPendingItem = { version: rec.version, cid: rec.cid, digest: rec.digest, anchored: false, replicas: [] }
@@ -329,14 +334,15 @@ export async function anchorPendingBackups (deps: BackupDeps, chain: RegistryCli
     } catch (err) {
       const w = warningOf(err)
       item.error = w
-      if (isTokenimError(err, BackupJobErrorCode.ANCHOR_SUPERSEDED)) {
+      if (isTokenimError(err, BackupJobErrorCode.ANCHOR_SUPERSEDED) || isTokenimError(err, BackupJobErrorCode.ANCHOR_CONFLICT)) {
+        if (err.code === BackupJobErrorCode.ANCHOR_CONFLICT) result.conflicts.push(rec.version)
         await deps.store.putBackup({ ...rec, pending: false })
         await recordAnchorError(deps.store, rec.version, w)
         result.warnings.push(w)
         continue
       }
       await recordAnchorError(deps.store, rec.version, w)
-      result.warnings.push({ code: w.code, message: `version ${rec.version} stays pending: ${w.message}${w.code === 'INSUFFICIENT_FUNDS' ? ' (fund the wallet, or anchor through a relayer with anchorWithSig)' : ''}` })
+      result.warnings.push({ code: w.code, message: `version ${rec.version} stays pending: ${w.message}${w.code === 'INSUFFICIENT_FUNDS' ? ' (fund the wallet, or have it relayed: `tokenim anchor-request --out FILE` here, `tokenim relay FILE` on a funded node)' : ''}` })
       blocked = w
     }
   }
@@ -348,7 +354,7 @@ function pendingWarning (version: number, e: JobWarning): JobWarning {
   return {
     code: 'ANCHOR_PENDING',
     message: `backup version ${version} is stored and pinned locally but NOT anchored (${e.code}: ${e.message}); ` +
-      (e.code === 'INSUFFICIENT_FUNDS' ? 'fund the wallet or use relayed anchoring (anchorWithSig), then ' : '') +
+      (e.code === 'INSUFFICIENT_FUNDS' ? 'fund the wallet, or have it relayed (`tokenim anchor-request --out FILE` here, `tokenim relay FILE` on a funded node), then ' : '') +
       'run `tokenim backup --anchor-pending`'
   }
 }

@@ -13,6 +13,8 @@ import { registerVerify } from './verify.ts'
 import { registerRestore } from './restore.ts'
 import { registerBackup } from './backup.ts'
 import { registerBackups } from './backups.ts'
+import { registerAnchorRequest } from './anchor-request.ts'
+import { registerRelay } from './relay.ts'
 import { registerRepair } from './repair.ts'
 import { registerDoctor } from './doctor.ts'
 
@@ -28,6 +30,8 @@ export const commands: Array<(program: Command) => void> = [
   registerStatus,
   registerBackup,
   registerBackups,
+  registerAnchorRequest,
+  registerRelay,
   registerExport,
   registerVerify,
   registerRestore,
