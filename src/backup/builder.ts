@@ -7,7 +7,7 @@ import type { CID } from 'multiformats/cid'
 import type { KdfParams } from '../crypto/index.ts'
 import { hmacSha256, sha256 } from '../crypto/index.ts'
 import { isTokenimError } from '../errors.ts'
-import type { Contact, StoredMessage } from '../store/index.ts'
+import type { Contact, ConversationRevision, StoredMessage } from '../store/index.ts'
 import { log } from '../util/log.ts'
 import { checksumAddress, isAddressLike } from './address.ts'
 import { dagCborCid, digestOfRoot, putBlock, rawCid, toCid } from './blocks.ts'
@@ -26,17 +26,28 @@ import type { Manifest, ManifestConversation, SegmentMessage, ShardSummary } fro
 import { seal, sealAsync } from './seal.ts'
 import { decodeSealEntry, encodeSealEntry, sealCacheKey } from './seal-cache.ts'
 import type { SealCache } from './seal-cache.ts'
+import { conversationCacheKey, decodeConversationEntry, encodeConversationEntry } from './conversation-cache.ts'
+import type { CachedConversation, ConversationCache } from './conversation-cache.ts'
 import { validateKdfParams } from '../crypto/index.ts'
 
 const logger = log('backup')
 
+/** Options of BackupSource.allMessages. */
+export interface AllMessagesOptions {
+  /** asked once per conversation at its first message; for a yes the source may pass over its messages */
+  skip?: (conversation: string) => boolean
+}
+
 /** What the builder reads from the store (a Store or a StoreSnapshot fits). */
 export interface BackupSource {
   /** every message, conversation by conversation, each in ascending (ts, id) order */
-  allMessages (): AsyncIterable<StoredMessage>
+  allMessages (options?: AllMessagesOptions): AsyncIterable<StoredMessage>
   contacts? (): Promise<Contact[]> | Contact[] | AsyncIterable<Contact>
-  /** when present, messages are read from one point-in-time snapshot */
-  snapshot? (): { allMessages (): AsyncIterable<StoredMessage>, close (): Promise<void> }
+  /**
+   * when present, messages are read from one point-in-time snapshot; its `revisions` (the conversations'
+   * change tokens, from the same snapshot) let the conversation cache skip unchanged conversations
+   */
+  snapshot? (): { allMessages (options?: AllMessagesOptions): AsyncIterable<StoredMessage>, revisions? (): Promise<ConversationRevision[]>, close (): Promise<void> }
 }
 
 export interface BuildProgress {
@@ -76,6 +87,11 @@ export interface BuildBackupOptions {
   created?: number
   /** segments sealed before, by plaintext (seal-cache.ts): an unchanged segment is not sealed again */
   sealCache?: SealCache
+  /**
+   * conversations built before, by change token (conversation-cache.ts): an unchanged conversation is
+   * taken whole, its messages not read; used only with a source whose snapshot gives `revisions`
+   */
+  conversationCache?: ConversationCache
   onProgress?: (p: BuildProgress) => void
   signal?: AbortSignal
 }
@@ -175,7 +191,14 @@ interface BuiltConversation {
   segments: CID[]
   /** distinct attachment links in order of first reference */
   attachments: Map<string, CID>
+  /** the segment blocks' sizes, in segment order (for the conversation cache) */
+  sizes: number[]
+  /** segment plaintext bytes */
+  plaintextBytes: number
 }
+
+/** A segment block as written (or found): its CID and size. */
+interface Sealed { cid: CID, size: number }
 
 async function build (options: BuildBackupOptions, o: Checked, key: Uint8Array): Promise<BuildBackupResult> {
   const { blockstore, signal } = options
@@ -222,19 +245,20 @@ async function build (options: BuildBackupOptions, o: Checked, key: Uint8Array):
   // segments are compressed (on libuv's thread pool) and written while the next ones are built, at most
   // PUT_WINDOW at once; their CIDs join the lists in segment order as they are settled, and every one has
   // been written before the first manifest block is, so a manifest never points at nothing
-  const inflight: Array<{ done: Promise<CID>, segs: CID[] | undefined }> = []
+  const inflight: Array<{ done: Promise<Sealed>, to: BuiltConversation | undefined }> = []
   const settlePuts = async (max: number): Promise<void> => {
     while (inflight.length > max) {
-      const { done, segs } = inflight.shift() as { done: Promise<CID>, segs: CID[] | undefined }
-      const cid = await done
+      const { done, to } = inflight.shift() as { done: Promise<Sealed>, to: BuiltConversation | undefined }
+      const { cid, size } = await done
       segmentCids.push(cid)
-      segs?.push(cid)
+      to?.segments.push(cid)
+      to?.sizes.push(size)
     }
   }
   const cache = options.sealCache
   /** new seal-cache entries, written in one batch once every block is */
   const cacheAdds: Array<[string, Uint8Array]> = []
-  const sealAndPut = async (plain: Uint8Array, peer: string): Promise<CID> => {
+  const sealAndPut = async (plain: Uint8Array, peer: string): Promise<Sealed> => {
     const cacheKey = cache === undefined ? undefined : sealCacheKey(key, 'segment', plain)
     if (cache !== undefined && cacheKey !== undefined) {
       const hit = decodeSealEntry(key, cacheKey, await cache.get(cacheKey).catch(() => undefined))
@@ -242,7 +266,7 @@ async function build (options: BuildBackupOptions, o: Checked, key: Uint8Array):
         // the block sealing would give is stored: counted like a put that found it there
         blocks++
         bytesTotal += hit.size
-        return hit.cid
+        return hit
       }
     }
     const box = await sealAsync(key, 'segment', plain)
@@ -250,7 +274,7 @@ async function build (options: BuildBackupOptions, o: Checked, key: Uint8Array):
     const cid = rawCid(box)
     await put(cid, box)
     if (cacheKey !== undefined) cacheAdds.push([cacheKey, encodeSealEntry(key, cacheKey, cid, box.length)])
-    return cid
+    return { cid, size: box.length }
   }
 
   const writeSegment = async (msgs: SegmentMessage[], encoded: Uint8Array[]): Promise<void> => {
@@ -259,9 +283,10 @@ async function build (options: BuildBackupOptions, o: Checked, key: Uint8Array):
     if (plain.length > MAX_SEGMENT_PLAINTEXT) throw sourceInvalid('a segment exceeds the format\'s size cap (a message is too large)', { conversation: conv.peer })
     const done = sealAndPut(plain, conv.peer)
     done.catch(() => {}) // handled: awaited in order by settlePuts (or settled in the finally below)
-    inflight.push({ done, segs: cur?.segments })
+    inflight.push({ done, to: cur })
     await settlePuts(PUT_WINDOW)
     plaintextBytes += plain.length
+    if (cur !== undefined) cur.plaintextBytes += plain.length
     conv.segments.push({ count: msgs.length, firstTs: msgs[0].ts, lastTs: msgs[msgs.length - 1].ts })
     progress('segments')
     throwIfAborted(signal)
@@ -287,21 +312,95 @@ async function build (options: BuildBackupOptions, o: Checked, key: Uint8Array):
     bufBytes = 0
   }
 
+  // The conversation cache (conversation-cache.ts): a conversation whose change token (read from the
+  // snapshot the messages come from) has an entry whose segment blocks are all stored is put in the
+  // bundle from that entry, in its place in conversation order, and its messages are not read (the
+  // source seeks past them). Every other conversation is built from its messages as before; the entries
+  // for those are written once the bundle is. The bundle is the same byte for byte either way.
+  const convCache = options.conversationCache
+  const convParams = { formatVersion: o.formatVersion, segmentSize: o.segmentSize, segmentBytes: o.segmentBytes }
+  const hits = new Map<string, CachedConversation>()
+  /** the snapshot's summary of each conversation built from its messages, for its new entry */
+  const revs = new Map<string, ConversationRevision>()
+  /** hits the source passed over, waiting for their place in the bundle */
+  const passed: string[] = []
+  const lookUp = async (revisions: ConversationRevision[]): Promise<void> => {
+    for (const r of revisions) {
+      throwIfAborted(signal)
+      if (typeof r.rev !== 'string') continue // written before the store had tokens
+      const cacheKey = conversationCacheKey(key, r.peer, convParams)
+      const c = decodeConversationEntry(key, cacheKey, await (convCache as ConversationCache).get(cacheKey).catch(() => undefined))
+      if (c !== undefined && c.rev === r.rev && c.count === r.count && c.firstTs === r.firstTs && c.lastTs === r.lastTs && c.lastId === r.lastMessageId && await allStored(c)) hits.set(r.peer, c)
+      else revs.set(r.peer, r)
+    }
+  }
+  const allStored = async (c: CachedConversation): Promise<boolean> => {
+    for (const seg of c.segments) if (!(await blockstore.has(seg.cid))) return false
+    return true
+  }
+  /** a conversation from its cache entry: counted like one whose every segment was found stored */
+  const takeHit = async (peer: string): Promise<void> => {
+    const c = hits.get(peer) as CachedConversation
+    seenPeers.add(peer)
+    const entry: ManifestConversation = {
+      peer, count: c.count, firstTs: c.firstTs, lastTs: c.lastTs, lastId: c.lastId,
+      segments: c.segments.map(seg => ({ count: seg.count, firstTs: seg.firstTs, lastTs: seg.lastTs }))
+    }
+    const b: BuiltConversation = { entry, segments: [], attachments: new Map(), sizes: [], plaintextBytes: c.plaintextBytes }
+    conversations.push(entry)
+    built.push(b)
+    messages += c.count
+    plaintextBytes += c.plaintextBytes
+    for (const a of c.attachments) {
+      const k = a.toString()
+      if (!attachments.has(k)) attachments.set(k, a)
+      if (!b.attachments.has(k)) b.attachments.set(k, a)
+    }
+    for (const seg of c.segments) {
+      blocks++
+      bytesTotal += seg.size
+      inflight.push({ done: Promise.resolve({ cid: seg.cid, size: seg.size }), to: b })
+    }
+    await settlePuts(PUT_WINDOW)
+    progress('segments')
+  }
+  const takePassed = async (): Promise<void> => {
+    for (const peer of passed.splice(0)) await takeHit(peer)
+  }
+  const skip = (peer: string): boolean => {
+    if (!hits.has(peer) || seenPeers.has(peer) || passed.includes(peer)) return false
+    passed.push(peer)
+    return true
+  }
+
   const snapshot = typeof options.store.snapshot === 'function' ? options.store.snapshot() : undefined
   try {
     throwIfAborted(signal)
     const source = snapshot ?? options.store
-    for await (const raw of source.allMessages()) {
+    if (convCache !== undefined && typeof snapshot?.revisions === 'function') await lookUp(await snapshot.revisions())
+    /** a hit the source did not pass over: its messages are passed over here */
+    let ignoring: string | undefined
+    for await (const raw of source.allMessages(hits.size > 0 ? { skip } : undefined)) {
       throwIfAborted(signal)
       const peer = typeof raw?.conversation === 'string' ? raw.conversation : ''
+      if (peer === ignoring) continue
       if (conv === undefined || peer !== conv.peer) {
         await flushTail()
+        await takePassed()
+        ignoring = undefined
+        if (hits.has(peer) && !seenPeers.has(peer)) {
+          await takeHit(peer)
+          ignoring = peer
+          conv = undefined
+          cur = undefined
+          continue
+        }
         if (seenPeers.has(peer)) throw sourceInvalid('the store did not stream messages grouped by conversation', { conversation: peer })
         if (!/^0x[0-9a-f]{40}$/.test(peer)) throw sourceInvalid('a message has an invalid conversation address', { id: typeof raw?.id === 'string' ? raw.id.slice(0, 128) : undefined })
         seenPeers.add(peer)
         conv = { peer, count: 0, firstTs: 0, lastTs: 0, lastId: '', segments: [] }
         conversations.push(conv)
-        cur = { entry: conv, segments: [], attachments: new Map() }
+        cur = { entry: conv, segments: [], attachments: new Map(), sizes: [], plaintextBytes: 0 }
         built.push(cur)
         last = undefined
       }
@@ -332,6 +431,7 @@ async function build (options: BuildBackupOptions, o: Checked, key: Uint8Array):
       if (buf.length >= o.segmentSize || bufBytes >= o.segmentBytes) await flushFull()
     }
     await flushTail()
+    await takePassed()
     await settlePuts(0)
   } catch (err) {
     if (isTokenimError(err)) throw err
@@ -409,6 +509,22 @@ async function build (options: BuildBackupOptions, o: Checked, key: Uint8Array):
   // only a speed-up: an entry is used only while its block is stored, so a failure here costs nothing else
   if (cache !== undefined && cacheAdds.length > 0) {
     await cache.putMany(cacheAdds).catch((err: Error) => { logger('seal cache not updated: %s', err.message) })
+  }
+  if (convCache !== undefined && revs.size > 0) {
+    const adds: Array<[string, Uint8Array]> = []
+    for (const b of built) {
+      const r = revs.get(b.entry.peer)
+      const e = b.entry
+      // only a conversation whose rows agree with its summary (a consistent store), all of whose segments were settled
+      if (r?.rev === undefined || e.count !== r.count || e.firstTs !== r.firstTs || e.lastTs !== r.lastTs || e.lastId !== r.lastMessageId || b.sizes.length !== e.segments.length) continue
+      const cacheKey = conversationCacheKey(key, e.peer, convParams)
+      adds.push([cacheKey, encodeConversationEntry(key, cacheKey, {
+        rev: r.rev, count: e.count, firstTs: e.firstTs, lastTs: e.lastTs, lastId: e.lastId, plaintextBytes: b.plaintextBytes,
+        segments: e.segments.map((seg, i) => ({ ...seg, size: b.sizes[i], cid: b.segments[i] })),
+        attachments: [...b.attachments.values()]
+      })])
+    }
+    await convCache.putMany(adds).catch((err: Error) => { logger('conversation cache not updated: %s', err.message) })
   }
   progress('done')
   logger('built backup v%d (format %d): %d messages, %d segments, %d shards, %d/%d bytes new', options.version, o.formatVersion, messages, segmentCids.length, shardCount, bytesNew, bytesTotal)

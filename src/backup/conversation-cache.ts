@@ -1,0 +1,109 @@
+/**
+ * The conversation cache: what the builder made of a conversation last time (its manifest entry, its
+ * segment blocks and attachment links), so an incremental backup does not read, encode and hash the
+ * messages of a conversation that has not changed since, only to find every segment already stored.
+ *
+ * Why this is sound: the builder's output for a conversation is a deterministic function of its
+ * messages, the backup key, the segment parameters (segmentSize, segmentBytes) and the builder's own
+ * layout rules (segments, tail runs, encoding, sealing). The store keeps a change token per
+ * conversation (ConversationRevision.rev) that every write of the conversation's rows replaces in the
+ * same batch, and the builder reads the tokens and the rows from one snapshot: an entry recorded for
+ * token T describes exactly the rows that carry T. Entries are used only when every segment block they
+ * name is still stored (as the seal cache), and their counts must agree with the snapshot's summary.
+ *
+ *   key   = hex HMAC(K, "tokenim-backup/v2/conversation-cache/key\0" ‖ peer ‖ 0 ‖ params)
+ *   entry = tag (32) ‖ body,  tag = HMAC(K, "tokenim-backup/v2/conversation-cache/entry\0" ‖ key ‖ body)
+ *   body  = CBOR [rev, count, firstTs, lastTs, lastId, plaintextBytes,
+ *                 [[count, firstTs, lastTs, blockSize, CID bytes], …], [attachment CID bytes, …]]
+ *
+ * One entry per conversation (and parameters), overwritten when it changes: the cache stays ~150 bytes
+ * per conversation plus ~60 per segment. Keys depend on K (another passphrase: no hit); the tag makes a
+ * damaged or planted entry a miss. `params` carries the segment parameters and {@link LAYOUT}: change
+ * LAYOUT whenever the builder would cut, encode or seal the same messages differently, so entries made
+ * by an older builder are never taken for what the new one would build.
+ */
+import * as cborg from 'cborg'
+import { CID } from 'multiformats/cid'
+import { constantTimeEqual, hmacSha256 } from '../crypto/index.ts'
+
+/** Where the entries live (a running node's `p2p.localKv('conversation-cache')` fits). */
+export interface ConversationCache {
+  get: (key: string) => Promise<Uint8Array | undefined>
+  putMany: (entries: Array<[string, Uint8Array]>) => Promise<void>
+}
+
+/** The builder's layout rules these entries were made under (see the file comment). */
+export const LAYOUT = 1
+
+/** What the builder needs of a conversation to put it in the bundle without reading its messages. */
+export interface CachedConversation {
+  /** the store's change token the entry was made for */
+  rev: string
+  count: number
+  firstTs: number
+  lastTs: number
+  lastId: string
+  /** segment plaintext bytes (the totals' `bytes`) */
+  plaintextBytes: number
+  /** in segment order */
+  segments: Array<{ count: number, firstTs: number, lastTs: number, size: number, cid: CID }>
+  /** distinct attachment links in order of first reference */
+  attachments: CID[]
+}
+
+export interface ConversationParams { formatVersion: number, segmentSize: number, segmentBytes: number }
+
+const KEY_LABEL = new TextEncoder().encode('tokenim-backup/v2/conversation-cache/key\0')
+const ENTRY_LABEL = new TextEncoder().encode('tokenim-backup/v2/conversation-cache/entry\0')
+const TAG = 32
+
+export function conversationCacheKey (key: Uint8Array, peer: string, p: ConversationParams): string {
+  const params = `layout ${LAYOUT} format ${p.formatVersion} size ${p.segmentSize} bytes ${p.segmentBytes}`
+  const h = hmacSha256(key, Buffer.concat([KEY_LABEL, new TextEncoder().encode(peer), Uint8Array.of(0), new TextEncoder().encode(params)]))
+  return Buffer.from(h).toString('hex')
+}
+
+function tagOf (key: Uint8Array, cacheKey: string, body: Uint8Array): Uint8Array {
+  return hmacSha256(key, Buffer.concat([ENTRY_LABEL, Buffer.from(cacheKey, 'hex'), body]))
+}
+
+export function encodeConversationEntry (key: Uint8Array, cacheKey: string, c: CachedConversation): Uint8Array {
+  const body = cborg.encode([
+    c.rev, c.count, c.firstTs, c.lastTs, c.lastId, c.plaintextBytes,
+    c.segments.map(s => [s.count, s.firstTs, s.lastTs, s.size, s.cid.bytes]),
+    c.attachments.map(a => a.bytes)
+  ])
+  return new Uint8Array(Buffer.concat([tagOf(key, cacheKey, body), body]))
+}
+
+const isCount = (v: unknown): v is number => Number.isSafeInteger(v) && (v as number) >= 0
+
+/** The entry, or undefined when it is missing, malformed or not made under this key. */
+export function decodeConversationEntry (key: Uint8Array, cacheKey: string, entry: Uint8Array | undefined): CachedConversation | undefined {
+  if (entry === undefined || entry.length <= TAG) return undefined
+  const body = entry.subarray(TAG)
+  if (!constantTimeEqual(entry.subarray(0, TAG), tagOf(key, cacheKey, body))) return undefined
+  try {
+    const v = cborg.decode(body) as unknown
+    if (!Array.isArray(v) || v.length !== 8) return undefined
+    const [rev, count, firstTs, lastTs, lastId, plaintextBytes, segs, atts] = v as unknown[]
+    if (typeof rev !== 'string' || typeof lastId !== 'string' || !isCount(count) || !isCount(firstTs) || !isCount(lastTs) || !isCount(plaintextBytes)) return undefined
+    if (!Array.isArray(segs) || !Array.isArray(atts)) return undefined
+    const segments: CachedConversation['segments'] = []
+    let n = 0
+    for (const s of segs as unknown[]) {
+      if (!Array.isArray(s) || s.length !== 5 || !isCount(s[0]) || !isCount(s[1]) || !isCount(s[2]) || !isCount(s[3]) || !(s[4] instanceof Uint8Array)) return undefined
+      segments.push({ count: s[0], firstTs: s[1], lastTs: s[2], size: s[3], cid: CID.decode(new Uint8Array(s[4])) })
+      n += s[0]
+    }
+    if (n !== count || segments.length === 0) return undefined
+    const attachments: CID[] = []
+    for (const a of atts as unknown[]) {
+      if (!(a instanceof Uint8Array)) return undefined
+      attachments.push(CID.decode(new Uint8Array(a)))
+    }
+    return { rev, count, firstTs, lastTs, lastId, plaintextBytes, segments, attachments }
+  } catch {
+    return undefined
+  }
+}

@@ -1,0 +1,169 @@
+import assert from 'node:assert/strict'
+import { buildBackup, readBackup } from '../../src/backup/index.ts'
+import type { BackupSource, BuildBackupResult } from '../../src/backup/index.ts'
+import { rawCid } from '../../src/backup/blocks.ts'
+import { decodeConversationEntry, encodeConversationEntry } from '../../src/backup/conversation-cache.ts'
+import type { ConversationCache } from '../../src/backup/conversation-cache.ts'
+import type { StoredMessage } from '../../src/store/index.ts'
+import { KEY, OTHER_KEY, OWNER, attachmentCidFor, makeEnv, makeHistory, peer } from './helpers.ts'
+import type { Env } from './helpers.ts'
+
+/** an in-memory conversation cache */
+function memoryCache (): ConversationCache & { map: Map<string, Uint8Array> } {
+  const map = new Map<string, Uint8Array>()
+  return {
+    map,
+    get: async (k: string) => map.get(k),
+    putMany: async (entries: Array<[string, Uint8Array]>) => { for (const [k, v] of entries) map.set(k, v) }
+  }
+}
+
+/**
+ * The store (snapshots included), counting the messages the builder takes from it; `honourSkip: false`
+ * gives a source that ignores the skip option (the builder must then pass over the rows itself).
+ */
+function counted (env: Env, o: { honourSkip?: boolean } = {}): BackupSource & { read: Set<string> } {
+  const read = new Set<string>()
+  async function * count (it: AsyncIterable<StoredMessage>): AsyncGenerator<StoredMessage> {
+    for await (const m of it) {
+      read.add(m.conversation)
+      yield m
+    }
+  }
+  return {
+    read,
+    allMessages: (opts) => count(env.store.allMessages(o.honourSkip === false ? {} : opts)),
+    contacts: () => env.store.contacts(),
+    snapshot: () => {
+      const s = env.store.snapshot()
+      return { allMessages: (opts) => count(s.allMessages(o.honourSkip === false ? {} : opts)), revisions: () => s.revisions(), close: () => s.close() }
+    }
+  }
+}
+
+/** an incoming message from p */
+function incoming (p: string, id: string, ts: number): StoredMessage {
+  return { id, conversation: p, from: p, to: OWNER, ts, text: `late ${id}`, direction: 'in', status: 'received' }
+}
+
+/** what a build reports, the bundle's own figures (bytesNew and blocksNew depend on what was stored before) */
+function figures (r: BuildBackupResult): Record<string, unknown> {
+  const { root, digest, messages, conversations, segments, attachments, shards, bytesTotal, blocks, plaintextBytes, formatVersion } = r
+  return { root: root.toString(), digest, messages, conversations, segments, attachments, shards, bytesTotal, blocks, plaintextBytes, formatVersion }
+}
+
+describe('backup: the conversation cache (src/backup/conversation-cache.ts)', function () {
+  this.timeout(60_000)
+  let env: Env
+  beforeEach(async () => { env = await makeEnv() })
+  afterEach(async () => { await env.cleanup() })
+
+  const build = async (version: number, o: { cache?: ConversationCache, key?: Uint8Array, store?: BackupSource, formatVersion?: 1 | 2, onProgress?: () => void } = {}): Promise<BuildBackupResult> =>
+    await buildBackup({
+      store: o.store ?? env.store,
+      blockstore: env.blockstore,
+      owner: OWNER,
+      version,
+      backupKey: o.key ?? KEY,
+      segmentSize: 32,
+      created: 1_700_000_000_000 + version,
+      ...(o.formatVersion !== undefined ? { formatVersion: o.formatVersion } : {}),
+      ...(o.cache !== undefined ? { conversationCache: o.cache } : {}),
+      ...(o.onProgress !== undefined ? { onProgress: o.onProgress } : {})
+    })
+
+  /** 8 conversations, some messages with (linked) attachments */
+  const history = async (): Promise<void> => {
+    const msgs = makeHistory({ conversations: 8, messages: 700, seed: 7, attachments: 0.05 })
+    for (const [i, m] of msgs.entries()) if (m.attachment !== undefined) m.attachment.cid = (await attachmentCidFor(Uint8Array.of(i % 5))).toString()
+    await env.store.addMessages(msgs)
+  }
+
+  for (const formatVersion of [2, 1] as const) {
+    it(`format v${formatVersion}: unchanged conversations are taken from the cache without reading their messages; the same bundle and figures, byte for byte`, async () => {
+      await history()
+      const cache = memoryCache()
+      const v1 = await build(1, { cache, formatVersion })
+      assert.equal(cache.map.size, 8, 'one entry per conversation')
+      assert.equal((await build(1, { formatVersion })).root.toString(), v1.root.toString(), 'the cache changes nothing when it is filled')
+      assert.ok(v1.attachments > 0)
+
+      // new messages in two conversations, a status change in a third
+      await env.store.addMessages([incoming(peer(1), 'late-1', 1_800_000_000_000), incoming(peer(5), 'late-5', 1_800_000_000_001)])
+      let changed: StoredMessage | undefined
+      for await (const m of env.store.messages(peer(3))) { if (m.direction === 'in') { changed = m; break } }
+      await env.store.updateMessageStatus((changed as StoredMessage).id, 'failed')
+
+      const source = counted(env)
+      const cached = await build(2, { cache, store: source, formatVersion })
+      const plain = await build(2, { formatVersion })
+      assert.deepEqual(figures(cached), figures(plain))
+      assert.deepEqual([...source.read].sort(), [peer(1), peer(3), peer(5)], 'only the changed conversations were read')
+      // a source that does not skip: the builder passes over the rows itself
+      const noSkip = counted(env, { honourSkip: false })
+      assert.deepEqual(figures(await build(2, { cache, store: noSkip, formatVersion })), figures(plain))
+      // and the bundle reads back with the changes
+      const reader = await readBackup({ root: cached.root, blockstore: env.blockstore, owner: OWNER, version: 2, backupKey: KEY })
+      let n = 0
+      let failed = 0
+      for await (const m of reader.messages()) { n++; if (m.id === changed?.id && m.status === 'failed') failed++ }
+      assert.equal(n, 702)
+      assert.equal(failed, 1)
+    })
+  }
+
+  it('a damaged entry, an entry whose block is gone, another key, a rebuilt index: built from the messages, the same bundle', async () => {
+    await history()
+    const cache = memoryCache()
+    await build(1, { cache })
+    const reference = figures(await build(2))
+    const rebuild = async (c: ConversationCache, key = KEY): Promise<Set<string>> => {
+      const source = counted(env)
+      const r = await build(2, { cache: c, store: source, key })
+      if (key === KEY) assert.deepEqual(figures(r), reference)
+      return source.read
+    }
+    assert.equal((await rebuild(cache)).size, 0, 'all taken from the cache')
+    // a damaged tag: not used (and replaced)
+    const damaged = memoryCache()
+    for (const [k, v] of cache.map) { const d = Uint8Array.from(v); d[3] ^= 1; damaged.map.set(k, d) }
+    assert.equal((await rebuild(damaged)).size, 8)
+    assert.equal((await rebuild(damaged)).size, 0, 'the damaged entries were replaced')
+    // a well-made entry naming a block the blockstore does not have
+    const gone = memoryCache()
+    for (const [k, v] of cache.map) {
+      const e = decodeConversationEntry(KEY, k, v)
+      assert.ok(e !== undefined)
+      gone.map.set(k, encodeConversationEntry(KEY, k, { ...e, segments: e.segments.map((s, i) => i === 0 ? { ...s, cid: rawCid(Uint8Array.of(9, 9, 9)) } : s) }))
+    }
+    assert.equal((await rebuild(gone)).size, 8)
+    // another backup key finds nothing
+    const other = memoryCache()
+    for (const [k, v] of cache.map) other.map.set(k, v)
+    assert.equal((await rebuild(other, OTHER_KEY)).size, 8)
+    // a repair gives every conversation a new token: nothing is taken
+    await env.store.rebuildIndexes()
+    assert.equal((await rebuild(cache)).size, 8)
+  })
+
+  it('the tokens come from the snapshot the messages are read from: a write after it is in the next version', async () => {
+    await history()
+    const cache = memoryCache()
+    await build(1, { cache })
+    // the store, written to right after the build takes its snapshot (and before it reads anything)
+    let wrote: Promise<unknown> | undefined
+    const racing: BackupSource = {
+      allMessages: (opts) => env.store.allMessages(opts),
+      snapshot: () => {
+        const s = env.store.snapshot()
+        wrote = env.store.addMessages([incoming(peer(2), 'x-2', 1_900_000_000_000)])
+        return { allMessages: (opts) => s.allMessages(opts), revisions: async () => { await wrote; return await s.revisions() }, close: () => s.close() }
+      }
+    }
+    const v2 = await build(2, { cache, store: racing })
+    assert.equal(v2.messages, 700, 'the snapshot, without the write')
+    const v3 = await build(3, { cache })
+    assert.equal(v3.messages, 701, 'the message written during the build is not hidden by the entry made from the snapshot')
+    assert.deepEqual(figures(v3), figures(await build(3)))
+  })
+})
