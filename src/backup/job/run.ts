@@ -27,6 +27,7 @@ import { buildBackup } from '../builder.ts'
 import type { BuildBackupResult, BuildProgress } from '../builder.ts'
 import { writeCar } from '../car.ts'
 import type { SealCache } from '../seal-cache.ts'
+import type { ConversationCache } from '../conversation-cache.ts'
 import { requestReplicaPin, DEFAULT_PIN_TIMEOUT_MS } from '../replica/client.ts'
 import type { ReplicaRequester } from '../replica/client.ts'
 import { applyRetention, drain } from '../retention.ts'
@@ -48,6 +49,8 @@ export { META_ANCHOR_ERRORS }
 
 /** the node's local key-value area that holds the seal cache (src/backup/seal-cache.ts) */
 const SEAL_CACHE = 'seal-cache'
+/** the node's local key-value area that holds the conversation cache (src/backup/conversation-cache.ts) */
+const CONVERSATION_CACHE = 'conversation-cache'
 export const META_FINGERPRINT = 'backup.fingerprint'
 
 /** Chain errors that leave a version pending (retry later) rather than failing the backup. */
@@ -79,6 +82,8 @@ export interface BackupDeps {
   datastoreBatch?: <T>(fn: () => Promise<T>) => Promise<T>
   /** segments sealed before (a running node's `p2p.localKv('seal-cache')`), so unchanged ones are not sealed again */
   sealCache?: SealCache
+  /** conversations built before (a running node's `p2p.localKv('conversation-cache')`), so unchanged ones are not read again */
+  conversationCache?: ConversationCache
 }
 
 /** A running TokenimNode (structurally). */
@@ -197,6 +202,7 @@ function depsOf (o: { node?: BackupNodeLike, deps?: BackupDeps }): BackupDeps {
     helia: n.p2p.helia as HeliaLike,
     identity: n.identity,
     resolver: n.resolver as ReplicaRequester['resolver'] | undefined,
+    ...(typeof n.p2p.localKv === 'function' ? { conversationCache: n.p2p.localKv(CONVERSATION_CACHE) } : {}),
     ...(typeof n.p2p.localBlocks === 'function' ? { localBlocks: n.p2p.localBlocks() } : {}),
     ...(typeof n.p2p.datastoreBatch === 'function' ? { datastoreBatch: n.p2p.datastoreBatch.bind(n.p2p) } : {}),
     ...(typeof n.p2p.localKv === 'function' ? { sealCache: n.p2p.localKv(SEAL_CACHE) } : {})
@@ -455,6 +461,7 @@ export async function runBackup (options: RunBackupOptions): Promise<RunBackupRe
         store,
         blockstore: written,
         ...(deps.sealCache !== undefined ? { sealCache: deps.sealCache } : {}),
+        ...(deps.conversationCache !== undefined ? { conversationCache: deps.conversationCache } : {}),
         owner,
         version,
         backupKey: key.key,
