@@ -2,7 +2,8 @@
  * Backup operations shared by the daemon's control API and the in-process CLI path:
  *
  *   POST /v1/backup   {out?, noAnchor?, anchorPending?, passphrase?, keepLast?, replicas?, chain?}
- *                     → RunBackupResult | AnchorPendingResult (see src/backup/job)
+ *                     → RunBackupResult | AnchorPendingResult (see src/backup/job); with
+ *                     `Accept: application/x-ndjson` streamed (server.ts): {"progress": JobProgress} lines first
  *   GET  /v1/backups  ?chain=                  → { backups: BackupListEntry[], chainError? }
  *   GET  /v1/backup/status                     → { health: BackupHealth, scheduler?: SchedulerStatus }
  *
@@ -20,6 +21,7 @@ import { loadConfig } from '../config/index.ts'
 import { TokenimError } from '../errors.ts'
 import type { TokenimNode } from '../node/index.ts'
 import { apiError, ApiErrorCode } from './errors.ts'
+import { progressRoute } from './server.ts'
 import type { Routes } from './server.ts'
 import { parseAddress, parseObject } from './validate.ts'
 
@@ -136,7 +138,7 @@ export interface BackupRoutesInit {
 /** The backup routes, for createRoutes(node, { extend: backupRoutes(node) }). */
 export function backupRoutes (node: TokenimNode, init: BackupRoutesInit = {}): Routes {
   return {
-    'POST /v1/backup': async ({ body, signal }) => await doBackup(node, parseBackupParams(body), { signal }),
+    'POST /v1/backup': progressRoute(async ({ body, signal, progress }) => await doBackup(node, parseBackupParams(body), { signal, onProgress: progress })),
     'GET /v1/backups': async ({ query, signal }) => await doListBackups(node, { chain: query.get('chain') ?? undefined }, { signal }),
     'GET /v1/backup/status': async () => ({
       health: await backupHealth(node.store),

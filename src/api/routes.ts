@@ -12,6 +12,8 @@
  *
  * The attachment routes take absolute paths on this machine: the daemon reads the file to send and
  * writes the file asked for (atomically, 0600) itself, so big files never travel through the API.
+ * With `Accept: application/x-ndjson` they stream their progress (server.ts, the streamed form):
+ * `{"progress":{phase:"encrypt"|"fetch", bytes, total}}` lines, then the result or error line.
  *
  * Extension point: other features add their routes through `extend` — the daemon passes the backup
  * routes ('POST /v1/backup', 'GET /v1/backups', 'GET /v1/backup/status': src/api/backup-routes.ts) and 'POST /v1/export'
@@ -19,6 +21,7 @@
  * in-process CLI path.
  */
 import type { TokenimNode } from '../node/index.ts'
+import { progressRoute } from './server.ts'
 import type { Routes } from './server.ts'
 import { addContact, idView, listContacts, listMessages, nodeStatus, saveAttachmentOp, sendFileOp, sendMessage, SEND_WAIT_MS } from './ops.ts'
 import type { MessagesQuery } from './ops.ts'
@@ -48,20 +51,20 @@ export function createRoutes (node: TokenimNode, init: RoutesInit = {}): Routes 
       return await addContact(node.store, parseAddress(b.address), parseContactName(b.name))
     },
     'GET /v1/status': async () => await nodeStatus(node),
-    'POST /v1/attachments': async ({ body, signal }) => {
+    'POST /v1/attachments': progressRoute(async ({ body, signal, progress }) => {
       const b = parseObject(body)
       const to = parseAddress(b.to, 'to')
       const path = parseAbsolutePath(b.path, 'path')
       const caption = b.caption === undefined || b.caption === '' ? undefined : parseMessageText(b.caption, 'caption')
-      return await sendFileOp(node, to, path, { caption, signal, waitMs: init.sendWaitMs ?? SEND_WAIT_MS })
-    },
-    'POST /v1/attachments/save': async ({ body, signal }) => {
+      return await sendFileOp(node, to, path, { caption, signal, waitMs: init.sendWaitMs ?? SEND_WAIT_MS, onProgress: progress })
+    }),
+    'POST /v1/attachments/save': progressRoute(async ({ body, signal, progress }) => {
       const b = parseObject(body)
       if (typeof b.id !== 'string' || b.id === '' || b.id.length > 128) throw apiError(ApiErrorCode.INVALID_ARGUMENT, 'id must be a message id', { field: 'id' })
       const out = parseAbsolutePath(b.out, 'out')
       if (b.force !== undefined && typeof b.force !== 'boolean') throw apiError(ApiErrorCode.INVALID_ARGUMENT, 'force must be true or false', { field: 'force' })
-      return await saveAttachmentOp(node, b.id, out, { force: b.force === true, signal })
-    }
+      return await saveAttachmentOp(node, b.id, out, { force: b.force === true, signal, onProgress: progress })
+    })
   }
   for (const key of Object.keys(init.extend ?? {})) {
     if (key in core) throw apiError(ApiErrorCode.INVALID_ARGUMENT, `route ${key} is defined twice`)

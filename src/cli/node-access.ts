@@ -38,9 +38,9 @@ export interface NodeAccess {
   contacts: () => Promise<ContactView[]>
   addContact: (address: string, name: string) => Promise<ContactView>
   status: () => Promise<StatusView>
-  /** send a file (absolute path) as an attachment; `onProgress` only in process */
+  /** send a file (absolute path) as an attachment; `onProgress` in process and through the daemon (streamed) */
   sendFile: (to: string, path: string, caption: string | undefined, onProgress?: (p: TransferProgress) => void) => Promise<SendFileView>
-  /** write a message's attachment to `out` (absolute path); `onProgress` only in process */
+  /** write a message's attachment to `out` (absolute path); `onProgress` as for sendFile */
   saveAttachment: (id: string, out: string, force: boolean, onProgress?: (p: TransferProgress) => void) => Promise<SavedAttachmentView>
 }
 
@@ -81,6 +81,10 @@ async function daemonEndpoint (ctx: CommandContext): Promise<ApiEndpoint | undef
 function daemonAccess (endpoint: ApiEndpoint, signal: AbortSignal): NodeAccess {
   const get = async <T>(path: string): Promise<T> => await callApi<T>(endpoint, 'GET', path, undefined, { signal })
   const post = async <T>(path: string, body: unknown): Promise<T> => await callApi<T>(endpoint, 'POST', path, body, { signal })
+  // the long operations always take the streamed form: progress for the bar, and keep-alive lines
+  // so that a transfer of many minutes is not cut by an idle timeout
+  const streamed = async <T>(path: string, body: unknown, onProgress: (p: TransferProgress) => void = () => {}): Promise<T> =>
+    await callApi<T, TransferProgress>(endpoint, 'POST', path, body, { signal, onProgress })
   return {
     daemon: true,
     id: async () => await get('/v1/id'),
@@ -89,8 +93,8 @@ function daemonAccess (endpoint: ApiEndpoint, signal: AbortSignal): NodeAccess {
     contacts: async () => await get('/v1/contacts'),
     addContact: async (address, name) => await post('/v1/contacts', { address, name }),
     status: async () => await get('/v1/status'),
-    sendFile: async (to, path, caption) => await post('/v1/attachments', { to, path, ...(caption !== undefined ? { caption } : {}) }),
-    saveAttachment: async (id, out, force) => await post('/v1/attachments/save', { id, out, force })
+    sendFile: async (to, path, caption, onProgress) => await streamed('/v1/attachments', { to, path, ...(caption !== undefined ? { caption } : {}) }, onProgress),
+    saveAttachment: async (id, out, force, onProgress) => await streamed('/v1/attachments/save', { id, out, force }, onProgress)
   }
 }
 

@@ -39,6 +39,24 @@ describe('api client (callApi)', () => {
     } finally { await close(d.server) }
   })
 
+  it('a streamed answer that ends without its result is DAEMON_ERROR; one cut off is DAEMON_UNREACHABLE', async () => {
+    const server = createServer((req, res) => {
+      req.resume()
+      res.writeHead(200, { 'content-type': 'application/x-ndjson' })
+      res.write('{"progress":{"bytes":1}}\n')
+      if (req.url === '/v1/cut') res.destroy()
+      else res.end('{}\n')
+    })
+    await new Promise<void>(resolve => { server.listen(0, '127.0.0.1', resolve) })
+    const url = `http://127.0.0.1:${(server.address() as AddressInfo).port}`
+    try {
+      const seen: unknown[] = []
+      await assert.rejects(callApi({ url, token: 't' }, 'POST', '/v1/ended', {}, { onProgress: (p) => { seen.push(p) } }), { code: 'DAEMON_ERROR' })
+      assert.deepEqual(seen, [{ bytes: 1 }])
+      await assert.rejects(callApi({ url, token: 't' }, 'POST', '/v1/cut', {}, { onProgress: () => {} }), { code: 'DAEMON_UNREACHABLE' })
+    } finally { await close(server) }
+  })
+
   it('a daemon that is gone is DAEMON_UNREACHABLE; an abort is passed through as its reason', async () => {
     const d = await fakeDaemon(200, '{}')
     const url = d.url

@@ -131,21 +131,23 @@ Examples:
       }
       let result: RunBackupResult | AnchorPendingResult
       const api = await readApiInfo(opts.dataDir)
-      if (api !== undefined) {
-        out.info('backing up through the running daemon…')
-        result = await callApi<RunBackupResult | AnchorPendingResult>(api, 'POST', '/v1/backup', params, { signal: ctx.signal })
-      } else {
-        const bar = progressBar(ctx)
-        try {
+      const bar = progressBar(ctx)
+      try {
+        if (api !== undefined) {
+          out.info('backing up through the running daemon…')
+          // streamed: the daemon's progress feeds the same bar, and its keep-alives hold a long backup's connection
+          result = await callApi<RunBackupResult | AnchorPendingResult, JobProgress>(api, 'POST', '/v1/backup', params, { signal: ctx.signal, onProgress: bar.onProgress ?? (() => {}) })
+        } else {
           const { doBackup } = await import('../../api/backup-routes.ts')
           result = await withLocalNode(ctx, async (node) => await doBackup(node, params, { signal: ctx.signal, onProgress: bar.onProgress }))
-        } finally {
-          bar.stop()
         }
+      } finally {
+        bar.stop()
       }
       for (const w of result.warnings) out.warn(`${w.message} (${w.code})`)
       if (isAnchorPendingResult(result)) {
         out.result(result, humanPending)
+        if (result.conflicts.length > 0) return EXIT.INTEGRITY
         return result.pending.length > 0 ? EXIT.BACKUP_PENDING : 0
       }
       out.result(result, humanBackup)
