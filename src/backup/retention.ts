@@ -24,6 +24,15 @@ export interface RetentionResult {
   kept: number[]
 }
 
+export interface RetentionOptions {
+  signal?: AbortSignal
+  /**
+   * unpins a version in one batch without reading its segments (a running node's `p2p.localPins().rm`);
+   * else `pins.rm`, Helia's walk, which reads every block of the version back
+   */
+  unpin?: (cid: CID, options: { signal?: AbortSignal }) => Promise<unknown>
+}
+
 /** Which versions of `records` retention keeps pinned with `keepLast` (pure; for tests and dry runs). */
 export function versionsToKeep (records: Array<Pick<BackupRecord, 'version' | 'pending'>>, keepLast: number): Set<number> {
   const sorted = [...records].sort((a, b) => b.version - a.version)
@@ -41,7 +50,7 @@ export async function drain (it: AsyncIterable<unknown>): Promise<number> {
 }
 
 /** Unpin every version of the index but the newest `keepLast` ones and the pending ones. */
-export async function applyRetention (store: { backups: () => Promise<BackupRecord[]> }, pins: PinsLike, keepLast: number, options: { signal?: AbortSignal } = {}): Promise<RetentionResult> {
+export async function applyRetention (store: { backups: () => Promise<BackupRecord[]> }, pins: PinsLike, keepLast: number, options: RetentionOptions = {}): Promise<RetentionResult> {
   if (!Number.isSafeInteger(keepLast) || keepLast < 1) throw new RangeError('keepLast must be a positive integer')
   const records = await store.backups()
   const keep = versionsToKeep(records, keepLast)
@@ -53,7 +62,8 @@ export async function applyRetention (store: { backups: () => Promise<BackupReco
     }
     const cid = toCid(r.cid, 'cid')
     if (!(await pins.isPinned(cid, options))) continue
-    await drain(pins.rm(cid, options))
+    if (options.unpin !== undefined) await options.unpin(cid, { signal: options.signal })
+    else await drain(pins.rm(cid, { signal: options.signal }))
     result.unpinned.push(r.version)
     logger('unpinned backup version %d (%s)', r.version, r.cid)
   }

@@ -24,7 +24,11 @@ export const P2PErrorCode = {
   /** a bad argument to a p2p function (unparsable multiaddr, malformed address, …) */
   INVALID_P2P_ARGUMENT: 'INVALID_P2P_ARGUMENT',
   /** a block of a DAG being fetched was not delivered by any peer in time */
-  BLOCK_UNAVAILABLE: 'BLOCK_UNAVAILABLE'
+  BLOCK_UNAVAILABLE: 'BLOCK_UNAVAILABLE',
+  /** a root asked to be pinned is pinned already */
+  ALREADY_PINNED: 'ALREADY_PINNED',
+  /** a root asked to be unpinned is not pinned */
+  NOT_PINNED: 'NOT_PINNED'
 } as const
 
 export type P2PErrorCode = typeof P2PErrorCode[keyof typeof P2PErrorCode]

@@ -47,8 +47,11 @@ import type { Libp2pOptions } from 'libp2p'
 import { base32upper } from 'multiformats/bases/base32'
 import type { CID } from 'multiformats/cid'
 import { log } from '../util/log.ts'
+import { getBlock } from './blocks.ts'
 import { DAG_PROTOCOL, DAG_STREAMS_PER_CONNECTION, serveDagStream } from './dag-stream.ts'
 import { P2PError, P2PErrorCode, notStarted } from './errors.ts'
+import { localPins } from './local-pins.ts'
+import type { DagSource, LocalPins, PinRecords } from './local-pins.ts'
 import { deviceRecordDhtSelector, deviceRecordDhtValidator, DEVICE_RECORD_DHT_NAMESPACE } from './identity.ts'
 
 /** kad-dht protocol of the tokenim network (kept apart from the public IPFS DHT). */
@@ -165,10 +168,19 @@ class BatchingDatastore extends LevelDatastore {
   /** held writes by key (null: a delete); undefined outside a batched stretch */
   private held?: Map<string, Uint8Array | null>
   private depth = 0
+  /** held writes in batches being written, oldest first (reads see them until they land) */
+  private readonly flushing: Array<Map<string, Uint8Array | null>> = []
+  /** settles when the last batch of held writes has been written (or failed) */
+  private flushed: Promise<void> = Promise.resolve()
 
   override async put (key: Key, value: Uint8Array, options?: AbortOptions): Promise<Key> {
     const k = key.toString()
-    if (this.held === undefined || !isPinKey(k)) return await super.put(key, value, options)
+    if (!isPinKey(k)) return await super.put(key, value, options)
+    if (this.held === undefined) {
+      // after the batches being written (they must not land over it)
+      await this.flushed
+      return await super.put(key, value, options)
+    }
     options?.signal?.throwIfAborted()
     this.held.set(k, value)
     return key
@@ -186,10 +198,15 @@ class BatchingDatastore extends LevelDatastore {
     return v === undefined ? await super.has(key, options) : v !== null
   }
 
-  /** a held write (null: a held delete, which hides what is on disk), else {@link readSync} */
+  /**
+   * a held write (null: a held delete, which hides what is on disk), else one in a batch being written,
+   * else {@link readSync}
+   */
   private heldOrSync (key: Key): Uint8Array | null | undefined {
     const k = key.toString()
-    return this.held?.has(k) === true ? this.held.get(k) : this.readSync(key)
+    if (this.held?.has(k) === true) return this.held.get(k)
+    for (let i = this.flushing.length - 1; i >= 0; i--) if (this.flushing[i].has(k)) return this.flushing[i].get(k)
+    return this.readSync(key)
   }
 
   /**
@@ -208,7 +225,11 @@ class BatchingDatastore extends LevelDatastore {
 
   override async delete (key: Key, options?: AbortOptions): Promise<void> {
     const k = key.toString()
-    if (this.held === undefined || !isPinKey(k)) return await super.delete(key, options)
+    if (!isPinKey(k)) return await super.delete(key, options)
+    if (this.held === undefined) {
+      await this.flushed
+      return await super.delete(key, options)
+    }
     this.held.set(k, null)
   }
 
@@ -226,11 +247,47 @@ class BatchingDatastore extends LevelDatastore {
         const held = this.held
         this.held = undefined
         if (held.size > 0) {
-          // synced, like the blocks: the pin records of a backup are on disk before it is anchored
-          await this.db.batch([...held].map(([key, value]) => value === null ? { type: 'del' as const, key } : { type: 'put' as const, key, value }), { sync: true })
+          // reads see these records until they are on disk, and batches land in the order they were made
+          this.flushing.push(held)
+          const previous = this.flushed
+          const write = (async () => {
+            await previous
+            // synced, like the blocks: the pin records of a backup are on disk before it is anchored
+            await this.db.batch([...held].map(([key, value]) => value === null ? { type: 'del' as const, key } : { type: 'put' as const, key, value }), { sync: true })
+          })()
+          this.flushed = write.catch(() => {})
+          try {
+            await write
+          } finally {
+            this.flushing.splice(this.flushing.indexOf(held), 1)
+          }
         }
       }
     }
+  }
+
+  /**
+   * {@link PinRecords.update}: `fn` reads and writes pin records synchronously (nothing else runs
+   * meanwhile) in a held stretch, written as one synced batch at its end. Needs level's getSync
+   * ({@link canReadSync}).
+   */
+  async updatePinRecords (fn: Parameters<PinRecords['update']>[0]): Promise<void> {
+    await this.batched(async () => {
+      const held = this.held as Map<string, Uint8Array | null>
+      fn((key) => {
+        const v = this.heldOrSync(key as unknown as Key)
+        if (v === undefined) throw new Error('the datastore cannot read synchronously')
+        return v ?? undefined
+      }, (key, value) => {
+        if (!isPinKey(key)) throw new Error(`not a pin record: ${key}`)
+        held.set(key, value)
+      })
+    })
+  }
+
+  /** whether level can read synchronously (classic-level's getSync, the database open) */
+  canReadSync (): boolean {
+    return (this.db.supports as { getSync?: boolean }).getSync === true && this.db.status === 'open'
   }
 }
 
@@ -458,6 +515,37 @@ export class P2PNode {
   async datastoreBatch<T> (fn: () => Promise<T>): Promise<T> {
     this.requireStarted()
     return await this.datastore.batched(fn)
+  }
+
+  /**
+   * Pins of whole DAGs written straight into Helia's pin records in one synced batch (src/p2p/local-pins.ts):
+   * the DAG's linked blocks from the caller's memory or one level read per level, raw blocks never read.
+   * The same records as `helia.pins.add`/`rm`, so Helia lists the pins and `gc()` keeps their blocks.
+   * Undefined when level cannot read synchronously; `P2P_NOT_STARTED` before `start()`.
+   */
+  localPins (): LocalPins | undefined {
+    this.requireStarted()
+    if (!this.datastore.canReadSync()) return undefined
+    const bs = this.blockstore
+    const helia = this.helia
+    const source: DagSource = {
+      getMany: async (cids) => {
+        if (this.state !== 'started') throw notStarted()
+        return await bs.db.getMany(cids.map(levelKey))
+      },
+      hasMany: async (cids) => {
+        if (this.state !== 'started') throw notStarted()
+        return await bs.db.hasMany(cids.map(levelKey))
+      },
+      get: async (cid, options) => await getBlock(helia.blockstore, cid, options),
+      getCodec: async (code) => await helia.getCodec(code)
+    }
+    const records: PinRecords = { update: async (fn) => { await this.datastore.updatePinRecords(fn) } }
+    return localPins(source, records, async (root, options) => {
+      let n = 0
+      for await (const _ of helia.pins.rm(root, options)) n++
+      return n
+    })
   }
 
   /** Number of peers in the DHT routing table (0 when not started). Useful to wait for readiness. */

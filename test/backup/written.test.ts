@@ -4,8 +4,9 @@ import type { CID } from 'multiformats/cid'
 import { rawCid } from '../../src/backup/blocks.ts'
 import { buildBackup } from '../../src/backup/index.ts'
 import { WrittenBlocks } from '../../src/backup/job/written.ts'
-import { dagLinks, getBlock } from '../../src/p2p/index.ts'
+import { dagBlocks, dagLinks, getBlock } from '../../src/p2p/index.ts'
 import type { P2PNode } from '../../src/p2p/index.ts'
+import type { DagSource } from '../../src/p2p/local-pins.ts'
 import { openStore } from '../../src/store/index.ts'
 import type { Store } from '../../src/store/index.ts'
 import { Harness } from '../p2p/helpers.ts'
@@ -110,6 +111,41 @@ describe('backup job: batched block writes and the pin walk', function () {
     const listed = []
     for await (const p of node.helia.pins.ls()) listed.push(p.cid.toString())
     assert.deepEqual(listed, [v2.root.toString()])
+  })
+
+  it('the next version\'s bulk pin takes every manifest node from memory (new or found stored) and reads no segment', async () => {
+    const node = await h.node()
+    store = await openStore(join(await h.dir(), 'store'))
+    await store.addMessages(makeHistory({ conversations: 12, messages: 600 }))
+    const first = new WrittenBlocks(node.helia.blockstore, { local: node.localBlocks() })
+    const v1 = await buildBackup({ store, blockstore: first, owner: OWNER, version: 1, backupKey: KEY, segmentSize: 16 })
+    await first.flush()
+    const pins = node.localPins()
+    assert.ok(pins !== undefined)
+    await pins.add(v1.root, { metadata: { tokenimBackupVersion: 1 }, known: first.known() })
+    first.clear()
+
+    await store.addMessages(makeHistory({ conversations: 2, messages: 20, seed: 7, start: 1_900_000_000_000 }))
+    const again = new WrittenBlocks(node.helia.blockstore, { local: node.localBlocks() })
+    const v2 = await buildBackup({ store, blockstore: again, owner: OWNER, version: 2, backupKey: KEY, segmentSize: 16, prevRoot: v1.root })
+    await again.flush()
+    const reads: CID[] = []
+    const source: DagSource = {
+      getMany: async (cids) => { reads.push(...cids); return cids.map(() => undefined) },
+      hasMany: async (cids) => await Promise.all(cids.map(async c => await node.helia.blockstore.has(c))),
+      get: async (cid) => { reads.push(cid); throw new Error('not stored?') },
+      getCodec: async (code) => await node.helia.getCodec(code)
+    }
+    const walked = await dagBlocks(v2.root, source, { known: again.known(), checkLeaves: true })
+    assert.deepEqual(reads, [], 'nothing read back')
+    assert.deepEqual(walked.map(String).sort(), (await dagOf(node, v2.root)).map(String).sort())
+    assert.ok(v2.blocksNew < walked.length / 2, 'most of the version was stored before')
+
+    await pins.add(v2.root, { metadata: { tokenimBackupVersion: 2 }, known: again.known() })
+    await pins.rm(v1.root)
+    await node.helia.gc()
+    assert.equal((await dagOf(node, v2.root)).length, walked.length)
+    for (const cid of walked) assert.equal(await node.helia.pins.isPinned(cid), true)
   })
 
   it('datastoreBatch holds pin records until its end (reads see them), other keys go through', async () => {

@@ -18,6 +18,7 @@ import type { RegistryClient } from '../../chain/index.ts'
 import type { KdfParams } from '../../crypto/index.ts'
 import { TokenimError, isTokenimError } from '../../errors.ts'
 import { deriveBackupKey } from '../../identity/index.ts'
+import type { LocalPins } from '../../p2p/index.ts'
 import type { BackupRecord, ReplicaStatus, Store } from '../../store/index.ts'
 import { exists } from '../../util/fs.ts'
 import { log } from '../../util/log.ts'
@@ -84,13 +85,15 @@ export interface BackupDeps {
   sealCache?: SealCache
   /** conversations built before (a running node's `p2p.localKv('conversation-cache')`), so unchanged ones are not read again */
   conversationCache?: ConversationCache
+  /** bulk pins in Helia's records (a running node's `p2p.localPins()`); else Helia's pins.add / pins.rm */
+  localPins?: LocalPins
 }
 
 /** A running TokenimNode (structurally). */
 export interface BackupNodeLike {
   dataDir: string
   store: Store
-  p2p: { helia: unknown, localBlocks?: () => LocalBlockWriter, datastoreBatch?: <T>(fn: () => Promise<T>) => Promise<T>, localKv?: (name: string) => SealCache }
+  p2p: { helia: unknown, localBlocks?: () => LocalBlockWriter, datastoreBatch?: <T>(fn: () => Promise<T>) => Promise<T>, localKv?: (name: string) => SealCache, localPins?: () => LocalPins | undefined }
   identity: IdentityLike
   resolver?: unknown
 }
@@ -205,7 +208,8 @@ function depsOf (o: { node?: BackupNodeLike, deps?: BackupDeps }): BackupDeps {
     ...(typeof n.p2p.localKv === 'function' ? { conversationCache: n.p2p.localKv(CONVERSATION_CACHE) } : {}),
     ...(typeof n.p2p.localBlocks === 'function' ? { localBlocks: n.p2p.localBlocks() } : {}),
     ...(typeof n.p2p.datastoreBatch === 'function' ? { datastoreBatch: n.p2p.datastoreBatch.bind(n.p2p) } : {}),
-    ...(typeof n.p2p.localKv === 'function' ? { sealCache: n.p2p.localKv(SEAL_CACHE) } : {})
+    ...(typeof n.p2p.localKv === 'function' ? { sealCache: n.p2p.localKv(SEAL_CACHE) } : {}),
+    ...(typeof n.p2p.localPins === 'function' ? { localPins: n.p2p.localPins() } : {})
   }
 }
 
@@ -477,9 +481,15 @@ export async function runBackup (options: RunBackupOptions): Promise<RunBackupRe
       if (kdf !== null) await store.setMeta(META_KDF, kdf)
       progress('pin', lastBuild)
       const root = built.root
-      const pin = async (): Promise<void> => { await drain(helia.pins.add(root, { signal, metadata: { tokenimBackupVersion: version }, walker: written.walker() })) }
-      // Helia reads and writes a pin record per block: those writes go to level as one batch
-      await (deps.datastoreBatch !== undefined ? deps.datastoreBatch(pin) : pin())
+      const metadata = { tokenimBackupVersion: version }
+      if (deps.localPins !== undefined) {
+        // Helia's records in one synced batch; the manifest nodes from memory, the segments not read
+        await deps.localPins.add(root, { signal, metadata, known: written.known() })
+      } else {
+        const pin = async (): Promise<void> => { await drain(helia.pins.add(root, { signal, metadata, walker: written.walker() })) }
+        // Helia reads and writes a pin record per block: those writes go to level as one batch
+        await (deps.datastoreBatch !== undefined ? deps.datastoreBatch(pin) : pin())
+      }
     } finally {
       key.key.fill(0)
       written.clear()
@@ -506,7 +516,7 @@ export async function runBackup (options: RunBackupOptions): Promise<RunBackupRe
       } catch (err) {
         // nothing was anchored or announced yet: take the version back so the failure leaves nothing behind
         await store.deleteBackup(version).catch(() => {})
-        await drain(helia.pins.rm(built.root)).catch(() => {})
+        await (deps.localPins !== undefined ? deps.localPins.rm(built.root) : drain(helia.pins.rm(built.root))).catch(() => {})
         throw err
       }
       rec = { ...rec, file: out }
@@ -563,7 +573,7 @@ export async function runBackup (options: RunBackupOptions): Promise<RunBackupRe
 
     if (options.keepLast !== undefined) {
       progress('retention', lastBuild)
-      result.unpinned = (await applyRetention(store, helia.pins, options.keepLast, { signal })).unpinned
+      result.unpinned = (await applyRetention(store, helia.pins, options.keepLast, { signal, ...(deps.localPins !== undefined ? { unpin: deps.localPins.rm } : {}) })).unpinned
     }
     await store.setMeta(META_FINGERPRINT, fingerprint)
     progress('done', lastBuild)

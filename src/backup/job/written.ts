@@ -13,14 +13,15 @@
  *
  * `helia.pins.add(root)` walks the DAG to record a pin for every block under the root; its default walker
  * reads each block back through Helia's blockstore (a read lock, a `has` and a `get` in level, an async
- * queue job per block) only to find its links. The builder has just handed us every block of the
- * version, so {@link WrittenBlocks.walker} gives `pins.add` a depth-first walker (Helia's `walker`
- * option) that takes those blocks from memory and reads only the others (attachments, blocks beyond the
- * memory budget) from the blockstore. Helia itself still writes every pin record: the pinned DAG survives
- * GC and is listed by `helia.pins` exactly as with the default walker.
+ * queue job per block) only to find its links. The builder has just handed us every block of the version
+ * that has links (the manifest's dag-cbor nodes, new or found stored), so these are kept (up to a budget)
+ * and {@link WrittenBlocks.known} gives them to the node's bulk pin (`P2PNode.localPins()`, which never
+ * reads raw blocks: they have no links), and {@link WrittenBlocks.walker} to `pins.add` where there is no
+ * such pin (a depth-first walker, Helia's `walker` option, that reads only the blocks not kept). Either
+ * way the pin records are Helia's: the pinned DAG survives GC and is listed by `helia.pins`.
  *
- * Only blocks whose put resolved are remembered (a failed put fails the build before anything is
- * pinned), so the walker never vouches for a block that is not in the blockstore.
+ * A block is kept only when its put resolved or found it stored (a failed put fails the build before
+ * anything is pinned), so the walk never takes links from a block that is not in the blockstore.
  */
 import type { GraphNode, GraphWalker, GraphWalkerComponents, GraphWalkerFactory, WalkOptions } from '@helia/interface'
 import type { AbortOptions } from '@libp2p/interface'
@@ -29,7 +30,10 @@ import type { CID } from 'multiformats/cid'
 import { blockWriteError } from '../blocks.ts'
 import { blockKey, ownBytes } from '../car.ts'
 import type { BlockStore } from '../blocks.ts'
+import type { KnownBlocks } from '../../p2p/index.ts'
 
+/** multicodec of raw blocks (segments, sealed boxes): no links */
+const RAW = 0x55
 /** Default bytes of written blocks kept for the pin walk (beyond it, blocks are read back). */
 export const DEFAULT_WRITTEN_BYTES = 16 * 1024 * 1024
 /** Queued bytes that make a level batch. */
@@ -88,6 +92,8 @@ export class WrittenBlocks implements BlockStore {
     // keys are blockKey(cid): a CID's text would cache a ~1.7 KB rope on every CID the builder keeps
     const key = blockKey(cid)
     if (this.queued.has(key) || this.blocks.has(key) || await this.local.has(cid)) {
+      // stored already (a block of the previous version): the pin still walks its links
+      this.remember(cid, bytes)
       options.onProgress?.({ type: 'blocks:put:duplicate', detail: cid })
       return cid
     }
@@ -134,7 +140,9 @@ export class WrittenBlocks implements BlockStore {
     await this.writing
   }
 
+  /** keeps the bytes of a block with links (raw blocks have none: the pin never reads them) */
   private remember (cid: CID, bytes: Uint8Array): void {
+    if (cid.code === RAW) return
     const key = blockKey(cid)
     if (!this.blocks.has(key) && this.bytes + bytes.length <= this.budget) {
       this.blocks.set(key, ownBytes(bytes))
@@ -149,9 +157,14 @@ export class WrittenBlocks implements BlockStore {
     this.bytes -= b.length
   }
 
-  /** The bytes of a block put through this wrapper, when it was kept. */
+  /** The bytes of a block with links put through this wrapper (new or found stored), when it was kept. */
   written (cid: CID): Uint8Array | undefined {
     return this.blocks.get(blockKey(cid))
+  }
+
+  /** The kept blocks, for the node's bulk pin (`P2PNode.localPins().add(root, { known })`). */
+  known (): KnownBlocks {
+    return { bytes: (cid) => this.written(cid) }
   }
 
   /** Forget every block (after the pin, or after a failed build: queued blocks are then never written). */
