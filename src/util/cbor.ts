@@ -170,6 +170,11 @@ const FALLBACK = new Fallback()
 
 let data: Buffer = Buffer.alloc(0)
 let at = 0
+/**
+ * dag-cbor's strict reading (its decode options `strict` and `rejectDuplicateMapKeys`): a non-minimal
+ * integer or length, or a repeated map key, is left to @ipld/dag-cbor (which refuses it)
+ */
+let strict = false
 
 function need (n: number): void {
   if (at + n > data.length) throw FALLBACK
@@ -178,33 +183,68 @@ function need (n: number): void {
 /** the argument of a head whose major type was read at data[at - 1] (definite lengths only) */
 function argument (minor: number): number {
   if (minor < 24) return minor
-  if (minor === 24) { need(1); return data[at++] }
-  if (minor === 25) { need(2); const v = data.readUInt16BE(at); at += 2; return v }
-  if (minor === 26) { need(4); const v = data.readUInt32BE(at); at += 4; return v }
-  if (minor === 27) {
+  let v: number
+  if (minor === 24) {
+    need(1)
+    v = data[at++]
+    if (strict && v < 24) throw FALLBACK
+  } else if (minor === 25) {
+    need(2)
+    v = data.readUInt16BE(at)
+    at += 2
+    if (strict && v < 0x100) throw FALLBACK
+  } else if (minor === 26) {
+    need(4)
+    v = data.readUInt32BE(at)
+    at += 4
+    if (strict && v < 0x10000) throw FALLBACK
+  } else if (minor === 27) {
     need(8)
     const hi = data.readUInt32BE(at)
     if (hi > 0x1fffff) throw FALLBACK // beyond 2^53: cborg's error or BigInt
-    const v = hi * 0x100000000 + data.readUInt32BE(at + 4)
+    v = hi * 0x100000000 + data.readUInt32BE(at + 4)
     at += 8
-    return v
+    if (strict && v < 0x100000000) throw FALLBACK
+  } else {
+    throw FALLBACK // indefinite lengths, reserved minors
   }
-  throw FALLBACK // indefinite lengths, reserved minors
+  return v
 }
+
+/**
+ * Short ASCII strings read before, by a hash of their length and a few bytes: map keys, addresses,
+ * statuses repeat in every record, and a hit (compared byte by byte) costs less than making the string
+ * again (a call into Buffer, ~150 ns).
+ */
+const SHORT = 64
+const recent: string[] = new Array<string>(1024).fill('')
 
 function text (n: number): string {
   need(n)
   const end = at + n
-  let ascii = true
-  for (let i = at; i < end; i++) if (data[i] >= 0x80) { ascii = false; break }
-  let s: string
-  if (ascii) {
-    s = data.toString('latin1', at, end)
+  const d = data
+  let slot = -1
+  if (n > 0 && n <= SHORT) {
+    slot = (n * 31 + d[at] * 7 + d[at + (n >> 1)] * 17 + d[end - 1] * 131) & 1023
+    const hit = recent[slot]
+    if (hit.length === n) {
+      let i = 0
+      while (i < n && hit.charCodeAt(i) === d[at + i]) i++
+      if (i === n) {
+        at = end
+        return hit
+      }
+    }
+  }
+  // one call decodes and tells ASCII apart: a valid multi-byte sequence gives fewer UTF-16 units than it
+  // has bytes, an invalid byte gives U+FFFD, so n units and no U+FFFD means n ASCII bytes
+  const s = d.toString('utf8', at, end)
+  if (s.length === n && !s.includes('\ufffd')) {
+    if (slot >= 0) recent[slot] = s
   } else {
-    const bytes = data.subarray(at, end)
     // invalid UTF-8 or a leading BOM: left to cborg, whose handling of both is its own
-    if (!isUtf8(bytes) || (bytes[0] === 0xef && bytes[1] === 0xbb && bytes[2] === 0xbf)) throw FALLBACK
-    s = data.toString('utf8', at, end)
+    if (d[at] === 0xef && d[at + 1] === 0xbb && d[at + 2] === 0xbf) throw FALLBACK
+    if (s.includes('\ufffd') && !isUtf8(d.subarray(at, end))) throw FALLBACK
   }
   at = end
   return s
@@ -218,7 +258,11 @@ function item (depth: number): unknown {
   const minor = b & 0x1f
   switch (major) {
     case 0: return argument(minor)
-    case 1: return -1 - argument(minor)
+    case 1: {
+      const n = argument(minor)
+      if (n > Number.MAX_SAFE_INTEGER - 1) throw FALLBACK // -2^53: a BigInt from cborg
+      return -1 - n
+    }
     case 3: return text(argument(minor))
     case 4: {
       const n = argument(minor)
@@ -234,7 +278,7 @@ function item (depth: number): unknown {
         if (data[at] >> 5 !== 3) throw FALLBACK // a non-string key: cborg's error
         at++
         const key = text(argument(data[at - 1] & 0x1f))
-        if (key === '__proto__') throw FALLBACK
+        if (key === '__proto__' || (strict && Object.hasOwn(out, key))) throw FALLBACK
         out[key] = item(depth + 1)
       }
       return out
@@ -256,8 +300,23 @@ function item (depth: number): unknown {
  * {@link NOT_DECODED}, for cborg to decode (or refuse) as before.
  */
 export function decodeRecord (bytes: Uint8Array): unknown {
+  return decodeWith(bytes, false)
+}
+
+/**
+ * The value `@ipld/dag-cbor`'s decode gives, for the plain data {@link encodeDagCbor} writes without byte
+ * strings (a segment, its messages): minimal integers and lengths, no repeated map key, as dag-cbor's
+ * strict decoding wants. Anything else (bytes, CIDs, floats, non-minimal or repeated, invalid UTF-8,
+ * trailing bytes) is {@link NOT_DECODED}, for dag-cbor to decode or refuse as before.
+ */
+export function decodeDagCbor (bytes: Uint8Array): unknown {
+  return decodeWith(bytes, true)
+}
+
+function decodeWith (bytes: Uint8Array, strictly: boolean): unknown {
   data = Buffer.isBuffer(bytes) ? bytes : Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength)
   at = 0
+  strict = strictly
   try {
     const v = item(0)
     return at === data.length ? v : NOT_DECODED

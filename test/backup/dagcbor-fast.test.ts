@@ -1,8 +1,8 @@
 import assert from 'node:assert/strict'
 import * as dagCbor from '@ipld/dag-cbor'
 import { CID } from 'multiformats/cid'
-import { encode, encodeSegment, toSegmentMessage } from '../../src/backup/schema.ts'
-import { encodeDagCbor } from '../../src/util/cbor.ts'
+import { decode, encode, encodeSegment, toSegmentMessage } from '../../src/backup/schema.ts'
+import { NOT_DECODED, decodeDagCbor, encodeDagCbor } from '../../src/util/cbor.ts'
 import { makeHistory, message, prng } from './helpers.ts'
 
 const same = (v: unknown, what: string): void => {
@@ -53,5 +53,76 @@ describe('backup: dag-cbor through the shared CBOR fast path', () => {
     // a segment with a link falls back as a whole and still matches
     const seg = { type: 'segment' as const, conv: '0x' + 'ab'.repeat(20), seq: 0, msgs: [] }
     assert.equal(Buffer.compare(encodeSegment(seg), dagCbor.encode(seg)), 0)
+  })
+
+  it('reads back what @ipld/dag-cbor reads (same values, same key order), or leaves it to dag-cbor', () => {
+    const history = makeHistory({ conversations: 4, messages: 600, attachments: 0.3 })
+    const seg = { type: 'segment' as const, conv: history[0].conversation, seq: 2, msgs: history.filter(m => m.conversation === history[0].conversation).map(toSegmentMessage) }
+    const values: unknown[] = [seg, ...seg.msgs, { n: [0, 23, 24, 255, 256, 65535, 65536, 2 ** 32 - 1, 2 ** 32, 2 ** 53 - 1, -1, -24, -25, -256, -257, -(2 ** 32) - 1, -(2 ** 53) + 1] }]
+    for (const text of ['', 'é', '日本語のテキスト', '🙂👍🏽', 'x'.repeat(31), 'y'.repeat(32), 'c'.repeat(255), 'd'.repeat(70000)]) values.push({ text, [text.slice(0, 3)]: 1 })
+    for (const v of values) {
+      const bytes = dagCbor.encode(v)
+      const fast = decodeDagCbor(bytes)
+      assert.notEqual(fast, NOT_DECODED)
+      assert.deepEqual(fast, dagCbor.decode(bytes))
+      assert.equal(JSON.stringify(fast), JSON.stringify(dagCbor.decode(bytes)))
+    }
+    // what dag-cbor refuses or reads otherwise: left to it
+    const outside: Array<[string, Uint8Array]> = [
+      ['non-minimal uint8', Uint8Array.of(0x18, 0x05)],
+      ['non-minimal uint16', Uint8Array.of(0x19, 0x00, 0xff)],
+      ['non-minimal uint32', Uint8Array.of(0x1a, 0x00, 0x00, 0xff, 0xff)],
+      ['non-minimal uint64', Uint8Array.of(0x1b, 0, 0, 0, 0, 0xff, 0xff, 0xff, 0xff)],
+      ['non-minimal negative', Uint8Array.of(0x38, 0x01)],
+      ['non-minimal string length', Uint8Array.of(0x78, 0x02, 0x68, 0x69)],
+      ['non-minimal array length', Uint8Array.of(0x98, 0x01, 0x01)],
+      ['non-minimal map length', Uint8Array.of(0xb8, 0x01, 0x61, 0x61, 0x01)],
+      ['repeated key', Uint8Array.of(0xa2, 0x61, 0x61, 0x01, 0x61, 0x61, 0x02)],
+      ['-2^53', Uint8Array.of(0x3b, 0x00, 0x1f, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff)],
+      ['2^53', Uint8Array.of(0x1b, 0x00, 0x20, 0, 0, 0, 0, 0, 0)],
+      ['undefined', Uint8Array.of(0xa1, 0x61, 0x61, 0xf7)],
+      ['float', dagCbor.encode({ a: 1.5 })],
+      ['bytes', dagCbor.encode({ a: Uint8Array.of(1) })],
+      ['link', dagCbor.encode({ a: CID.parse('bafkreigh2akiscaildcqabsyg3dfr6chu3fgpregiymsck7e7aqa4s52zy') })],
+      ['indefinite', Uint8Array.of(0x9f, 0x01, 0xff)],
+      ['trailing', Uint8Array.of(0x01, 0x02)],
+      ['truncated', Uint8Array.of(0x63, 0x61, 0x62)],
+      ['invalid utf-8', Uint8Array.of(0x62, 0xc3, 0x28)],
+      ['leading BOM', Uint8Array.of(0x64, 0xef, 0xbb, 0xbf, 0x61)],
+      ['__proto__', Uint8Array.of(0xa1, 0x69, ...Buffer.from('__proto__'), 0x01)]
+    ]
+    for (const [name, bytes] of outside) assert.equal(decodeDagCbor(bytes), NOT_DECODED, name)
+    // -(2^53 - 1) is a number for both
+    const minSafe = Uint8Array.of(0x3b, 0x00, 0x1f, 0xff, 0xff, 0xff, 0xff, 0xff, 0xfe)
+    assert.equal(decodeDagCbor(minSafe), dagCbor.decode(minSafe))
+  })
+
+  it('damaged segments: the schema decoder accepts and rejects exactly what it did with @ipld/dag-cbor alone', () => {
+    const history = makeHistory({ conversations: 1, messages: 12, attachments: 0.3 })
+    const seg = { type: 'segment' as const, conv: history[0].conversation, seq: 0, msgs: history.map(toSegmentMessage) }
+    const good = encodeSegment(seg)
+    const rnd = prng(23)
+    const where = { block: 'segment' }
+    const outcome = (f: () => unknown): string => { try { return 'ok ' + JSON.stringify(f()) } catch (err) { return `error ${(err as { code?: string }).code ?? ''} ${(err as Error).message}` } }
+    const viaDagCbor = (bytes: Uint8Array): unknown => {
+      let v: unknown
+      try { v = dagCbor.decode(bytes) } catch { throw Object.assign(new Error('block is not valid dag-cbor'), { code: 'BACKUP_MALFORMED' }) }
+      return v
+    }
+    let fast = 0
+    for (let n = 0; n < 1000; n++) {
+      const bytes = Uint8Array.from(good)
+      const edits = 1 + Math.floor(rnd() * 3)
+      for (let e = 0; e < edits; e++) bytes[Math.floor(rnd() * bytes.length)] = rnd() < 0.5 ? Math.floor(rnd() * 256) : bytes[Math.floor(rnd() * bytes.length)]
+      const cut = rnd() < 0.1 ? bytes.subarray(0, Math.floor(rnd() * bytes.length)) : bytes
+      const mine = decodeDagCbor(cut)
+      if (mine !== NOT_DECODED) {
+        fast++
+        assert.equal(JSON.stringify(mine), JSON.stringify(dagCbor.decode(cut)))
+      }
+      // the value the schema decoder reads is dag-cbor's (or both refuse it), so the segment checks (decodeSegment) see the same
+      assert.equal(outcome(() => decode(cut, where)).replace(/^error BACKUP_MALFORMED .*/, 'refused'), outcome(() => viaDagCbor(cut)).replace(/^error BACKUP_MALFORMED .*/, 'refused'))
+    }
+    assert.ok(fast > 50, `only ${fast} mutations read by the fast path`)
   })
 })
