@@ -23,6 +23,8 @@ export interface BlockGetter {
 export interface BlockStore extends BlockGetter {
   put (cid: CID, bytes: Uint8Array, options?: AbortOptions): unknown
   has (cid: CID, options?: AbortOptions): boolean | Promise<boolean>
+  /** whether each block is stored, in one read when the store can (optional: else `has` per block) */
+  hasMany? (cids: CID[], options?: AbortOptions): Promise<boolean[]>
 }
 
 export function cidOf (code: number, bytes: Uint8Array): CID {

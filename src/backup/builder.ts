@@ -3,9 +3,10 @@
  * then the manifest — v2: shards, contacts, top node; v1: one manifest node — then the root) so that a
  * root never points at nothing.
  */
+import type { KeyObject } from 'node:crypto'
 import type { CID } from 'multiformats/cid'
 import type { KdfParams } from '../crypto/index.ts'
-import { hmacSha256, sha256 } from '../crypto/index.ts'
+import { hmacSha256, secretKey, sha256 } from '../crypto/index.ts'
 import { isTokenimError } from '../errors.ts'
 import type { Contact, ConversationRevision, StoredMessage } from '../store/index.ts'
 import { log } from '../util/log.ts'
@@ -23,7 +24,8 @@ import {
   encodeSegment, encodeShard, encodeShardNode, encodeTopLinks, encodeTopNode, toSegmentMessage
 } from './schema.ts'
 import type { Manifest, ManifestConversation, SegmentMessage, ShardSummary } from './schema.ts'
-import { seal, sealAsync } from './seal.ts'
+import { seal } from './seal.ts'
+import { SegmentSealer } from './sealer.ts'
 import { decodeSealEntry, encodeSealEntry, sealCacheKey } from './seal-cache.ts'
 import type { SealCache } from './seal-cache.ts'
 import { conversationCacheKey, decodeConversationEntry, encodeConversationEntry } from './conversation-cache.ts'
@@ -87,6 +89,8 @@ export interface BuildBackupOptions {
   created?: number
   /** segments sealed before, by plaintext (seal-cache.ts): an unchanged segment is not sealed again */
   sealCache?: SealCache
+  /** segments sealed on the calling thread before a worker thread takes over (sealer.ts; default 32, Infinity: never) */
+  sealWorkerAfter?: number
   /**
    * conversations built before, by change token (conversation-cache.ts): an unchanged conversation is
    * taken whole, its messages not read; used only with a source whose snapshot gives `revisions`
@@ -258,6 +262,7 @@ async function build (options: BuildBackupOptions, o: Checked, key: Uint8Array):
   const cache = options.sealCache
   /** new seal-cache entries, written in one batch once every block is */
   const cacheAdds: Array<[string, Uint8Array]> = []
+  const sealer = new SegmentSealer(key, { workerAfter: options.sealWorkerAfter })
   const sealAndPut = async (plain: Uint8Array, peer: string): Promise<Sealed> => {
     const cacheKey = cache === undefined ? undefined : sealCacheKey(key, 'segment', plain)
     if (cache !== undefined && cacheKey !== undefined) {
@@ -269,9 +274,8 @@ async function build (options: BuildBackupOptions, o: Checked, key: Uint8Array):
         return hit
       }
     }
-    const box = await sealAsync(key, 'segment', plain)
+    const { box, cid } = await sealer.seal(plain)
     if (box.length > MAX_SEGMENT_BLOCK) throw sourceInvalid('a sealed segment exceeds the format\'s size cap', { conversation: peer })
-    const cid = rawCid(box)
     await put(cid, box)
     if (cacheKey !== undefined) cacheAdds.push([cacheKey, encodeSealEntry(key, cacheKey, cid, box.length)])
     return { cid, size: box.length }
@@ -319,24 +323,38 @@ async function build (options: BuildBackupOptions, o: Checked, key: Uint8Array):
   // for those are written once the bundle is. The bundle is the same byte for byte either way.
   const convCache = options.conversationCache
   const convParams = { formatVersion: o.formatVersion, segmentSize: o.segmentSize, segmentBytes: o.segmentBytes }
+  /** K for the cache's HMACs (two per conversation), imported once */
+  const macKey = convCache === undefined ? undefined : secretKey(key)
   const hits = new Map<string, CachedConversation>()
   /** the snapshot's summary of each conversation built from its messages, for its new entry */
   const revs = new Map<string, ConversationRevision>()
   /** hits the source passed over, waiting for their place in the bundle */
   const passed: string[] = []
   const lookUp = async (revisions: ConversationRevision[]): Promise<void> => {
+    const found: Array<[ConversationRevision, CachedConversation]> = []
     for (const r of revisions) {
       throwIfAborted(signal)
       if (typeof r.rev !== 'string') continue // written before the store had tokens
-      const cacheKey = conversationCacheKey(key, r.peer, convParams)
-      const c = decodeConversationEntry(key, cacheKey, await (convCache as ConversationCache).get(cacheKey).catch(() => undefined))
-      if (c !== undefined && c.rev === r.rev && c.count === r.count && c.firstTs === r.firstTs && c.lastTs === r.lastTs && c.lastId === r.lastMessageId && await allStored(c)) hits.set(r.peer, c)
+      const cacheKey = conversationCacheKey(macKey as KeyObject, r.peer, convParams)
+      const c = decodeConversationEntry(macKey as KeyObject, cacheKey, await (convCache as ConversationCache).get(cacheKey).catch(() => undefined))
+      if (c !== undefined && c.rev === r.rev && c.count === r.count && c.firstTs === r.firstTs && c.lastTs === r.lastTs && c.lastId === r.lastMessageId) found.push([r, c])
+      else revs.set(r.peer, r)
+    }
+    // taken only when every segment block it names is stored
+    const stored = await hasAll(found.flatMap(([, c]) => c.segments.map(seg => seg.cid)))
+    let i = 0
+    for (const [r, c] of found) {
+      let all = true
+      for (let n = 0; n < c.segments.length; n++) all = stored[i++] && all
+      if (all) hits.set(r.peer, c)
       else revs.set(r.peer, r)
     }
   }
-  const allStored = async (c: CachedConversation): Promise<boolean> => {
-    for (const seg of c.segments) if (!(await blockstore.has(seg.cid))) return false
-    return true
+  const hasAll = async (cids: CID[]): Promise<boolean[]> => {
+    if (typeof blockstore.hasMany === 'function') return await blockstore.hasMany(cids, { signal })
+    const out: boolean[] = []
+    for (const cid of cids) out.push(await blockstore.has(cid, { signal }))
+    return out
   }
   /** a conversation from its cache entry: counted like one whose every segment was found stored */
   const takeHit = async (peer: string): Promise<void> => {
@@ -377,7 +395,11 @@ async function build (options: BuildBackupOptions, o: Checked, key: Uint8Array):
   try {
     throwIfAborted(signal)
     const source = snapshot ?? options.store
-    if (convCache !== undefined && typeof snapshot?.revisions === 'function') await lookUp(await snapshot.revisions())
+    if (convCache !== undefined && typeof snapshot?.revisions === 'function') {
+      const t0 = performance.now()
+      await lookUp(await snapshot.revisions())
+      logger('conversation cache: %d conversations taken, %d to build (%d ms)', hits.size, revs.size, Math.round(performance.now() - t0))
+    }
     /** a hit the source did not pass over: its messages are passed over here */
     let ignoring: string | undefined
     for await (const raw of source.allMessages(hits.size > 0 ? { skip } : undefined)) {
@@ -438,6 +460,7 @@ async function build (options: BuildBackupOptions, o: Checked, key: Uint8Array):
     throw sourceInvalid('reading the store failed', {}, err)
   } finally {
     await Promise.allSettled(inflight.map(f => f.done))
+    await sealer.close()
     await snapshot?.close().catch(() => {})
   }
 
@@ -517,8 +540,8 @@ async function build (options: BuildBackupOptions, o: Checked, key: Uint8Array):
       const e = b.entry
       // only a conversation whose rows agree with its summary (a consistent store), all of whose segments were settled
       if (r?.rev === undefined || e.count !== r.count || e.firstTs !== r.firstTs || e.lastTs !== r.lastTs || e.lastId !== r.lastMessageId || b.sizes.length !== e.segments.length) continue
-      const cacheKey = conversationCacheKey(key, e.peer, convParams)
-      adds.push([cacheKey, encodeConversationEntry(key, cacheKey, {
+      const cacheKey = conversationCacheKey(macKey as KeyObject, e.peer, convParams)
+      adds.push([cacheKey, encodeConversationEntry(macKey as KeyObject, cacheKey, {
         rev: r.rev, count: e.count, firstTs: e.firstTs, lastTs: e.lastTs, lastId: e.lastId, plaintextBytes: b.plaintextBytes,
         segments: e.segments.map((seg, i) => ({ ...seg, size: b.sizes[i], cid: b.segments[i] })),
         attachments: [...b.attachments.values()]

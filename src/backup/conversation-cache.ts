@@ -22,6 +22,7 @@
  * LAYOUT whenever the builder would cut, encode or seal the same messages differently, so entries made
  * by an older builder are never taken for what the new one would build.
  */
+import type { KeyObject } from 'node:crypto'
 import * as cborg from 'cborg'
 import { CID } from 'multiformats/cid'
 import { constantTimeEqual, hmacSha256 } from '../crypto/index.ts'
@@ -57,17 +58,18 @@ const KEY_LABEL = new TextEncoder().encode('tokenim-backup/v2/conversation-cache
 const ENTRY_LABEL = new TextEncoder().encode('tokenim-backup/v2/conversation-cache/entry\0')
 const TAG = 32
 
-export function conversationCacheKey (key: Uint8Array, peer: string, p: ConversationParams): string {
+/** `key`: the backup key K, raw or as a KeyObject made once (secretKey: an HMAC per conversation is then ~10× cheaper) */
+export function conversationCacheKey (key: Uint8Array | KeyObject, peer: string, p: ConversationParams): string {
   const params = `layout ${LAYOUT} format ${p.formatVersion} size ${p.segmentSize} bytes ${p.segmentBytes}`
   const h = hmacSha256(key, Buffer.concat([KEY_LABEL, new TextEncoder().encode(peer), Uint8Array.of(0), new TextEncoder().encode(params)]))
   return Buffer.from(h).toString('hex')
 }
 
-function tagOf (key: Uint8Array, cacheKey: string, body: Uint8Array): Uint8Array {
+function tagOf (key: Uint8Array | KeyObject, cacheKey: string, body: Uint8Array): Uint8Array {
   return hmacSha256(key, Buffer.concat([ENTRY_LABEL, Buffer.from(cacheKey, 'hex'), body]))
 }
 
-export function encodeConversationEntry (key: Uint8Array, cacheKey: string, c: CachedConversation): Uint8Array {
+export function encodeConversationEntry (key: Uint8Array | KeyObject, cacheKey: string, c: CachedConversation): Uint8Array {
   const body = cborg.encode([
     c.rev, c.count, c.firstTs, c.lastTs, c.lastId, c.plaintextBytes,
     c.segments.map(s => [s.count, s.firstTs, s.lastTs, s.size, s.cid.bytes]),
@@ -79,7 +81,7 @@ export function encodeConversationEntry (key: Uint8Array, cacheKey: string, c: C
 const isCount = (v: unknown): v is number => Number.isSafeInteger(v) && (v as number) >= 0
 
 /** The entry, or undefined when it is missing, malformed or not made under this key. */
-export function decodeConversationEntry (key: Uint8Array, cacheKey: string, entry: Uint8Array | undefined): CachedConversation | undefined {
+export function decodeConversationEntry (key: Uint8Array | KeyObject, cacheKey: string, entry: Uint8Array | undefined): CachedConversation | undefined {
   if (entry === undefined || entry.length <= TAG) return undefined
   const body = entry.subarray(TAG)
   if (!constantTimeEqual(entry.subarray(0, TAG), tagOf(key, cacheKey, body))) return undefined

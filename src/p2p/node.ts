@@ -138,6 +138,8 @@ export interface DialOptions extends AbortOptions {
  */
 export interface LocalBlocks {
   has: (cid: CID) => Promise<boolean>
+  /** whether each block is stored, in one level read (no block is read into memory) */
+  hasMany: (cids: CID[]) => Promise<boolean[]>
   /** write the blocks in one atomic level batch (identity-hash CIDs are skipped, as Helia does) */
   putBatch: (blocks: Array<{ cid: CID, bytes: Uint8Array }>) => Promise<void>
 }
@@ -463,6 +465,11 @@ export class P2PNode {
         // synchronous when level can (see BatchingDatastore.readSync)
         if ((bs.db.supports as { getSync?: boolean }).getSync === true && bs.db.status === 'open') return bs.db.getSync(levelKey(cid)) !== undefined
         return await bs.has(cid)
+      },
+      hasMany: async (cids) => {
+        if (this.state !== 'started') throw notStarted()
+        const got = await bs.db.hasMany(cids.map(levelKey))
+        return cids.map((cid, i) => cid.multihash.code === IDENTITY_HASH || got[i])
       },
       putBatch: async (blocks) => {
         if (this.state !== 'started') throw notStarted()

@@ -55,6 +55,14 @@ describe('backup job: batched block writes and the pin walk', function () {
       assert.equal(await node.helia.blockstore.has(b.cid), true)
       assert.deepEqual(await getBlock(node.helia.blockstore, b.cid, { offline: true } as { signal?: AbortSignal }), b.bytes)
     }
+    // hasMany: stored, absent, and (through WrittenBlocks) queued but not written yet
+    const absent = rawCid(Uint8Array.of(7, 7))
+    const queued = rawCid(Uint8Array.of(8, 8))
+    assert.deepEqual(await local.hasMany([blocks[0].cid, absent, blocks[2].cid]), [true, false, true])
+    const written = new WrittenBlocks(node.helia.blockstore, { local })
+    await written.put(queued, Uint8Array.of(8, 8))
+    assert.deepEqual(await written.hasMany([absent, queued, blocks[1].cid]), [false, true, true])
+    written.clear()
   })
 
   it('batched puts count new bytes like Helia\'s put; the pin covers the whole DAG (attachments too), is listed and survives GC', async () => {

@@ -42,6 +42,8 @@ export const FLUSH_BYTES = 4 * 1024 * 1024
 /** Batched writes into the local blockstore (a running node's `p2p.localBlocks()` fits). */
 export interface LocalBlockWriter {
   has: (cid: CID) => Promise<boolean>
+  /** whether each block is stored, in one read (optional) */
+  hasMany?: (cids: CID[]) => Promise<boolean[]>
   putBatch: (blocks: Array<{ cid: CID, bytes: Uint8Array }>) => Promise<void>
 }
 
@@ -76,6 +78,16 @@ export class WrittenBlocks implements BlockStore {
     if (this.queued.has(blockKey(cid))) return true
     // the local writer's has reads level directly (no Helia lock, synchronous when level can)
     return this.local !== undefined ? this.local.has(cid) : this.inner.has(cid, options)
+  }
+
+  /** whether each block is stored (or queued here): the others in one read when the local writer can */
+  async hasMany (cids: CID[], options?: AbortOptions): Promise<boolean[]> {
+    const out = cids.map(cid => this.queued.has(blockKey(cid)))
+    const ask = cids.filter((_, i) => !out[i])
+    if (ask.length === 0) return out
+    const got = this.local?.hasMany !== undefined ? await this.local.hasMany(ask) : await Promise.all(ask.map(async cid => await this.has(cid, options)))
+    let j = 0
+    return out.map(q => q || got[j++])
   }
 
   /**
