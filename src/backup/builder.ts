@@ -24,8 +24,7 @@ import {
   encodeSegment, encodeShard, encodeShardNode, encodeTopLinks, encodeTopNode, toSegmentMessage
 } from './schema.ts'
 import type { Manifest, ManifestConversation, SegmentMessage, ShardSummary } from './schema.ts'
-import { seal } from './seal.ts'
-import { SegmentSealer } from './sealer.ts'
+import { seal, sealAsync } from './seal.ts'
 import { decodeSealEntry, encodeSealEntry, sealCacheKey } from './seal-cache.ts'
 import type { SealCache } from './seal-cache.ts'
 import { conversationCacheKey, decodeConversationEntry, encodeConversationEntry } from './conversation-cache.ts'
@@ -89,8 +88,6 @@ export interface BuildBackupOptions {
   created?: number
   /** segments sealed before, by plaintext (seal-cache.ts): an unchanged segment is not sealed again */
   sealCache?: SealCache
-  /** segments sealed on the calling thread before a worker thread takes over (sealer.ts; default 32, Infinity: never) */
-  sealWorkerAfter?: number
   /**
    * conversations built before, by change token (conversation-cache.ts): an unchanged conversation is
    * taken whole, its messages not read; used only with a source whose snapshot gives `revisions`
@@ -262,7 +259,6 @@ async function build (options: BuildBackupOptions, o: Checked, key: Uint8Array):
   const cache = options.sealCache
   /** new seal-cache entries, written in one batch once every block is */
   const cacheAdds: Array<[string, Uint8Array]> = []
-  const sealer = new SegmentSealer(key, { workerAfter: options.sealWorkerAfter })
   const sealAndPut = async (plain: Uint8Array, peer: string): Promise<Sealed> => {
     const cacheKey = cache === undefined ? undefined : sealCacheKey(key, 'segment', plain)
     if (cache !== undefined && cacheKey !== undefined) {
@@ -274,8 +270,9 @@ async function build (options: BuildBackupOptions, o: Checked, key: Uint8Array):
         return hit
       }
     }
-    const { box, cid } = await sealer.seal(plain)
+    const box = await sealAsync(key, 'segment', plain)
     if (box.length > MAX_SEGMENT_BLOCK) throw sourceInvalid('a sealed segment exceeds the format\'s size cap', { conversation: peer })
+    const cid = rawCid(box)
     await put(cid, box)
     if (cacheKey !== undefined) cacheAdds.push([cacheKey, encodeSealEntry(key, cacheKey, cid, box.length)])
     return { cid, size: box.length }
@@ -460,7 +457,6 @@ async function build (options: BuildBackupOptions, o: Checked, key: Uint8Array):
     throw sourceInvalid('reading the store failed', {}, err)
   } finally {
     await Promise.allSettled(inflight.map(f => f.done))
-    await sealer.close()
     await snapshot?.close().catch(() => {})
   }
 
