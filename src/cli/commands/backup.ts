@@ -90,7 +90,10 @@ function humanBackup (r: RunBackupResult): string {
 
 function humanPending (r: AnchorPendingResult): string {
   if (r.versions.length === 0) return 'no pending backup versions'
-  return r.versions.map(v => `version ${v.version}: ${v.anchored ? `anchored (tx ${v.txHash ?? '?'})` : `still pending (${v.error?.code ?? 'error'})`}`).join('\n')
+  const conflicts = r.conflicts
+  return r.versions.map(v => `version ${v.version}: ${v.anchored
+    ? `anchored (tx ${v.txHash ?? '?'})`
+    : conflicts.includes(v.version) ? 'CONFLICT: the chain anchors another bundle under this version (ANCHOR_CONFLICT)' : `still pending (${v.error?.code ?? 'error'})`}`).join('\n')
 }
 
 export function registerBackup (program: Command): void {
@@ -108,7 +111,13 @@ without one only --no-anchor works (NO_CHAIN_PROFILE).
 
 Exit status: 0 when the backup is made (and anchored, unless --no-anchor; replica failures are
 warnings); ${EXIT.BACKUP_PENDING} when the backup was made and pinned locally but could not be anchored
-(it is recorded as pending: run \`tokenim backup --anchor-pending\` later); other codes as for every command.
+(it is recorded as pending: run \`tokenim backup --anchor-pending\` later); with --anchor-pending,
+${EXIT.INTEGRITY} when the chain anchors another bundle under a pending version (ANCHOR_CONFLICT: only a
+holder of this wallet's key can do that); other codes as for every command.
+
+A wallet without funds (INSUFFICIENT_FUNDS) can have a pending version anchored by someone else:
+\`tokenim anchor-request --out FILE\` here, \`tokenim relay FILE\` on a funded node, then
+\`tokenim backup --anchor-pending\` here records it.
 
 Examples:
   $ tokenim backup
