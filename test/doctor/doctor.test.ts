@@ -1,11 +1,12 @@
 import assert from 'node:assert/strict'
 import { chmod, rm, writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
-import { startDevnet } from '../../src/chain/index.ts'
+import { META_ANCHOR_ERRORS } from '../../src/backup/job/index.ts'
+import { RegistryClient, cidFromDigest, startDevnet } from '../../src/chain/index.ts'
 import type { Devnet } from '../../src/chain/index.ts'
 import { runDoctor } from '../../src/cli/commands/doctor.ts'
 import type { DoctorReport } from '../../src/cli/commands/doctor.ts'
-import { createIdentity } from '../../src/identity/index.ts'
+import { createIdentity, deriveKeys } from '../../src/identity/index.ts'
 import { openStore } from '../../src/store/index.ts'
 import { makeHistory, peer } from '../backup/helpers.ts'
 import { json, run, TempDirs } from '../cli/helpers.ts'
@@ -92,10 +93,56 @@ describe('tokenim doctor', function () {
     assert.equal(b.ok, false)
     assert.match(b.message, /version 1 is pending/)
     assert.match(b.message, /tokenim backup --anchor-pending/)
+    assert.doesNotMatch(b.message, /anchor-request/)
     const s = byName(r, 'store')
     assert.equal(s.code, 'STORE_CORRUPT')
     assert.match(s.message, /summary count 3/)
     assert.match(s.message, /tokenim repair/)
+  })
+
+  it('a pending version: the relay commands when the wallet could not pay, --anchor-pending once the chain has it; a conflict fails', async () => {
+    const dir = await dirs.make('tokenim-doctor-')
+    const phrase = 'legal winner thank year wave sausage worth useful legal winner thank yellow'
+    await createIdentity(dir, { phrase, password: 'pw', scryptN: 1024 })
+    await writeFile(join(dir, 'chain.json'), JSON.stringify(devnet.profile), { mode: 0o600 })
+    const digest = '0x1a2261e4dbd7f6694f5ec245c8e6136f606e5f0c1a79d0d8d790bcbef046042e'
+    const rec = { version: 1, cid: cidFromDigest(digest), digest, anchored: false, pending: true, createdAt: Date.now(), messages: 40, bytesTotal: 1000, bytesNew: 1000, replicas: [] }
+    const withStore = async (fn: (store: Awaited<ReturnType<typeof openStore>>) => Promise<void>): Promise<void> => {
+      const store = await openStore(join(dir, 'store'))
+      try {
+        await fn(store)
+      } finally {
+        await store.close()
+      }
+    }
+    await withStore(async (store) => {
+      await store.putBackup(rec)
+      await store.setMeta(META_ANCHOR_ERRORS, { 1: { code: 'INSUFFICIENT_FUNDS', message: 'the wallet cannot pay the gas', at: Date.now() } })
+    })
+    const unpaid = byName(await runDoctor({ dataDir: dir }), 'backups')
+    assert.equal(unpaid.level, 'fail')
+    assert.match(unpaid.message, /tokenim anchor-request --out FILE/)
+    assert.match(unpaid.message, /tokenim relay FILE/)
+
+    // anchored meanwhile (by a relayer): doctor says how to record it
+    const chain = new RegistryClient(devnet.profile, deriveKeys(phrase).wallet)
+    try {
+      await chain.ensureFunds(deriveKeys(phrase).address)
+      await chain.anchor(1, digest)
+    } finally {
+      chain.close()
+    }
+    const relayed = byName(await runDoctor({ dataDir: dir }), 'backups')
+    assert.equal(relayed.level, 'fail')
+    assert.match(relayed.message, /the chain already has version 1/)
+    assert.match(relayed.message, /tokenim backup --anchor-pending/)
+
+    await withStore(async (store) => {
+      await store.putBackup({ ...rec, pending: false })
+      await store.setMeta(META_ANCHOR_ERRORS, { 1: { code: 'ANCHOR_CONFLICT', message: 'another bundle', at: Date.now() } })
+    })
+    const conflict = byName(await runDoctor({ dataDir: dir }), 'backups')
+    assert.deepEqual([conflict.level, conflict.code], ['fail', 'ANCHOR_CONFLICT'])
   })
 
   it('a store that was emptied or removed is reported against its marker (store.json)', async () => {

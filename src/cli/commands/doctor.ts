@@ -222,7 +222,7 @@ async function chainChecks (o: DoctorOptions, identity: PublicIdentity | undefin
       const { formatEther } = await import('ethers')
       if (balance > 0n) checks.push(check('wallet', 'ok', `${identity.address} holds ${formatEther(balance)} ETH for anchoring`))
       else if (profile.chainId === DEV_CHAIN_ID) checks.push(check('wallet', 'ok', `${identity.address} holds 0 ETH; on this dev chain the node funds itself when it anchors`))
-      else checks.push(check('wallet', 'warn', `${identity.address} holds no ETH: anchoring will fail with INSUFFICIENT_FUNDS; fund the wallet, or have a relayer anchor for you (anchorWithSig: you sign, it pays the gas)`))
+      else checks.push(check('wallet', 'warn', `${identity.address} holds no ETH: anchoring will fail with INSUFFICIENT_FUNDS; fund the wallet, or have a relayer anchor for you: \`tokenim anchor-request --out FILE\` signs a request (you sign, the relayer pays the gas), someone with a funded wallet runs \`tokenim relay FILE\`, then \`tokenim backup --anchor-pending\` records it`))
     } catch (err) {
       const e = describe(err)
       checks.push(check('wallet', 'fail', `${e.message}: check the chain RPC`, e.code))
@@ -271,7 +271,15 @@ async function backupChecks (o: DoctorOptions, api: ApiInfo | undefined, identit
   const stale = o.staleAfterMs ?? 7 * DAY
   if (health.pending.length > 0) {
     const why = health.problem !== undefined ? ` (last attempt: ${health.problem.code}: ${health.problem.message})` : ''
-    out.push(check('backups', 'fail', `version${health.pending.length > 1 ? 's' : ''} ${health.pending.join(', ')} ${health.pending.length > 1 ? 'are' : 'is'} pending: made and pinned here but NOT anchored on the chain${why}, so a restore elsewhere would not find ${health.pending.length > 1 ? 'them' : 'it'}; run \`tokenim backup --anchor-pending\` once the chain is reachable`, 'BACKUP_PENDING'))
+    const newest = Math.max(...health.pending)
+    const todo = chainLatest !== undefined && chainLatest >= newest
+      ? `the chain already has version ${chainLatest} (relayed, or from another device): run \`tokenim backup --anchor-pending\` to record what it anchored`
+      : health.problem?.code === 'INSUFFICIENT_FUNDS'
+        ? 'fund the wallet, or have it relayed (`tokenim anchor-request --out FILE` here, `tokenim relay FILE` on a node with a funded wallet), then run `tokenim backup --anchor-pending`'
+        : 'run `tokenim backup --anchor-pending` once the chain is reachable'
+    out.push(check('backups', 'fail', `version${health.pending.length > 1 ? 's' : ''} ${health.pending.join(', ')} ${health.pending.length > 1 ? 'are' : 'is'} pending: made and pinned here but NOT anchored on the chain${why}, so a restore elsewhere would not find ${health.pending.length > 1 ? 'them' : 'it'}; ${todo}`, 'BACKUP_PENDING'))
+  } else if (health.last?.status === 'conflict') {
+    out.push(check('backups', 'fail', `the chain anchors another bundle under version ${health.last.version} than the one made here (ANCHOR_CONFLICT): only a holder of this wallet's key can do that (another device with the same mnemonic, or a leaked key); check \`tokenim backups\`, then make a new backup`, 'ANCHOR_CONFLICT'))
   } else if (health.last === undefined) {
     out.push(check('backups', chainLatest !== undefined && chainLatest > 0 ? 'ok' : 'warn', chainLatest !== undefined && chainLatest > 0
       ? `no backup made on this device; the chain has version ${chainLatest} (from another device or before a restore)`
@@ -341,8 +349,8 @@ Needs no password. --json prints {ok, dataDir, address?, checks:[{name, ok, leve
 level is ok, warn (works, but worth doing what the message says; ok stays true), fail (ok false) or
 skip (cannot be checked now, e.g. peers while the daemon is not running).
 Checks: identity, keystore (private files mode 0600), data-dir (writable, free space), daemon, peers,
-chain-profile, chain-rpc, registry, wallet (balance, or a relayer), backups (pending / unanchored /
-stale / behind the chain), replicas, store (consistency; messages lost since store.json recorded them).
+chain-profile, chain-rpc, registry, wallet (balance; without ETH: anchor-request + relay), backups
+(pending / in conflict with the chain / unanchored / stale / behind the chain), replicas, store (consistency; messages lost since store.json recorded them).
 Exit 0 when no check failed; otherwise the exit code of the first failure (e.g. 5 chain unreachable,
 6 store damaged or backup pending).
 
