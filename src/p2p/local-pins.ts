@@ -32,6 +32,7 @@ import { base36 } from 'multiformats/bases/base36'
 import { createUnsafe } from 'multiformats/block'
 import type { CID } from 'multiformats/cid'
 import type { BlockCodec } from 'multiformats/codecs/interface'
+import { encodeRecord } from '../util/cbor.ts'
 import { blockKey } from '../util/ipld.ts'
 import { P2PError, P2PErrorCode } from './errors.ts'
 
@@ -94,7 +95,25 @@ export function pinKey (cid: CID): string {
 
 /** Helia's `/pinned-block/` key of a block */
 export function pinnedBlockKey (cid: CID): string {
-  return `${PINNED_BLOCK_PREFIX}${base36.encode(cid.multihash.bytes)}`
+  return `${PINNED_BLOCK_PREFIX}${base36Text(cid.multihash.bytes)}`
+}
+
+/**
+ * `base36.encode(bytes)` (multiformats: 'k', then a '0' per leading zero byte, then the rest as a base-36
+ * number in 0-9a-z), through BigInt's native toString(36): ~1 µs where base-x's quadratic loop took ~10
+ * (a key per block of every pin). A test compares it with multiformats.
+ */
+export function base36Text (bytes: Uint8Array): string {
+  let zeros = 0
+  while (zeros < bytes.length && bytes[zeros] === 0) zeros++
+  const rest = zeros === bytes.length ? '' : BigInt(`0x${Buffer.from(bytes.buffer, bytes.byteOffset + zeros, bytes.length - zeros).toString('hex')}`).toString(36)
+  return `${base36.prefix}${'0'.repeat(zeros)}${rest}`
+}
+
+/** a record's bytes as Helia's cborg writes them (keys sorted: pinCount before pinnedBy), through the store's fast path */
+function encodePinnedBlock (rec: PinnedBlock): Uint8Array {
+  const v = { pinCount: rec.pinCount, pinnedBy: rec.pinnedBy }
+  return encodeRecord(v) ?? cborg.encode(v)
 }
 
 function sameBytes (a: Uint8Array, b: Uint8Array): boolean {
@@ -161,7 +180,7 @@ export function localPins (source: DagSource, records: PinRecords, heliaRm: (roo
           if (rec.pinnedBy.some(c => sameBytes(c, by))) continue
           rec.pinCount++
           rec.pinnedBy.push(by)
-          write(k, cborg.encode(rec))
+          write(k, encodePinnedBlock(rec))
         }
         write(key, cborg.encode({ depth: Infinity, metadata: options.metadata ?? {} }))
       })
@@ -186,7 +205,7 @@ export function localPins (source: DagSource, records: PinRecords, heliaRm: (roo
           if (rec === undefined) continue
           rec.pinCount--
           rec.pinnedBy = rec.pinnedBy.filter(c => !sameBytes(c, by))
-          write(k, rec.pinCount > 0 ? cborg.encode(rec) : null)
+          write(k, rec.pinCount > 0 ? encodePinnedBlock(rec) : null)
         }
       })
       return cids.length

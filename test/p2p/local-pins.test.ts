@@ -1,11 +1,14 @@
 import assert from 'node:assert/strict'
+import { randomBytes } from 'node:crypto'
 import * as dagCbor from '@ipld/dag-cbor'
+import { base36 } from 'multiformats/bases/base36'
 import { CID } from 'multiformats/cid'
 import { identity } from 'multiformats/hashes/identity'
 import { sha256 } from 'multiformats/hashes/sha2'
 import { isTokenimError } from '../../src/errors.ts'
 import { dagBlocks, getBlock } from '../../src/p2p/index.ts'
 import type { LocalPins, P2PNode } from '../../src/p2p/index.ts'
+import { base36Text } from '../../src/p2p/local-pins.ts'
 import type { DagSource } from '../../src/p2p/local-pins.ts'
 import { Harness } from './helpers.ts'
 
@@ -156,6 +159,12 @@ describe('p2p: bulk pins in Helia\'s records (localPins)', function () {
     const l3 = blocks[2].cid
     assert.equal(await pins.add(l3), 1)
     await assert.rejects(pins.add(l3), (err: unknown) => isTokenimError(err, 'ALREADY_PINNED'))
+  })
+
+  it('keys: base36Text is multiformats\' base36.encode (leading zeros, empty, random multihashes)', () => {
+    const inputs = [new Uint8Array(0), Uint8Array.of(0), Uint8Array.of(0, 0, 1), Uint8Array.of(0, 0x12, 0x20, 0), Uint8Array.of(255, 0)]
+    for (let i = 0; i < 500; i++) inputs.push(Uint8Array.from(randomBytes(1 + (i % 40)), (b, j) => j < i % 3 ? 0 : b))
+    for (const b of inputs) assert.equal(base36Text(b), base36.encode(b), Buffer.from(b).toString('hex'))
   })
 
   it('held pin records stay readable while their batch is written, and a later write lands after it', async () => {
