@@ -27,7 +27,9 @@ import type { Manifest, ManifestConversation, SegmentMessage, ShardSummary } fro
 import { seal, sealAsync } from './seal.ts'
 import { decodeSealEntry, encodeSealEntry, sealCacheKey } from './seal-cache.ts'
 import type { SealCache } from './seal-cache.ts'
-import { conversationCacheKey, decodeConversationEntry, encodeConversationEntry } from './conversation-cache.ts'
+import {
+  conversationCacheKey, decodeConversationEntry, decodeShardEntry, encodeConversationEntry, encodeShardEntry, shardCacheKey, shardMembers
+} from './conversation-cache.ts'
 import type { CachedConversation, ConversationCache } from './conversation-cache.ts'
 import { validateKdfParams } from '../crypto/index.ts'
 
@@ -196,6 +198,10 @@ interface BuiltConversation {
   sizes: number[]
   /** segment plaintext bytes */
   plaintextBytes: number
+  /** the store's change token this conversation was built for (a cache entry's, or its snapshot summary's when its rows agreed) */
+  rev?: string
+  /** taken from the conversation cache */
+  cached?: boolean
 }
 
 /** A segment block as written (or found): its CID and size. */
@@ -361,7 +367,7 @@ async function build (options: BuildBackupOptions, o: Checked, key: Uint8Array):
       peer, count: c.count, firstTs: c.firstTs, lastTs: c.lastTs, lastId: c.lastId,
       segments: c.segments.map(seg => ({ count: seg.count, firstTs: seg.firstTs, lastTs: seg.lastTs }))
     }
-    const b: BuiltConversation = { entry, segments: [], attachments: new Map(), sizes: [], plaintextBytes: c.plaintextBytes }
+    const b: BuiltConversation = { entry, segments: [], attachments: new Map(), sizes: [], plaintextBytes: c.plaintextBytes, rev: c.rev, cached: true }
     conversations.push(entry)
     built.push(b)
     messages += c.count
@@ -460,6 +466,16 @@ async function build (options: BuildBackupOptions, o: Checked, key: Uint8Array):
     await snapshot?.close().catch(() => {})
   }
 
+  // a conversation built from its messages is cached under its snapshot token only when its rows agreed
+  // with its summary (a consistent store) and every segment was settled
+  for (const b of built) {
+    const r = b.cached === true ? undefined : revs.get(b.entry.peer)
+    const e = b.entry
+    if (r?.rev !== undefined && e.count === r.count && e.firstTs === r.firstTs && e.lastTs === r.lastTs && e.lastId === r.lastMessageId && b.sizes.length === e.segments.length) b.rev = r.rev
+  }
+  /** new conversation-cache entries (conversations and shards), written once the bundle is */
+  const convAdds: Array<[string, Uint8Array]> = []
+
   progress('manifest')
   const contacts = (await readContacts(options.store)).map(c => c.name === undefined || c.name === null
     ? { address: c.address.toLowerCase(), addedAt: c.addedAt }
@@ -488,17 +504,40 @@ async function build (options: BuildBackupOptions, o: Checked, key: Uint8Array):
     // v2: shards (bottom-up, after their segments), then the contacts box, then the top node
     const shardCids: CID[] = []
     const summaries: ShardSummary[] = []
-    for (const group of shardGroups(key, built, o.shardSize)) {
+    const groups = shardGroups(key, built, o.shardSize)
+    // a shard whose conversations (and their tokens) are those a cached shard was made of is that block
+    const shardParams = { ...convParams, shardSize: o.shardSize }
+    const shardKeys = groups.map(g => convCache !== undefined && g.every(c => c.rev !== undefined) ? shardCacheKey(macKey as KeyObject, g[0].entry.peer, shardParams) : undefined)
+    const members = groups.map((g, i) => shardKeys[i] === undefined ? undefined : shardMembers(g.map(c => ({ peer: c.entry.peer, rev: c.rev as string }))))
+    const known: Array<Sealed | undefined> = []
+    for (const [i, k] of shardKeys.entries()) {
+      known.push(k === undefined ? undefined : decodeShardEntry(macKey as KeyObject, k, members[i] as Uint8Array, await (convCache as ConversationCache).get(k).catch(() => undefined)))
+    }
+    const stored = await hasAll(known.filter((s): s is Sealed => s !== undefined).map(s => s.cid))
+    let si = 0
+    for (let i = 0; i < known.length; i++) if (known[i] !== undefined && !stored[si++]) known[i] = undefined
+    for (const [i, group] of groups.entries()) {
       throwIfAborted(signal)
       const segs = group.flatMap(c => c.segments)
       const atts = new Map<string, CID>()
       for (const c of group) for (const [k, v] of c.attachments) if (!atts.has(k)) atts.set(k, v)
       const attList = [...atts.values()]
-      const sealed = seal(key, 'shard', encodeShard({ type: 'shard', links: sha256(encodeLinks(segs, attList)), conversations: group.map(c => c.entry) }))
-      const node = encodeShardNode({ sealed, segments: segs, attachments: attList })
-      if (node.length > MAX_MANIFEST_BLOCK) throw sourceInvalid('a manifest shard exceeds the format\'s size cap', { bytes: node.length })
-      const cid = dagCborCid(node)
-      await put(cid, node)
+      let cid: CID
+      const hit = known[i]
+      if (hit !== undefined) {
+        // the block this shard seals to is stored: counted like a put that found it there
+        cid = hit.cid
+        blocks++
+        bytesTotal += hit.size
+      } else {
+        const sealed = seal(key, 'shard', encodeShard({ type: 'shard', links: sha256(encodeLinks(segs, attList)), conversations: group.map(c => c.entry) }))
+        const node = encodeShardNode({ sealed, segments: segs, attachments: attList })
+        if (node.length > MAX_MANIFEST_BLOCK) throw sourceInvalid('a manifest shard exceeds the format\'s size cap', { bytes: node.length })
+        cid = dagCborCid(node)
+        await put(cid, node)
+        const k = shardKeys[i]
+        if (k !== undefined) convAdds.push([k, encodeShardEntry(macKey as KeyObject, k, members[i] as Uint8Array, cid, node.length)])
+      }
       shardCids.push(cid)
       summaries.push({ conversations: group.length, segments: segs.length, messages: group.reduce((n, c) => n + c.entry.count, 0), attachments: attList.length })
     }
@@ -529,21 +568,18 @@ async function build (options: BuildBackupOptions, o: Checked, key: Uint8Array):
   if (cache !== undefined && cacheAdds.length > 0) {
     await cache.putMany(cacheAdds).catch((err: Error) => { logger('seal cache not updated: %s', err.message) })
   }
-  if (convCache !== undefined && revs.size > 0) {
-    const adds: Array<[string, Uint8Array]> = []
+  if (convCache !== undefined) {
     for (const b of built) {
-      const r = revs.get(b.entry.peer)
+      if (b.cached === true || b.rev === undefined) continue
       const e = b.entry
-      // only a conversation whose rows agree with its summary (a consistent store), all of whose segments were settled
-      if (r?.rev === undefined || e.count !== r.count || e.firstTs !== r.firstTs || e.lastTs !== r.lastTs || e.lastId !== r.lastMessageId || b.sizes.length !== e.segments.length) continue
       const cacheKey = conversationCacheKey(macKey as KeyObject, e.peer, convParams)
-      adds.push([cacheKey, encodeConversationEntry(macKey as KeyObject, cacheKey, {
-        rev: r.rev, count: e.count, firstTs: e.firstTs, lastTs: e.lastTs, lastId: e.lastId, plaintextBytes: b.plaintextBytes,
+      convAdds.push([cacheKey, encodeConversationEntry(macKey as KeyObject, cacheKey, {
+        rev: b.rev, count: e.count, firstTs: e.firstTs, lastTs: e.lastTs, lastId: e.lastId, plaintextBytes: b.plaintextBytes,
         segments: e.segments.map((seg, i) => ({ ...seg, size: b.sizes[i], cid: b.segments[i] })),
         attachments: [...b.attachments.values()]
       })])
     }
-    await convCache.putMany(adds).catch((err: Error) => { logger('conversation cache not updated: %s', err.message) })
+    if (convAdds.length > 0) await convCache.putMany(convAdds).catch((err: Error) => { logger('conversation cache not updated: %s', err.message) })
   }
   progress('done')
   logger('built backup v%d (format %d): %d messages, %d segments, %d shards, %d/%d bytes new', options.version, o.formatVersion, messages, segmentCids.length, shardCount, bytesNew, bytesTotal)

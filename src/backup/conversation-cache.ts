@@ -25,7 +25,7 @@
 import type { KeyObject } from 'node:crypto'
 import * as cborg from 'cborg'
 import { CID } from 'multiformats/cid'
-import { constantTimeEqual, hmacSha256 } from '../crypto/index.ts'
+import { constantTimeEqual, hmacSha256, sha256 } from '../crypto/index.ts'
 
 /** Where the entries live (a running node's `p2p.localKv('conversation-cache')` fits). */
 export interface ConversationCache {
@@ -105,6 +105,53 @@ export function decodeConversationEntry (key: Uint8Array | KeyObject, cacheKey: 
       attachments.push(CID.decode(new Uint8Array(a)))
     }
     return { rev, count, firstTs, lastTs, lastId, plaintextBytes, segments, attachments }
+  } catch {
+    return undefined
+  }
+}
+
+/*
+ * Manifest shards (format v2) are cached the same way: a shard's node is a deterministic function of its
+ * conversations' built results (and K), so a shard whose conversations and their change tokens are those
+ * it was made of is the same block. One entry per shard start (a shard's first conversation), overwritten:
+ *
+ *   key     = hex HMAC(K, "tokenim-backup/v2/conversation-cache/shard-key\0" ‖ first peer ‖ 0 ‖ params)
+ *   members = SHA-256 of (peer ‖ 0 ‖ rev ‖ 0) for each of its conversations, in order
+ *   entry   = tag (32) ‖ members (32) ‖ size (u32 BE) ‖ CID bytes,  tag = HMAC(K, "…/shard-entry\0" ‖ key ‖ rest)
+ */
+const SHARD_KEY_LABEL = new TextEncoder().encode('tokenim-backup/v2/conversation-cache/shard-key\0')
+const SHARD_ENTRY_LABEL = new TextEncoder().encode('tokenim-backup/v2/conversation-cache/shard-entry\0')
+
+export function shardCacheKey (key: Uint8Array | KeyObject, firstPeer: string, p: ConversationParams & { shardSize: number }): string {
+  const params = `layout ${LAYOUT} format ${p.formatVersion} size ${p.segmentSize} bytes ${p.segmentBytes} shard ${p.shardSize}`
+  const h = hmacSha256(key, Buffer.concat([SHARD_KEY_LABEL, new TextEncoder().encode(firstPeer), Uint8Array.of(0), new TextEncoder().encode(params)]))
+  return Buffer.from(h).toString('hex')
+}
+
+/** What a shard is made of: its conversations and their change tokens, in order. */
+export function shardMembers (members: Array<{ peer: string, rev: string }>): Uint8Array {
+  return sha256(members.map(m => `${m.peer}\0${m.rev}\0`).join(''))
+}
+
+function shardTag (key: Uint8Array | KeyObject, cacheKey: string, rest: Uint8Array): Uint8Array {
+  return hmacSha256(key, Buffer.concat([SHARD_ENTRY_LABEL, Buffer.from(cacheKey, 'hex'), rest]))
+}
+
+export function encodeShardEntry (key: Uint8Array | KeyObject, cacheKey: string, members: Uint8Array, cid: CID, size: number): Uint8Array {
+  const size4 = new Uint8Array(4)
+  new DataView(size4.buffer).setUint32(0, size)
+  const rest = Buffer.concat([members, size4, cid.bytes])
+  return new Uint8Array(Buffer.concat([shardTag(key, cacheKey, rest), rest]))
+}
+
+/** The entry's block, when the entry is well made under this key and names exactly these members. */
+export function decodeShardEntry (key: Uint8Array | KeyObject, cacheKey: string, members: Uint8Array, entry: Uint8Array | undefined): { cid: CID, size: number } | undefined {
+  if (entry === undefined || entry.length < TAG + 32 + 4 + 4) return undefined
+  const rest = entry.subarray(TAG)
+  if (!constantTimeEqual(entry.subarray(0, TAG), shardTag(key, cacheKey, rest))) return undefined
+  if (!constantTimeEqual(rest.subarray(0, 32), members)) return undefined
+  try {
+    return { cid: CID.decode(new Uint8Array(rest.subarray(36))), size: new DataView(rest.buffer, rest.byteOffset + 32, 4).getUint32(0) }
   } catch {
     return undefined
   }

@@ -1,8 +1,9 @@
 import assert from 'node:assert/strict'
 import { buildBackup, readBackup } from '../../src/backup/index.ts'
-import type { BackupSource, BuildBackupResult } from '../../src/backup/index.ts'
+import type { CID } from 'multiformats/cid'
+import type { BackupSource, BlockStore, BuildBackupResult } from '../../src/backup/index.ts'
 import { rawCid } from '../../src/backup/blocks.ts'
-import { decodeConversationEntry, encodeConversationEntry } from '../../src/backup/conversation-cache.ts'
+import { decodeConversationEntry, decodeShardEntry, encodeConversationEntry, encodeShardEntry } from '../../src/backup/conversation-cache.ts'
 import type { ConversationCache } from '../../src/backup/conversation-cache.ts'
 import type { StoredMessage } from '../../src/store/index.ts'
 import { KEY, OTHER_KEY, OWNER, attachmentCidFor, makeEnv, makeHistory, peer } from './helpers.ts'
@@ -41,6 +42,18 @@ function counted (env: Env, o: { honourSkip?: boolean } = {}): BackupSource & { 
   }
 }
 
+/** the test blockstore, counting the blocks the builder writes (or finds already there) one by one */
+function countPuts (env: Env): BlockStore & { count: number } {
+  const b = {
+    count: 0,
+    get: (cid: CID) => env.blockstore.get(cid),
+    has: async (cid: CID) => { b.count++; return await env.blockstore.has(cid) },
+    hasMany: async (cids: CID[]) => await Promise.all(cids.map(async cid => await env.blockstore.has(cid))),
+    put: async (cid: CID, bytes: Uint8Array) => await env.blockstore.put(cid, bytes)
+  }
+  return b
+}
+
 /** an incoming message from p */
 function incoming (p: string, id: string, ts: number): StoredMessage {
   return { id, conversation: p, from: p, to: OWNER, ts, text: `late ${id}`, direction: 'in', status: 'received' }
@@ -58,18 +71,17 @@ describe('backup: the conversation cache (src/backup/conversation-cache.ts)', fu
   beforeEach(async () => { env = await makeEnv() })
   afterEach(async () => { await env.cleanup() })
 
-  const build = async (version: number, o: { cache?: ConversationCache, key?: Uint8Array, store?: BackupSource, formatVersion?: 1 | 2, onProgress?: () => void } = {}): Promise<BuildBackupResult> =>
+  const build = async (version: number, o: { cache?: ConversationCache, key?: Uint8Array, store?: BackupSource, formatVersion?: 1 | 2, blockstore?: BlockStore } = {}): Promise<BuildBackupResult> =>
     await buildBackup({
       store: o.store ?? env.store,
-      blockstore: env.blockstore,
+      blockstore: o.blockstore ?? env.blockstore,
       owner: OWNER,
       version,
       backupKey: o.key ?? KEY,
       segmentSize: 32,
       created: 1_700_000_000_000 + version,
       ...(o.formatVersion !== undefined ? { formatVersion: o.formatVersion } : {}),
-      ...(o.cache !== undefined ? { conversationCache: o.cache } : {}),
-      ...(o.onProgress !== undefined ? { onProgress: o.onProgress } : {})
+      ...(o.cache !== undefined ? { conversationCache: o.cache } : {})
     })
 
   /** 8 conversations, some messages with (linked) attachments */
@@ -84,9 +96,15 @@ describe('backup: the conversation cache (src/backup/conversation-cache.ts)', fu
       await history()
       const cache = memoryCache()
       const v1 = await build(1, { cache, formatVersion })
-      assert.equal(cache.map.size, 8, 'one entry per conversation')
+      const entries = [...cache.map].filter(([k, v]) => decodeConversationEntry(KEY, k, v) !== undefined)
+      assert.equal(entries.length, 8, 'one entry per conversation')
+      assert.equal(cache.map.size, 8 + v1.shards, 'and one per shard')
       assert.equal((await build(1, { formatVersion })).root.toString(), v1.root.toString(), 'the cache changes nothing when it is filled')
       assert.ok(v1.attachments > 0)
+      // unchanged, everything is taken from the cache: no segment or (v2) shard is encoded or put again
+      const puts = countPuts(env)
+      assert.deepEqual(figures(await build(1, { cache, formatVersion, blockstore: puts })), figures(v1))
+      assert.equal(puts.count, formatVersion === 2 ? 3 : 2, 'only the contacts, top node and root (v2) or the manifest node and root (v1) were written')
 
       // new messages in two conversations, a status change in a third
       await env.store.addMessages([incoming(peer(1), 'late-1', 1_800_000_000_000), incoming(peer(5), 'late-5', 1_800_000_000_001)])
@@ -133,10 +151,22 @@ describe('backup: the conversation cache (src/backup/conversation-cache.ts)', fu
     const gone = memoryCache()
     for (const [k, v] of cache.map) {
       const e = decodeConversationEntry(KEY, k, v)
-      assert.ok(e !== undefined)
-      gone.map.set(k, encodeConversationEntry(KEY, k, { ...e, segments: e.segments.map((s, i) => i === 0 ? { ...s, cid: rawCid(Uint8Array.of(9, 9, 9)) } : s) }))
+      gone.map.set(k, e === undefined ? v : encodeConversationEntry(KEY, k, { ...e, segments: e.segments.map((s, i) => i === 0 ? { ...s, cid: rawCid(Uint8Array.of(9, 9, 9)) } : s) }))
     }
     assert.equal((await rebuild(gone)).size, 8)
+    // a shard entry naming a block the blockstore does not have (its conversations taken from the cache)
+    const noShard = memoryCache()
+    let shards = 0
+    for (const [k, v] of cache.map) {
+      const members = v.subarray(32, 64) // a shard entry: tag, members, size, CID
+      const isShard = decodeConversationEntry(KEY, k, v) === undefined && decodeShardEntry(KEY, k, members, v) !== undefined
+      if (isShard) shards++
+      noShard.map.set(k, isShard ? encodeShardEntry(KEY, k, members, rawCid(Uint8Array.of(9, 9, 9)), 3) : v)
+    }
+    assert.ok(shards > 0)
+    const writes = countPuts(env)
+    assert.deepEqual(figures(await build(2, { cache: noShard, blockstore: writes })), reference)
+    assert.equal(writes.count, 3 + shards, 'every shard sealed again')
     // another backup key finds nothing
     const other = memoryCache()
     for (const [k, v] of cache.map) other.map.set(k, v)
