@@ -17,7 +17,7 @@ import { createIdentity, deriveKeys } from '../../src/identity/index.ts'
 import { openStore } from '../../src/store/index.ts'
 import type { Store } from '../../src/store/index.ts'
 import { makeHistory } from '../backup/helpers.ts'
-import { PASSWORD, TempDirs, json, killAll, run } from './helpers.ts'
+import { PASSWORD, TempDirs, json, killAll, run, startDaemon, waitFor } from './helpers.ts'
 
 const MNEMONIC = 'abandon abandon abandon abandon abandon abandon abandon abandon abandon abandon abandon about'
 /** a chain id the node does not fund itself on (ensureFunds tops up only on 31337) */
@@ -141,14 +141,43 @@ describe('cli: relayed anchoring (anchor-request → relay → backup --anchor-p
     assert.deepEqual([json(rs).ok, json(rs).version, json(rs).messages], [true, 1, 60])
   })
 
-  it('relay refuses an altered request before sending anything (INVALID_SIGNATURE, exit 3)', async () => {
-    const signed = await createAnchorRequest(devnet.profile, deriveKeys(MNEMONIC).wallet, { version: 2, digest: '0x' + '12'.repeat(32), deadline: Math.floor(Date.now() / 1000) + 600 })
-    const digest = '0x' + '34'.repeat(32)
-    const file = join(relayer, 'altered.json')
-    await writeFile(file, JSON.stringify({ ...signed, digest, cid: cidFromDigest(digest) }))
-    const r = await run(asRelayer('relay', file, '--json'), T)
-    assert.deepEqual([r.code, errorCode(r)], [3, 'INVALID_SIGNATURE'])
-    assert.equal((await reader.latest(ownerAddress)).version, 1)
+  it('through the daemons (no password): the owner\'s daemon signs, the relayer\'s refuses an altered request (INVALID_SIGNATURE, exit 3) and relays the real one', async () => {
+    const daemons = [startDaemon(['--data-dir', owner, '--json']), startDaemon(['--data-dir', relayer, '--json'])]
+    try {
+      for (const d of daemons) {
+        await waitFor(() => {
+          if (d.child.exitCode !== null) throw new Error(`daemon exited ${d.child.exitCode}: ${d.stderr()}`)
+          return d.stdout().includes('"api"')
+        }, 'the daemon to be ready', 60_000)
+      }
+      const noPassword = { ...T, env: { TOKENIM_PASSWORD: '' } }
+      const b = await run(asOwner('backup', '--json'), noPassword)
+      assert.equal(b.code, 10, b.stderr)
+      const version = json(b).version as number
+      const reqFile = join(owner, `request-${version}.json`)
+      const q = await run(asOwner('anchor-request', '--out', reqFile, '--deadline', '1h', '--json'), noPassword)
+      assert.equal(q.code, 0, q.stderr)
+      const request = JSON.parse(await readFile(reqFile, 'utf8')) as AnchorRequest
+      assert.deepEqual([request.version, request.digest], [version, json(b).digest])
+      assert.ok(request.deadline < Date.now() / 1000 + 3700)
+
+      const digest = '0x' + '34'.repeat(32)
+      const altered = join(relayer, 'altered.json')
+      await writeFile(altered, JSON.stringify({ ...request, digest, cid: cidFromDigest(digest) }))
+      const bad = await run(asRelayer('relay', altered, '--json'), noPassword)
+      assert.deepEqual([bad.code, errorCode(bad)], [3, 'INVALID_SIGNATURE'])
+      assert.equal((await reader.latest(ownerAddress)).version, version - 1)
+
+      const r = await run(asRelayer('relay', reqFile, '--json'), noPassword)
+      assert.equal(r.code, 0, r.stderr)
+      assert.equal(json(r).version, version)
+      const p = await run(asOwner('backup', '--anchor-pending', '--json'), noPassword)
+      assert.equal(p.code, 0, p.stderr)
+      assert.deepEqual(json<{ versions: Array<{ version: number, txHash?: string }> }>(p).versions.map(v => [v.version, v.txHash]), [[version, json(r).txHash]])
+    } finally {
+      for (const d of daemons) d.child.kill('SIGTERM')
+      assert.deepEqual(await Promise.all(daemons.map(async d => await d.exited)), [0, 0])
+    }
   })
 
   it('a pending version the chain anchors with another digest is a loud ANCHOR_CONFLICT (exit 3), never anchored twice', async () => {
