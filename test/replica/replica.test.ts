@@ -67,6 +67,12 @@ describe('replica service /tokenim/pin/1.0.0', function () {
     assert.deepEqual((await service.kept(owner.address)).map(k => k.version), [r2.version, r3.version])
     assert.equal(await replica.p2p.helia.pins.isPinned(root), false)
     assert.equal(await replica.p2p.helia.pins.isPinned(CID.parse(r3.cid)), true)
+    // the kept versions survive GC whole (they share blocks with the one unpinned)
+    const count = async (cid: CID): Promise<number> => { let n = 0; for await (const _ of walkDag(offline, cid)) n++; return n }
+    const kept = [await count(CID.parse(r2.cid)), await count(CID.parse(r3.cid))]
+    await replica.p2p.helia.gc()
+    assert.deepEqual([await count(CID.parse(r2.cid)), await count(CID.parse(r3.cid))], kept)
+    assert.equal(await replica.p2p.helia.blockstore.has(root), false, 'the unpinned root is collected')
 
     // a digest mismatch: version 1 with the CID of version 3
     await assert.rejects(requestReplicaPin(owner, replica.address, { owner: owner.address, version: 1, cid: r3.cid }, { timeout: 20_000 }), refused('DIGEST_MISMATCH'))

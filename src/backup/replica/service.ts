@@ -25,7 +25,7 @@ import type { PeerId, Stream } from '@libp2p/interface'
 import type { CID } from 'multiformats/cid'
 import { isTokenimError } from '../../errors.ts'
 import { blockBatcher, fetchDag, fetchDagStream, framed } from '../../p2p/index.ts'
-import type { DagStreamDialer, LocalBlocks, ProviderRouting } from '../../p2p/index.ts'
+import type { DagStreamDialer, LocalBlocks, LocalPins, ProviderRouting } from '../../p2p/index.ts'
 import { log } from '../../util/log.ts'
 import { toCid } from '../blocks.ts'
 import type { BlockGetter } from '../blocks.ts'
@@ -58,6 +58,8 @@ export interface ReplicaHost {
     /** with both, the DAG is first asked of the requester in one stream (a P2PNode has them) */
     dialProtocol?: DagStreamDialer['dialProtocol']
     localBlocks?: () => LocalBlocks
+    /** pins in one batch of Helia's records, without reading the segments back (a P2PNode has it) */
+    localPins?: () => LocalPins | undefined
     helia: {
       blockstore: BlockGetter & { has: (cid: CID, options?: { signal?: AbortSignal }) => boolean | Promise<boolean> }
       pins: {
@@ -240,7 +242,10 @@ export async function startReplicaService (host: ReplicaHost, options: ReplicaSe
         if (err instanceof Refusal) throw err
         throw new Refusal(ReplicaReason.FETCH_FAILED, `could not fetch the bundle: ${isTokenimError(err) ? `${err.code} ${String(err.info.cid ?? '')}` : (err as Error).message}`.trim())
       }
-      await drain(helia.pins.add(root, { signal, metadata: { tokenimReplicaOwner: owner, tokenimReplicaVersion: version } }))
+      const metadata = { tokenimReplicaOwner: owner, tokenimReplicaVersion: version }
+      const bulk = host.p2p.localPins?.()
+      if (bulk !== undefined) await bulk.add(root, { signal, metadata })
+      else await drain(helia.pins.add(root, { signal, metadata }))
       const entry: KeptVersion = { version, cid: root.toString(), bytes: got.bytes, bytesNew: got.bytesNew, at: Date.now() }
       const next = [...others, entry].sort((a, b) => a.version - b.version)
       const drop = next.slice(0, Math.max(0, next.length - keep))
@@ -249,7 +254,7 @@ export async function startReplicaService (host: ReplicaHost, options: ReplicaSe
       for (const d of drop) {
         try {
           const cid = toCid(d.cid, 'cid')
-          if (await helia.pins.isPinned(cid)) await drain(helia.pins.rm(cid))
+          if (await helia.pins.isPinned(cid)) await (bulk !== undefined ? bulk.rm(cid) : drain(helia.pins.rm(cid)))
           logger('unpinned version %d of %s (keeping %d)', d.version, owner, keep)
         } catch (err) {
           logger.error('unpinning version %d of %s failed: %s', d.version, owner, (err as Error).message)
