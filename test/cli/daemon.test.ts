@@ -169,6 +169,14 @@ describe('cli: daemon, send and messages between two daemons', function () {
     assert.equal((await stat(out)).mode & 0o777, 0o600)
   })
 
+  it('backup goes through the daemon', async () => {
+    const r = await run(['backup', '--no-anchor', '--data-dir', dirA])
+    assert.equal(r.code, 0, r.stderr)
+    assert.match(r.stderr, /backing up through the running daemon/)
+    assert.match(r.stdout, /^backup version 1: local only/)
+    assert.match(r.stdout, /messages {2}2\n/)
+  })
+
   it('refuses a second daemon on the same data dir: DAEMON_RUNNING, exit 6', async () => {
     const r = await run(['daemon', '--data-dir', dirA, '--json'])
     assert.equal(r.code, 6)
