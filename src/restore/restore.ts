@@ -26,6 +26,7 @@ import { log } from '../util/log.ts'
 import { resolveAnchor } from './anchor.ts'
 import type { AnchorCheck, AnchorReader } from './anchor.ts'
 import { RestoreErrorCode, restoreError } from './errors.ts'
+import { IdFilter } from './id-filter.ts'
 import { SegmentCache } from './segment-cache.ts'
 import type { BlockSource } from './source.ts'
 
@@ -388,29 +389,67 @@ export async function restoreBackup (o: RestoreOptions): Promise<RestoreResult> 
   let attachmentRoots: CID[] = []
   let messages = 0
   let conversations = 0
-  // marker rewrites, one after the other, each after the batch it counts is written: the next batch is
+  // marker rewrites, each after the batches it counts are written, in the background: the next batches are
   // imported meanwhile, so the marker may lag the store (a rerun imports those again, idempotently by id)
-  // but never runs ahead of it
+  // but never runs ahead of it. While one is being written only the newest state waits: each is a synced
+  // store write (which holds back the batches behind it) and an fsynced file, one per batch cost the import
+  // its disk's latency ~50 times
+  let markerNext: Marker | undefined
+  let markerBusy = false
+  let markerFailed: { err: unknown } | undefined
   let markerWrite: Promise<void> = Promise.resolve()
   const saveMarker = (): void => {
-    const state = { ...marker }
-    const previous = markerWrite
-    // the store synced first: restore.json never claims a batch that a power cut could take back
-    markerWrite = (async () => { await previous; await store.sync(); await writeMarker(o.dataDir, state) })()
-    markerWrite.catch(() => {}) // surfaced by the next flush or the end of the import
+    markerNext = { ...marker }
+    if (markerBusy || markerFailed !== undefined) return
+    markerBusy = true
+    markerWrite = (async () => {
+      try {
+        while (markerNext !== undefined) {
+          const state = markerNext
+          markerNext = undefined
+          // the store synced first: restore.json never claims a batch that a power cut could take back
+          await store.sync()
+          await writeMarker(o.dataDir, state)
+        }
+      } catch (err) {
+        markerFailed = { err }
+      } finally {
+        markerBusy = false
+      }
+    })()
   }
+  // a store this restore made (the data dir had none) holds only ids this run handed it: one the filter has
+  // never seen is not stored, and its uniqueness read is skipped (a rerun or --merge reads them all)
+  const handed = target.kind === 'empty' && o.storePath === undefined ? new IdFilter(report.messages ?? 0) : undefined
+  // one batch is written (LevelDB's write runs off the main thread) while the next is read and decoded;
+  // the batches are written in order, each atomic, and a failed one fails the next flush or the end
+  let writing: Promise<void> = Promise.resolve()
   try {
     let buf: StoredMessage[] = []
     const flush = async (nextSegment: number): Promise<void> => {
-      if (buf.length > 0) {
-        const r = await store.addMessages(buf)
-        imported += r.added
-        marker.imported += r.added
-        buf = []
+      const batch = buf
+      buf = []
+      let absent: ((id: string) => boolean) | undefined
+      if (handed !== undefined) {
+        const unseen = new Set<string>()
+        for (const m of batch) if (!handed.mayHave(m.id)) unseen.add(m.id)
+        for (const m of batch) handed.add(m.id)
+        absent = id => unseen.has(id)
       }
-      marker.nextSegment = nextSegment
-      saveMarker()
-      onProgress({ phase: 'import', segments: nextSegment, totalSegments: report.segments, messages: imported })
+      const previous = writing
+      writing = (async () => {
+        await previous
+        if (batch.length > 0) {
+          const r = await store.addMessages(batch, { absent })
+          imported += r.added
+          marker.imported += r.added
+        }
+        marker.nextSegment = nextSegment
+        saveMarker()
+        onProgress({ phase: 'import', segments: nextSegment, totalSegments: report.segments, messages: imported })
+      })()
+      writing.catch(() => {}) // awaited by the next flush or after the last
+      await previous
     }
     const start = marker.nextSegment
     if (o.salvage !== true || report.problems.length === 0) {
@@ -433,12 +472,14 @@ export async function restoreBackup (o: RestoreOptions): Promise<RestoreResult> 
         if (buf.length >= batchSize) await flush(i + 1)
       }
       await flush(segs.length)
+      await writing
     } else {
       const s = await salvageSegments({ root, blockstore: o.source.blockstore, key: backupKey, start, signal, digest }, async (index, msgs) => {
         buf.push(...msgs)
         if (buf.length >= batchSize) await flush(index + 1)
       })
       await flush(s.total)
+      await writing
       contacts = s.contacts
       attachmentRoots = s.attachments
       problems.push(...report.problems.map(p => ({ ...p, messages: p.index !== undefined && s.lostSegments.has(p.index) ? s.lostSegments.get(p.index) : undefined })))
@@ -456,9 +497,11 @@ export async function restoreBackup (o: RestoreOptions): Promise<RestoreResult> 
     messages = await store.countMessages()
     conversations = (await store.conversations()).length
     await markerWrite
+    if (markerFailed !== undefined) throw markerFailed.err
   } finally {
     kept.clear()
-    await markerWrite.catch(() => {})
+    await writing.catch(() => {}) // a batch in flight when something failed: settled before the store closes
+    await markerWrite
     await store.close().catch(() => {})
     await identityDone.catch(() => {}) // nothing left running when this throws
   }

@@ -606,11 +606,15 @@ export class Store {
    * Import messages: validated first (any invalid one → INVALID_MESSAGE with info.index, nothing
    * written), then written in ONE batch together with the conversation summaries. Idempotent by id:
    * ids already stored, or repeated within the call (first wins), are skipped.
+   *
+   * `absent(id)` true is the caller's word that no message with that id is stored (a restore into a store
+   * that was empty, which tracks the ids it handed over): the id's uniqueness read is skipped. Without it,
+   * or where it is false, the store reads as usual.
    */
-  async addMessages (msgs: Iterable<StoredMessage>): Promise<AddMessagesResult> {
+  async addMessages (msgs: Iterable<StoredMessage>, options: { absent?: (id: string) => boolean } = {}): Promise<AddMessagesResult> {
     const clean = validateAll(msgs)
     return await this.#lock.run(async () => {
-      const fresh = await this.#freshMessages(clean)
+      const fresh = await this.#freshMessages(clean, options.absent)
       if (fresh.length > 0) {
         const sums = await this.#bumpedSummaries(fresh)
         await this.#write(b => this.#putMessages(b, fresh, sums))
@@ -661,12 +665,18 @@ export class Store {
     })
   }
 
-  async #freshMessages (clean: StoredMessage[]): Promise<StoredMessage[]> {
+  async #freshMessages (clean: StoredMessage[], absent?: (id: string) => boolean): Promise<StoredMessage[]> {
     const unique = new Map<string, StoredMessage>()
     for (const m of clean) if (!unique.has(m.id)) unique.set(m.id, m)
     const ids = [...unique.keys()]
-    const existing = await this.#getMany('msgId', ids)
-    return ids.filter((_, i) => existing[i] === undefined).map(id => unique.get(id) as StoredMessage)
+    if (absent === undefined) {
+      const existing = await this.#getMany('msgId', ids)
+      return ids.filter((_, i) => existing[i] === undefined).map(id => unique.get(id) as StoredMessage)
+    }
+    const ask = ids.filter(id => !absent(id))
+    const existing = await this.#getMany('msgId', ask)
+    const stored = new Set(ask.filter((_, i) => existing[i] !== undefined))
+    return ids.filter(id => !stored.has(id)).map(id => unique.get(id) as StoredMessage)
   }
 
   async #bumpedSummaries (fresh: StoredMessage[]): Promise<Map<string, ConversationSummary>> {
