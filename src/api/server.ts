@@ -193,7 +193,16 @@ async function streamRoute (res: ServerResponse, route: Route, req: ApiRequest, 
   res.flushHeaders()
   const write = (value: unknown): void => {
     if (res.destroyed || res.writableEnded) return
-    res.write(toJson(value) + '\n')
+    let text: string
+    try {
+      text = toJson(value)
+    } catch (err) {
+      // a report that cannot be encoded is dropped (a result becomes INTERNAL): never a stream left open
+      logger.error('api stream line not encodable: %e', err)
+      if (!('result' in (value as object))) return
+      text = toJson({ error: { code: 'INTERNAL', message: 'the result could not be encoded' } })
+    }
+    res.write(text + '\n')
     keepAlive.refresh()
   }
   const keepAlive = setTimeout(function beat () {

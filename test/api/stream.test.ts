@@ -39,6 +39,14 @@ describe('control API: the streamed form (application/x-ndjson)', () => {
           throw new TokenimError('ATTACHMENT_UNAVAILABLE', 'nobody has it', { cid: 'bafy' })
         }),
         'POST /v1/crash': progressRoute(async () => { throw new Error('boom') }),
+        // a report and a result that JSON cannot encode
+        'POST /v1/circular': progressRoute(async ({ progress }) => {
+          const loop: Record<string, unknown> = {}
+          loop.self = loop
+          progress?.(loop)
+          progress?.({ fine: true })
+          return loop
+        }),
         // reports once, then waits for the test (keep-alives meanwhile) or for its signal
         'POST /v1/hang': progressRoute(async ({ signal, progress }) => {
           hanging.started++
@@ -91,6 +99,9 @@ describe('control API: the streamed form (application/x-ndjson)', () => {
     assert.deepEqual(late.lines, [{ progress: { done: 1 } }, { error: { code: 'ATTACHMENT_UNAVAILABLE', message: 'nobody has it', info: { cid: 'bafy' } } }])
     const crash = await post(server, '/v1/crash', {})
     assert.deepEqual(crash.lines, [{ error: { code: 'INTERNAL', message: 'boom' } }])
+    // an unencodable report is dropped, an unencodable result is INTERNAL: the stream always ends
+    const circular = await post(server, '/v1/circular', {})
+    assert.deepEqual(circular.lines, [{ progress: { fine: true } }, { error: { code: 'INTERNAL', message: 'the result could not be encoded' } }])
     // the token, the route and the body are checked before anything is streamed, as before
     const res = await fetch(server.url + '/v1/count', { method: 'POST', headers: { accept: 'application/x-ndjson' }, body: '{}' })
     assert.equal(res.status, 401)
