@@ -2,7 +2,8 @@
  * Child process of the RSS bench: `backup DATA_DIR OUT.car` or `restore DATA_DIR IN.car PHRASE_FILE`.
  * Prints one JSON line `{maxRssBytes, baseRssBytes, ms, messages, peakHeapBytes, peakArrayBuffersBytes}`
  * (maxRSS from getrusage; the peaks sampled every 250 ms). Each mode loads only the modules it needs, as
- * the CLI commands do (a restore from a CAR file never loads libp2p or Helia); `baseRssBytes` is the RSS
+ * the CLI commands do (a restore from a CAR file never loads libp2p or Helia; a backup that asks no replica
+ * opens the data dir without network, src/node/local.ts, and loads no libp2p); `baseRssBytes` is the RSS
  * after loading them, before any work.
  */
 import { readFile } from 'node:fs/promises'
@@ -26,11 +27,11 @@ let t0 = 0
 const sampler = setInterval(sample, 250)
 sampler.unref()
 if (mode === 'backup') {
-  const [{ runBackup }, { TokenimNode }] = await Promise.all([import('../../src/backup/job/index.ts'), import('../../src/node/index.ts')])
+  // as `tokenim backup` without replicas to ask: the data dir's stores without network (src/node/local.ts)
+  const [{ runBackup }, { openLocalNode }] = await Promise.all([import('../../src/backup/job/index.ts'), import('../../src/node/local.ts')])
   baseRssBytes = process.memoryUsage().rss
   t0 = performance.now()
-  const node = await TokenimNode.open({ dataDir, password: PASSWORD })
-  await node.start()
+  const node = await openLocalNode({ dataDir, password: PASSWORD })
   try {
     const r = await runBackup({ node, noAnchor: true, out: car })
     if (!('messages' in r)) throw new Error('backup did not run')

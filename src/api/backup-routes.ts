@@ -15,7 +15,7 @@ import { resolve as resolvePath } from 'node:path'
 import { backupHealth, listBackups, runBackup, startBackupScheduler, BackupJobErrorCode } from '../backup/job/index.ts'
 import { startReplicaService, PIN_PROTOCOL } from '../backup/replica/index.ts'
 import type { ReplicaService } from '../backup/replica/index.ts'
-import type { AnchorPendingResult, BackupScheduler, JobProgress, ListBackupsResult, RunBackupResult } from '../backup/job/index.ts'
+import type { AnchorPendingResult, BackupNodeLike, BackupScheduler, JobProgress, ListBackupsResult, RunBackupResult } from '../backup/job/index.ts'
 import { RegistryClient, loadChainProfile, resolveChainProfilePath } from '../chain/index.ts'
 import { loadConfig } from '../config/index.ts'
 import { TokenimError } from '../errors.ts'
@@ -55,8 +55,13 @@ function noProfile (): TokenimError {
     'no chain profile: give --chain FILE, set TOKENIM_CHAIN, put "chain" in config.json or chain.json in the data dir, or use --no-anchor for a local-only backup')
 }
 
-/** `tokenim backup` on a running node. */
-export async function doBackup (node: TokenimNode, p: BackupParams, opts: { signal?: AbortSignal, onProgress?: (p: JobProgress) => void } = {}): Promise<RunBackupResult | AnchorPendingResult> {
+/** The replicas a backup with these parameters asks: the request's, else config.json's "replicas". */
+export async function backupReplicas (dataDir: string, p: Pick<BackupParams, 'replicas'>): Promise<string[]> {
+  return p.replicas ?? (await loadConfig(dataDir)).replicas ?? []
+}
+
+/** `tokenim backup` on a running node (or, when it asks no replica, one without network: src/node/local.ts). */
+export async function doBackup (node: BackupNodeLike & Pick<TokenimNode, 'dataDir' | 'identity'>, p: BackupParams, opts: { signal?: AbortSignal, onProgress?: (p: JobProgress) => void } = {}): Promise<RunBackupResult | AnchorPendingResult> {
   const config = await loadConfig(node.dataDir)
   const chain = await backupChain(node, p.chain)
   if (chain === undefined && p.noAnchor !== true) throw noProfile()

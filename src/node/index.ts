@@ -6,5 +6,7 @@
 export { TokenimNode, createTokenimNode, STORE_DIR } from './node.ts'
 export type { TokenimNodeInit, TokenimNodeEvents, TokenimNodeStatus, SendMessageOptions } from './node.ts'
 export { NodeError, NodeErrorCode } from './errors.ts'
+export { openLocalNode } from './local.ts'
+export type { LocalNode, LocalNodeInit } from './local.ts'
 export { checkStoreHealth, assertStoreHealthy, storeInconsistentError, explainOpenError, STORE_REPAIR_ADVICE } from './health.ts'
 export type { StoreHealth, StoreHealthOptions } from './health.ts'

@@ -9,6 +9,10 @@
  * level blockstore in `<dataDir>/blocks` and a level datastore in `<dataDir>/datastore` (the datastore
  * also keeps libp2p's peer store and the DHT's records).
  *
+ * A node created with `network: false` has no libp2p at all, only those stores and Helia's blockstore
+ * and pins (a one-shot command such as a backup that asks no replica); the network packages are loaded
+ * only by a node with network (createP2PNode imports them on use: ~45 MB less RSS for a command without).
+ *
  * @example
  * ```ts
  * const node = await createP2PNode({ privateKey, dataDir, bootstrap: ['/ip4/…/tcp/…/p2p/12D3…'] })
@@ -21,38 +25,26 @@
 import { EventEmitter } from 'node:events'
 import { mkdir } from 'node:fs/promises'
 import { join } from 'node:path'
-import { noise } from '@chainsafe/libp2p-noise'
-import { yamux } from '@chainsafe/libp2p-yamux'
-import { withBitswap } from '@helia/bitswap'
-import { withLibp2pLight } from '@helia/libp2p'
 import type { HeliaWithLibp2p } from '@helia/libp2p'
 import * as dagCbor from '@ipld/dag-cbor'
-import { bootstrap } from '@libp2p/bootstrap'
-import { identify, identifyPush } from '@libp2p/identify'
 import type { Identify, IdentifyPush } from '@libp2p/identify'
 import type { Connection, Libp2p, PeerId, PrivateKey, Stream, StreamHandler, StreamHandlerOptions, AbortOptions, Libp2pEvents } from '@libp2p/interface'
-import { kadDHT, passthroughMapper } from '@libp2p/kad-dht'
 import type { KadDHT, SelectFn, ValidateFn } from '@libp2p/kad-dht'
-import { mdns } from '@libp2p/mdns'
 import { peerIdFromPrivateKey, peerIdFromString } from '@libp2p/peer-id'
-import { ping } from '@libp2p/ping'
 import type { Ping } from '@libp2p/ping'
-import { tcp } from '@libp2p/tcp'
 import { multiaddr, isMultiaddr } from '@multiformats/multiaddr'
 import type { Multiaddr } from '@multiformats/multiaddr'
 import { LevelBlockstore } from 'blockstore-level'
 import { LevelDatastore } from 'datastore-level'
-import { createHeliaLight } from 'helia'
+import type { HeliaInit } from 'helia'
 import type { Libp2pOptions } from 'libp2p'
 import { base32upper } from 'multiformats/bases/base32'
 import type { CID } from 'multiformats/cid'
 import { log } from '../util/log.ts'
 import { getBlock } from './blocks.ts'
-import { DAG_PROTOCOL, DAG_STREAMS_PER_CONNECTION, serveDagStream } from './dag-stream.ts'
 import { P2PError, P2PErrorCode, notStarted } from './errors.ts'
 import { localPins } from './local-pins.ts'
 import type { DagSource, LocalPins, PinRecords } from './local-pins.ts'
-import { deviceRecordDhtSelector, deviceRecordDhtValidator, DEVICE_RECORD_DHT_NAMESPACE } from './identity.ts'
 
 /** kad-dht protocol of the tokenim network (kept apart from the public IPFS DHT). */
 export const DHT_PROTOCOL = '/tokenim/kad/1.0.0'
@@ -110,6 +102,12 @@ export interface P2PNodeInit {
    * not add it to their routing tables (a short-lived node, e.g. the one a restore fetches with)
    */
   dhtClientMode?: boolean
+  /**
+   * false: a node without libp2p (no listening, no peers, no DHT), for a one-shot command that only needs
+   * this device's stores — the level blockstore and datastore, Helia's blockstore and pins (a backup that
+   * asks no replica). The network packages are then not loaded at all. Default true.
+   */
+  network?: boolean
 }
 
 export interface P2PNodeEvents {
@@ -318,6 +316,7 @@ export class P2PNode {
   private stopping?: Promise<void>
   private redialTimer?: NodeJS.Timeout
   private readonly detach: Array<() => void> = []
+  private readonly network: boolean
 
   /** Use {@link createP2PNode}. */
   constructor (init: P2PNodeInit, helia: P2PHelia, blockstore: LevelBlockstore, datastore: BatchingDatastore) {
@@ -328,6 +327,7 @@ export class P2PNode {
     this.datastore = datastore
     this.bootstrapList = init.bootstrap ?? []
     this.bootstrapRedialMs = init.bootstrapRedialMs ?? DEFAULT_BOOTSTRAP_REDIAL_MS
+    this.network = init.network !== false
   }
 
   get status (): State {
@@ -337,6 +337,7 @@ export class P2PNode {
   /** The libp2p node. Throws `P2P_NOT_STARTED` before `start()` (Helia creates it when it starts). */
   get libp2p (): P2PLibp2p {
     if (this.state !== 'started' && this.state !== 'stopping') throw notStarted()
+    if (!this.network) throw offline()
     return this.helia.libp2p
   }
 
@@ -358,7 +359,12 @@ export class P2PNode {
       throw new P2PError(P2PErrorCode.P2P_START_FAILED, `the p2p node could not start: ${(err as Error).message}`, { dataDir: this.dataDir }, { cause: err })
     }
     this.state = 'started'
+    if (!this.network) {
+      this.log('started %p without network', this.peerId)
+      return
+    }
     const libp2p = this.helia.libp2p
+    const { DAG_PROTOCOL, DAG_STREAMS_PER_CONNECTION, serveDagStream } = await import('./dag-stream.ts')
     // whole DAGs from our blockstore in one stream (dag-stream.ts)
     await libp2p.handle(DAG_PROTOCOL, (stream) => { void serveDagStream(stream, async (cids) => await this.localBlocksOf(cids)) }, { maxInboundStreams: DAG_STREAMS_PER_CONNECTION })
     for (const [protocol, { handler, options }] of this.handlers) {
@@ -410,19 +416,19 @@ export class P2PNode {
 
   /** Our dialable addresses, each ending in `/p2p/<our peer id>`. Empty when not started. */
   multiaddrs (): Multiaddr[] {
-    if (this.state !== 'started') return []
+    if (this.state !== 'started' || !this.network) return []
     return this.helia.libp2p.getMultiaddrs()
   }
 
   /** Peers we currently have a connection to. */
   connectedPeers (): PeerId[] {
-    if (this.state !== 'started') return []
+    if (this.state !== 'started' || !this.network) return []
     return this.helia.libp2p.getPeers()
   }
 
   /** Open (or reuse) a connection. Errors become `DIAL_FAILED`. */
   async dial (target: DialTarget, options: DialOptions = {}): Promise<Connection> {
-    const libp2p = this.requireStarted()
+    const libp2p = this.requireNetwork()
     const to = parseDialTarget(target)
     try {
       return await libp2p.dial(to, { signal: options.signal ?? AbortSignal.timeout(options.timeoutMs ?? DEFAULT_DIAL_TIMEOUT_MS) })
@@ -433,7 +439,7 @@ export class P2PNode {
 
   /** Open a stream for `protocol` on a (new or existing) connection. Errors become `DIAL_FAILED`. */
   async dialProtocol (target: DialTarget, protocol: string | string[], options: DialOptions = {}): Promise<Stream> {
-    const libp2p = this.requireStarted()
+    const libp2p = this.requireNetwork()
     const to = parseDialTarget(target)
     try {
       return await libp2p.dialProtocol(to, protocol, { signal: options.signal ?? AbortSignal.timeout(options.timeoutMs ?? DEFAULT_DIAL_TIMEOUT_MS) })
@@ -448,12 +454,12 @@ export class P2PNode {
    */
   async handle (protocol: string, handler: StreamHandler, options?: StreamHandlerOptions): Promise<void> {
     this.handlers.set(protocol, { handler, options })
-    if (this.state === 'started') await this.helia.libp2p.handle(protocol, handler, options)
+    if (this.state === 'started' && this.network) await this.helia.libp2p.handle(protocol, handler, options)
   }
 
   async unhandle (protocol: string): Promise<void> {
     this.handlers.delete(protocol)
-    if (this.state === 'started') await this.helia.libp2p.unhandle(protocol)
+    if (this.state === 'started' && this.network) await this.helia.libp2p.unhandle(protocol)
   }
 
   /** Batched local writes into Helia's blockstore ({@link LocalBlocks}); `P2P_NOT_STARTED` before `start()`. */
@@ -557,13 +563,18 @@ export class P2PNode {
 
   /** Number of peers in the DHT routing table (0 when not started). Useful to wait for readiness. */
   routingTableSize (): number {
-    if (this.state !== 'started') return 0
+    if (this.state !== 'started' || !this.network) return 0
     const dht = this.helia.libp2p.services.dht as KadDHT & { routingTable?: { size: number } }
     return dht.routingTable?.size ?? 0
   }
 
-  private requireStarted (): P2PLibp2p {
+  private requireStarted (): void {
     if (this.state !== 'started') throw notStarted()
+  }
+
+  private requireNetwork (): P2PLibp2p {
+    this.requireStarted()
+    if (!this.network) throw offline()
     return this.helia.libp2p
   }
 
@@ -617,13 +628,28 @@ export async function createP2PNode (init: P2PNodeInit): Promise<P2PNode> {
       throw new P2PError(P2PErrorCode.INVALID_P2P_ARGUMENT, `bootstrap address must end in /p2p/<peer id>: ${addr}`, { addr })
     }
   }
-  const hooks = init.dhtRecord ?? { validator: deviceRecordDhtValidator, selector: deviceRecordDhtSelector }
-
   // level would create these 0755; blocks and pins are private history
   for (const dir of ['blocks', 'datastore']) await mkdir(join(init.dataDir, dir), { recursive: true, mode: 0o700 })
   const blockstore = new LevelBlockstore(join(init.dataDir, 'blocks'))
   const datastore = new BatchingDatastore(join(init.dataDir, 'datastore'))
 
+  const helia = init.network === false ? await localHelia({ blockstore, datastore, codecs: [dagCbor] }) : await networkHelia(init, blockstore, datastore)
+  return new P2PNode(init, helia, blockstore, datastore)
+}
+
+/** Helia with libp2p and bitswap: the network packages are loaded here, on use */
+async function networkHelia (init: P2PNodeInit, blockstore: LevelBlockstore, datastore: BatchingDatastore): Promise<P2PHelia> {
+  const listen = init.listen ?? DEFAULT_LISTEN
+  const bootstrapList = init.bootstrap ?? []
+  const [
+    { noise }, { yamux }, { withBitswap }, { withLibp2pLight }, { bootstrap }, { identify, identifyPush }, { kadDHT, passthroughMapper },
+    { mdns }, { ping }, { tcp }, { createHeliaLight }, { deviceRecordDhtSelector, deviceRecordDhtValidator, DEVICE_RECORD_DHT_NAMESPACE }
+  ] = await Promise.all([
+    import('@chainsafe/libp2p-noise'), import('@chainsafe/libp2p-yamux'), import('@helia/bitswap'), import('@helia/libp2p'), import('@libp2p/bootstrap'),
+    import('@libp2p/identify'), import('@libp2p/kad-dht'), import('@libp2p/mdns'), import('@libp2p/ping'), import('@libp2p/tcp'), import('helia'),
+    import('./identity.ts')
+  ])
+  const hooks = init.dhtRecord ?? { validator: deviceRecordDhtValidator, selector: deviceRecordDhtSelector }
   const peerDiscovery: NonNullable<Libp2pOptions['peerDiscovery']> = []
   if (bootstrapList.length > 0) peerDiscovery.push(bootstrap({ list: bootstrapList, timeout: 0 }))
   if (init.mdns === true) peerDiscovery.push(mdns())
@@ -661,7 +687,28 @@ export async function createP2PNode (init: P2PNodeInit): Promise<P2PNode> {
       })
     }
   }))
-  return new P2PNode(init, helia, blockstore, datastore)
+  return helia
+}
+
+/**
+ * Helia without libp2p (a node created with `network: false`): what `createHeliaLight` makes, from Helia's
+ * own module, because the package's entry point also loads libp2p, bitswap and HTTP (~60 MB of RSS);
+ * Helia's entry point when that module cannot be found
+ */
+async function localHelia (init: HeliaInit): Promise<P2PHelia> {
+  try {
+    const entry = import.meta.resolve('helia')
+    const [{ Helia }, { name, version }] = await Promise.all([import(new URL('./helia.js', entry).href), import(new URL('./version.js', entry).href)]) as [{ Helia: new (init: HeliaInit & { name: string, version: string }) => P2PHelia }, { name: string, version: string }]
+    if (typeof Helia === 'function' && typeof name === 'string' && typeof version === 'string') return new Helia({ name, version, ...init })
+  } catch (err) {
+    log('p2p:node')('Helia\'s own module did not load (%s): its entry point instead', (err as Error).message)
+  }
+  const { createHeliaLight } = await import('helia')
+  return createHeliaLight(init) as unknown as P2PHelia
+}
+
+function offline (): P2PError {
+  return new P2PError(P2PErrorCode.P2P_NOT_STARTED, 'this node runs without network (network: false)')
 }
 
 /**

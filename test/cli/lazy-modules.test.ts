@@ -1,6 +1,7 @@
 /**
  * `restore --file` and `verify --file` never load libp2p or Helia (~100 MB of RSS and ~1 s of CPU that a
- * CAR file does not need): the child records every package it resolves through a module hook.
+ * CAR file does not need), and `backup` with no replica to ask loads no libp2p (only Helia's own module,
+ * for its pins): the child records every package it resolves through a module hook.
  */
 import assert from 'node:assert/strict'
 import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises'
@@ -12,6 +13,8 @@ import { REPO, children, json, run } from './helpers.ts'
 const FIXTURES = join(REPO, 'test', 'fixtures', 'backup-v2')
 /** packages of the network stack: none of them may load for a CAR file */
 const NETWORK = ['libp2p', 'helia', '@helia/libp2p', '@helia/bitswap', '@libp2p/kad-dht', '@libp2p/tcp', '@chainsafe/libp2p-noise']
+/** of those, what a backup may load: Helia (its blockstore and pins, without libp2p) */
+const BACKUP_MAY_LOAD = ['helia']
 
 const HOOK = `
 import { registerHooks } from 'node:module'
@@ -28,7 +31,7 @@ registerHooks({
 process.on('exit', () => { writeFileSync(process.env.TOKENIM_TEST_MODULES_OUT, JSON.stringify([...packages])) })
 `
 
-describe('cli: a CAR file is restored and verified without the network stack loaded', function () {
+describe('cli: commands that need no peer load no network stack', function () {
   this.timeout(60_000)
   let dir: string
   let hook: string
@@ -45,6 +48,24 @@ describe('cli: a CAR file is restored and verified without the network stack loa
   after(async () => {
     for (const c of children) c.kill('SIGKILL')
     await rm(dir, { recursive: true, force: true })
+  })
+
+  async function loadedBy (name: string, args: string[]): Promise<string[]> {
+    const out = join(dir, `${name}-modules.json`)
+    const r = await run(args, { env: { NODE_OPTIONS: `--import ${pathToFileURL(hook).href}`, TOKENIM_TEST_MODULES_OUT: out } })
+    assert.equal(r.code, 0, r.stderr)
+    return JSON.parse(await readFile(out, 'utf8')) as string[]
+  }
+
+  it('backup without replicas: built and pinned without the network stack', async () => {
+    const dataDir = join(dir, 'backup')
+    assert.equal((await run(['init', '--data-dir', dataDir, '--json'])).code, 0)
+    const loaded = await loadedBy('backup', ['backup', '--no-anchor', '--out', join(dir, 'b.car'), '--json', '--data-dir', dataDir])
+    assert.ok(loaded.includes('helia') && loaded.includes('blockstore-level'), 'the hook saw the packages the command loads')
+    assert.deepEqual(loaded.filter(p => NETWORK.includes(p) && !BACKUP_MAY_LOAD.includes(p)), [])
+    // the version is pinned and listed like any other (backups starts the node with its network)
+    const list = json<Array<{ version: number, pinned: boolean }>>(await run(['backups', '--json', '--data-dir', dataDir]))
+    assert.deepEqual(list.map(b => [b.version, b.pinned]), [[1, true]])
   })
 
   for (const command of ['restore', 'verify'] as const) {

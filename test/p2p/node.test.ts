@@ -105,6 +105,30 @@ describe('p2p node', function () {
     assert.equal(await again.helia.pins.isPinned(cid), true)
   })
 
+  it('runs without network (network: false): blocks and pins on disk, no libp2p; a node with network sees them', async () => {
+    const dataDir = await h.dir()
+    const local = await h.node({ dataDir, network: false })
+    assert.equal(local.status, 'started')
+    assert.throws(() => local.libp2p, isP2PNotStarted)
+    assert.deepEqual(local.multiaddrs(), [])
+    assert.deepEqual(local.connectedPeers(), [])
+    assert.equal(local.routingTableSize(), 0)
+    await assert.rejects(local.dial('/ip4/127.0.0.1/tcp/1'), isP2PNotStarted)
+    await local.handle('/tokenim/test-offline/1.0.0', () => {})
+
+    const { cid, bytes } = await rawBlock(`offline ${Date.now()}`)
+    await local.localBlocks().putBatch([{ cid, bytes }])
+    for await (const _ of local.helia.pins.add(cid)) { /* drain */ }
+    assert.equal(await local.helia.pins.isPinned(cid), true)
+    assert.deepEqual(await getBlock(local.helia.blockstore, cid, { offline: true }), bytes)
+    await local.stop()
+
+    const online = await h.node({ dataDir })
+    assert.ok(online.multiaddrs().length > 0)
+    assert.equal(await online.helia.pins.isPinned(cid), true)
+    assert.deepEqual(await getBlock(online.helia.blockstore, cid, { offline: true }), bytes)
+  })
+
   it('refuses a second node on the same data dir while the first runs', async () => {
     const dataDir = await h.dir()
     await h.node({ dataDir })

@@ -6,7 +6,7 @@ import type { BackupParams } from '../../api/backup-routes.ts'
 import type { AnchorPendingResult, JobProgress, RunBackupResult } from '../../backup/job/index.ts'
 import { TokenimError } from '../../errors.ts'
 import { readIdentityPublic } from '../../identity/index.ts'
-import type { TokenimNode } from '../../node/index.ts'
+import type { LocalNode, TokenimNode } from '../../node/index.ts'
 import { action, collect, intOption } from '../command.ts'
 import { EXIT } from '../exit-codes.ts'
 import type { CommandContext } from '../command.ts'
@@ -36,6 +36,25 @@ export async function withLocalNode<T> (ctx: CommandContext, fn: (node: TokenimN
   const node = await createTokenimNode({ dataDir, password, listen: settings.listen, bootstrap: settings.bootstrap, mdns: settings.mdns })
   try {
     await node.start()
+    ctx.signal.throwIfAborted()
+    return await fn(node)
+  } finally {
+    await node.stop()
+  }
+}
+
+/**
+ * Open the data dir's stores for one command without network (src/node/local.ts: no libp2p started or
+ * loaded), run fn, close them: for a backup that asks no replica.
+ */
+export async function withOfflineNode<T> (ctx: CommandContext, fn: (node: LocalNode) => Promise<T>): Promise<T> {
+  const { dataDir } = ctx.opts
+  await readIdentityPublic(dataDir)
+  const password = await readSecret(ctx.opts, { purpose: 'keystore password' })
+  ctx.signal.throwIfAborted()
+  const { openLocalNode } = await import('../../node/local.ts')
+  const node = await openLocalNode({ dataDir, password })
+  try {
     ctx.signal.throwIfAborted()
     return await fn(node)
   } finally {
@@ -147,8 +166,12 @@ Examples:
           // streamed: the daemon's progress feeds the same bar, and its keep-alives hold a long backup's connection
           result = await callApi<RunBackupResult | AnchorPendingResult, JobProgress>(api, 'POST', '/v1/backup', params, { signal: ctx.signal, onProgress: bar.onProgress ?? (() => {}) })
         } else {
-          const { doBackup } = await import('../../api/backup-routes.ts')
-          result = await withLocalNode(ctx, async (node) => await doBackup(node, params, { signal: ctx.signal, onProgress: bar.onProgress }))
+          const { backupReplicas, doBackup } = await import('../../api/backup-routes.ts')
+          const job = async (node: LocalNode | TokenimNode): Promise<RunBackupResult | AnchorPendingResult> => await doBackup(node, params, { signal: ctx.signal, onProgress: bar.onProgress })
+          // the network is started only to ask replicas (of anchored versions): a backup is built, pinned and
+          // anchored on this device alone
+          const asksReplicas = params.noAnchor !== true && (await backupReplicas(opts.dataDir, params)).length > 0
+          result = asksReplicas ? await withLocalNode(ctx, job) : await withOfflineNode(ctx, job)
         }
       } finally {
         bar.stop()
