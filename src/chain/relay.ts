@@ -193,6 +193,14 @@ export async function relayAnchorRequest (client: RegistryClient, req: AnchorReq
   }
   const relayer = client.signer === undefined ? undefined : await client.signer.getAddress()
   if (relayer !== undefined) await client.ensureFunds(relayer, call)
-  const r = await client.anchorWithSig(req.owner, req.version, req.digest, req.deadline, req.signature, { ...call, ...(opts.timeoutMs !== undefined ? { timeoutMs: opts.timeoutMs } : {}) })
+  let r
+  try {
+    r = await client.anchorWithSig(req.owner, req.version, req.digest, req.deadline, req.signature, { ...call, ...(opts.timeoutMs !== undefined ? { timeoutMs: opts.timeoutMs } : {}) })
+  } catch (err) {
+    if (err instanceof TokenimError && err.code === ChainErrorCode.INSUFFICIENT_FUNDS) {
+      throw new TokenimError(ChainErrorCode.INSUFFICIENT_FUNDS, `the relaying wallet ${relayer ?? ''} cannot pay the gas: fund it, or relay from a funded one`, { relayer }, { cause: err })
+    }
+    throw err
+  }
   return { ...base, txHash: r.txHash, gasUsed: Number(r.gasUsed), blockNumber: r.blockNumber, ...(relayer !== undefined ? { relayer } : {}), alreadyAnchored: false }
 }

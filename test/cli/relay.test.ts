@@ -8,6 +8,7 @@
 import assert from 'node:assert/strict'
 import { readFile, stat, writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
+import { Wallet } from 'ethers'
 import { makeAnchorRequest } from '../../src/api/relay-routes.ts'
 import { backupHealth } from '../../src/backup/job/index.ts'
 import { RegistryClient, cidFromDigest, createAnchorRequest, relayAnchorRequest, startDevnet, writeChainProfile } from '../../src/chain/index.ts'
@@ -96,6 +97,11 @@ describe('cli: relayed anchoring (anchor-request → relay → backup --anchor-p
     // an existing file is not replaced
     const again = await run(asOwner('anchor-request', '--out', reqFile, '--json'), T)
     assert.deepEqual([again.code, errorCode(again)], [7, 'FILE_EXISTS'])
+
+    // a relayer without funds is told so (not to find a relayer)
+    const unfunded = new RegistryClient(devnet.profile, Wallet.createRandom())
+    clients.push(unfunded)
+    await assert.rejects(relayAnchorRequest(unfunded, request), (e: unknown) => isTokenimError(e, 'INSUFFICIENT_FUNDS') && /relaying wallet/.test(e.message))
 
     const r = await run(asRelayer('relay', reqFile, '--json'), T)
     assert.equal(r.code, 0, r.stderr)
