@@ -16,10 +16,11 @@ import { backupHealth, listBackups, runBackup, startBackupScheduler, BackupJobEr
 import { startReplicaService, PIN_PROTOCOL } from '../backup/replica/index.ts'
 import type { ReplicaService } from '../backup/replica/index.ts'
 import type { AnchorPendingResult, BackupNodeLike, BackupScheduler, JobProgress, ListBackupsResult, RunBackupResult } from '../backup/job/index.ts'
-import { RegistryClient, loadChainProfile, resolveChainProfilePath } from '../chain/index.ts'
+import { RegistryClient, loadChainProfile } from '../chain/index.ts'
 import { loadConfig } from '../config/index.ts'
 import { TokenimError } from '../errors.ts'
 import type { TokenimNode } from '../node/index.ts'
+import { chainProfilePath } from './chain-profile.ts'
 import { apiError, ApiErrorCode } from './errors.ts'
 import { progressRoute } from './server.ts'
 import type { Routes } from './server.ts'
@@ -39,12 +40,7 @@ export interface BackupParams {
 
 /** The chain client for the node's wallet, or undefined when no profile applies. */
 export async function backupChain (node: Pick<TokenimNode, 'dataDir' | 'identity'>, chainPath?: string, withSigner = true): Promise<RegistryClient | undefined> {
-  const config = await loadConfig(node.dataDir)
-  const path = chainPath !== undefined && chainPath !== ''
-    ? resolvePath(chainPath)
-    : (process.env.TOKENIM_CHAIN !== undefined && process.env.TOKENIM_CHAIN !== '')
-        ? resolvePath(process.env.TOKENIM_CHAIN)
-        : config.chain !== undefined ? resolvePath(node.dataDir, config.chain) : await resolveChainProfilePath({ dataDir: node.dataDir, env: {} })
+  const path = await chainProfilePath(node.dataDir, chainPath)
   if (path === undefined) return undefined
   const profile = await loadChainProfile(path)
   return new RegistryClient(profile, withSigner ? node.identity.wallet : undefined)
