@@ -379,6 +379,7 @@ export async function openStore (path: string, opts: OpenStoreOptions = {}): Pro
       storeId = randomUUID()
       await s.meta.put(STORE_ID_KEY, storeId)
     }
+    await giveRevs(s)
     const store = new Store(db, s, path)
     if (opts.marker !== false) {
       const markerPath = markerPathFor(path)
@@ -390,6 +391,20 @@ export async function openStore (path: string, opts: OpenStoreOptions = {}): Pro
     await db.close().catch(() => {})
     throw toStoreError(err, path)
   }
+}
+
+/**
+ * Summaries written before the store kept change tokens get one, once (one scan of the summaries at open,
+ * one batch the first time): the backup's conversation cache can then take the conversations that do not
+ * change afterwards, instead of only those written since.
+ */
+async function giveRevs (s: Subs): Promise<void> {
+  const missing: Array<[string, ConversationRevision]> = []
+  for await (const [peer, sum] of s.conv.iterator()) if (typeof sum.rev !== 'string') missing.push([peer, sum])
+  if (missing.length === 0) return
+  const rev = newRev()
+  await s.conv.batch(missing.map(([peer, sum]) => ({ type: 'put' as const, key: peer, value: { ...sum, rev } })))
+  logger('gave %d conversation summaries a change token', missing.length)
 }
 
 /**

@@ -2,7 +2,7 @@ import assert from 'node:assert/strict'
 import { join } from 'node:path'
 import { openStore, repairStore } from '../../src/store/index.ts'
 import type { OutboxEntry, Store } from '../../src/store/index.ts'
-import { collect, msg, peer, tempDir } from './helpers.ts'
+import { collect, msg, peer, tamper, tempDir } from './helpers.ts'
 
 function entry (id: string, to: string): OutboxEntry {
   return { id, to, attempts: 0, nextAttemptAt: 1, envelope: Uint8Array.of(1, 2, 3) }
@@ -96,5 +96,19 @@ describe('store: the conversation change token (ConversationRevision.rev)', () =
     } finally {
       await snap.close()
     }
+  })
+
+  it('a summary written without a token (an older store) gets one at open, kept by later opens', async () => {
+    await store.addMessages([msg({ peer: A }), msg({ peer: B })])
+    const kept = (await revs())[B]
+    await store.close()
+    await tamper(path, 'conv', A, v => { const { rev: _, ...old } = v as Record<string, unknown>; return old })
+    store = await openStore(path)
+    const first = await revs()
+    assert.ok(typeof first[A] === 'string' && first[A].length >= 16)
+    assert.equal(first[B], kept, 'a token already there is left alone')
+    await store.close()
+    store = await openStore(path)
+    assert.deepEqual(await revs(), first)
   })
 })
