@@ -268,20 +268,23 @@ class BatchingDatastore extends LevelDatastore {
 
   /**
    * {@link PinRecords.update}: `fn` reads and writes pin records synchronously (nothing else runs
-   * meanwhile) in a held stretch, written as one synced batch at its end. Needs level's getSync
-   * ({@link canReadSync}).
+   * meanwhile) in a held stretch, written as one synced batch at its end; when it throws, nothing it
+   * wrote is kept. Needs level's getSync ({@link canReadSync}).
    */
   async updatePinRecords (fn: Parameters<PinRecords['update']>[0]): Promise<void> {
     await this.batched(async () => {
-      const held = this.held as Map<string, Uint8Array | null>
+      // all or nothing: what fn wrote is held only once it returns
+      const writes = new Map<string, Uint8Array | null>()
       fn((key) => {
-        const v = this.heldOrSync(key as unknown as Key)
+        const v = writes.has(key) ? writes.get(key) : this.heldOrSync(key as unknown as Key)
         if (v === undefined) throw new Error('the datastore cannot read synchronously')
         return v ?? undefined
       }, (key, value) => {
         if (!isPinKey(key)) throw new Error(`not a pin record: ${key}`)
-        held.set(key, value)
+        writes.set(key, value)
       })
+      const held = this.held as Map<string, Uint8Array | null>
+      for (const [key, value] of writes) held.set(key, value)
     })
   }
 

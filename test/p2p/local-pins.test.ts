@@ -156,6 +156,16 @@ describe('p2p: bulk pins in Helia\'s records (localPins)', function () {
     await n.localBlocks().putBatch(blocks.filter(b => !b.cid.equals(blocks[1].cid)))
     await assert.rejects(pins.add(s.cid, { signal: AbortSignal.timeout(300) }))
     assert.deepEqual(await records(n), [])
+    // a record that does not decode: the pin fails as a whole, nothing of it is written
+    const { pinnedBlockKey } = await import('../../src/p2p/index.ts')
+    const ds = n.helia.datastore
+    await ds.put({ toString: () => pinnedBlockKey(blocks[3].cid) } as unknown as Parameters<typeof ds.put>[0], Uint8Array.of(0xff))
+    const before = await records(n)
+    await assert.rejects(pins.add(blocks[3].cid))
+    const u = await node({ p: blocks[2].cid, q: blocks[3].cid, r: blocks[4].cid })
+    await n.localBlocks().putBatch([u])
+    await assert.rejects(pins.add(u.cid))
+    assert.deepEqual(await records(n), before)
     const l3 = blocks[2].cid
     assert.equal(await pins.add(l3), 1)
     await assert.rejects(pins.add(l3), (err: unknown) => isTokenimError(err, 'ALREADY_PINNED'))
