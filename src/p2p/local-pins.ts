@@ -160,6 +160,11 @@ export async function dagBlocks (root: CID, source: DagSource, options: { known?
   return out
 }
 
+/** the blocks' record keys, each once (a record is per multihash: two CIDs of the same bytes share it) */
+function recordKeys (cids: CID[]): string[] {
+  return [...new Set(cids.map(pinnedBlockKey))]
+}
+
 function decodeRecord (bytes: Uint8Array | undefined): PinnedBlock | undefined {
   return bytes === undefined ? undefined : cborg.decode(bytes) as PinnedBlock
 }
@@ -172,7 +177,7 @@ export function localPins (source: DagSource, records: PinRecords, heliaRm: (roo
       options.signal?.throwIfAborted()
       const key = pinKey(root)
       const by = root.bytes
-      const keys = cids.map(pinnedBlockKey)
+      const keys = recordKeys(cids)
       await records.update((read, write) => {
         if (read(key) !== undefined) throw new P2PError(P2PErrorCode.ALREADY_PINNED, `${root.toString()} is already pinned`, { cid: root.toString() })
         for (const k of keys) {
@@ -195,7 +200,7 @@ export function localPins (source: DagSource, records: PinRecords, heliaRm: (roo
       if (depth !== Infinity) return await heliaRm(root, options)
       const cids = await dagBlocks(root, source, { signal: options.signal })
       options.signal?.throwIfAborted()
-      const keys = cids.map(pinnedBlockKey)
+      const keys = recordKeys(cids)
       const by = root.bytes
       await records.update((read, write) => {
         if (read(key) === undefined) throw new P2PError(P2PErrorCode.NOT_PINNED, `${root.toString()} is not pinned`, { cid: root.toString() })

@@ -133,6 +133,24 @@ describe('p2p: bulk pins in Helia\'s records (localPins)', function () {
     assert.deepEqual(await records(n), [])
   })
 
+  it('a record is per multihash: two CIDs of the same bytes in one DAG count once', async () => {
+    const n = await h.node()
+    const bytes = dagCbor.encode({ x: 1 })
+    const digest = await sha256.digest(bytes)
+    const asRaw = CID.createV1(0x55, digest)
+    const asCbor = CID.createV1(dagCbor.code, digest)
+    const both = await node({ a: asRaw, b: asCbor })
+    const one = await node({ c: asRaw })
+    await n.localBlocks().putBatch([{ cid: asRaw, bytes }, both, one])
+    const pins = pinsOf(n)
+    await pins.add(both.cid)
+    await pins.add(one.cid)
+    await pins.rm(both.cid)
+    assert.equal(await n.helia.pins.isPinned(asRaw), true, 'still pinned by the other root')
+    await pins.rm(one.cid)
+    assert.deepEqual(await records(n), [])
+  })
+
   it('works with Helia\'s own pins: Helia unpins a bulk pin and the other way round, leaving no record', async () => {
     const { blocks, s } = await versions()
     const n = await h.node()
