@@ -199,6 +199,26 @@ describe('store: messages', () => {
     assert.deepEqual(await store.checkConsistency(), [])
   })
 
+  it('a scan read in chunks (1,000 rows, 1 MiB per read, the next one read ahead) gives every row once, in order, at any limit', async function () {
+    this.timeout(60_000)
+    const p = peer(77)
+    // 2,500 rows of ~600 bytes: reads cut by their row count and by their byte size
+    const input = Array.from({ length: 2500 }, (_, i) => msg({ peer: p, id: `k-${String(i).padStart(5, '0')}`, ts: 5_000 + i, text: 'x'.repeat(500 + (i % 97)) }))
+    for (let i = 0; i < input.length; i += 500) await store.addMessages(input.slice(i, i + 500))
+    const ids = input.map(m => m.id)
+    assert.deepEqual((await collect(store.messages(p))).map(m => m.id), ids)
+    assert.deepEqual((await collect(store.allMessages())).map(m => m.id), ids)
+    for (const limit of [1, 999, 1000, 1001, 2000, 2499, 2500, 2501]) {
+      assert.deepEqual((await collect(store.messages(p, { limit }))).map(m => m.id), ids.slice(0, limit), `limit ${limit}`)
+      assert.deepEqual((await collect(store.messages(p, { limit, reverse: true }))).map(m => m.id), [...ids].reverse().slice(0, limit), `reverse, limit ${limit}`)
+    }
+    // across conversations, a time window (filtered row by row) with a limit
+    assert.deepEqual((await collect(store.messages(undefined, { since: 5_000 + 995, until: 5_000 + 2100, limit: 1050 }))).map(m => m.id), ids.slice(995, 995 + 1050))
+    // a reader that stops while the next read is under way leaves nothing open
+    for await (const m of store.allMessages()) if (m.id === ids[1000]) break
+    await store.close()
+  })
+
   it('a snapshot sees a fixed state while writes continue', async () => {
     await store.addMessages([msg(), msg()])
     const snap = store.snapshot()
