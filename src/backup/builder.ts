@@ -24,7 +24,8 @@ import {
   encodeSegment, encodeShard, encodeShardNode, encodeTopLinks, encodeTopNode, toSegmentMessage
 } from './schema.ts'
 import type { Manifest, ManifestConversation, SegmentMessage, ShardSummary } from './schema.ts'
-import { seal, sealAsync } from './seal.ts'
+import { seal } from './seal.ts'
+import { SegmentSealer } from './sealer.ts'
 import { decodeSealEntry, encodeSealEntry, sealCacheKey } from './seal-cache.ts'
 import type { SealCache } from './seal-cache.ts'
 import {
@@ -90,6 +91,8 @@ export interface BuildBackupOptions {
   created?: number
   /** segments sealed before, by plaintext (seal-cache.ts): an unchanged segment is not sealed again */
   sealCache?: SealCache
+  /** segments sealed on the calling thread before a worker thread takes over (sealer.ts; default 32, Infinity: never) */
+  sealWorkerAfter?: number
   /**
    * conversations built before, by change token (conversation-cache.ts): an unchanged conversation is
    * taken whole, its messages not read; used only with a source whose snapshot gives `revisions`
@@ -249,9 +252,10 @@ async function build (options: BuildBackupOptions, o: Checked, key: Uint8Array):
     }
   }
 
-  // segments are compressed (on libuv's thread pool) and written while the next ones are built, at most
-  // PUT_WINDOW at once; their CIDs join the lists in segment order as they are settled, and every one has
-  // been written before the first manifest block is, so a manifest never points at nothing
+  // segments are sealed (on a worker thread once there are many: sealer.ts) and written while the next
+  // ones are built, at most PUT_WINDOW at once; their CIDs join the lists in segment order as they are
+  // settled, and every one has been written before the first manifest block is, so a manifest never
+  // points at nothing
   const inflight: Array<{ done: Promise<Sealed>, to: BuiltConversation | undefined }> = []
   const settlePuts = async (max: number): Promise<void> => {
     while (inflight.length > max) {
@@ -265,6 +269,7 @@ async function build (options: BuildBackupOptions, o: Checked, key: Uint8Array):
   const cache = options.sealCache
   /** new seal-cache entries, written in one batch once every block is */
   const cacheAdds: Array<[string, Uint8Array]> = []
+  const sealer = new SegmentSealer(key, { workerAfter: options.sealWorkerAfter })
   const sealAndPut = async (plain: Uint8Array, peer: string): Promise<Sealed> => {
     const cacheKey = cache === undefined ? undefined : sealCacheKey(key, 'segment', plain)
     if (cache !== undefined && cacheKey !== undefined) {
@@ -276,9 +281,8 @@ async function build (options: BuildBackupOptions, o: Checked, key: Uint8Array):
         return hit
       }
     }
-    const box = await sealAsync(key, 'segment', plain)
+    const { box, cid } = await sealer.seal(plain)
     if (box.length > MAX_SEGMENT_BLOCK) throw sourceInvalid('a sealed segment exceeds the format\'s size cap', { conversation: peer })
-    const cid = rawCid(box)
     await put(cid, box)
     if (cacheKey !== undefined) cacheAdds.push([cacheKey, encodeSealEntry(key, cacheKey, cid, box.length)])
     return { cid, size: box.length }
@@ -463,6 +467,7 @@ async function build (options: BuildBackupOptions, o: Checked, key: Uint8Array):
     throw sourceInvalid('reading the store failed', {}, err)
   } finally {
     await Promise.allSettled(inflight.map(f => f.done))
+    await sealer.close()
     await snapshot?.close().catch(() => {})
   }
 

@@ -1,0 +1,175 @@
+/**
+ * Sealing a backup's segments off the main thread. Sealing a segment (zstd, the SIV HMAC, AES-GCM, the
+ * block's SHA-256) cost the builder's thread ~0.25 ms per segment even with zstd on libuv's thread pool
+ * (node:zlib's stream machinery around each call costs about what a small segment's compression does),
+ * a quarter of a full backup's main-thread CPU. A SegmentSealer hands segments to one worker thread
+ * (seal-worker.ts) once `workerAfter` segments were sealed here (small backups never start it: a worker
+ * costs ~0.1–0.2 s of CPU to start), and seals on this thread meanwhile — until the worker is ready, and
+ * whenever `maxQueued` segments already wait for it, so both cores work. Sealing is deterministic:
+ * the same box either way. A worker that fails (cannot start, dies, cannot seal one) costs only speed:
+ * what it held is sealed here.
+ */
+import { Worker } from 'node:worker_threads'
+import { CID } from 'multiformats/cid'
+import * as Digest from 'multiformats/hashes/digest'
+import { log } from '../util/log.ts'
+import { rawCid } from './blocks.ts'
+import { RAW, SHA2_256 } from './constants.ts'
+import { sealAsync } from './seal.ts'
+import type { SealReply, SealRequest } from './seal-worker.ts'
+
+const logger = log('backup:sealer')
+
+/** Segments sealed on the calling thread before a worker is started. */
+export const DEFAULT_WORKER_AFTER = 32
+/** Segments waiting for the worker beyond which the next is sealed on the calling thread. */
+export const DEFAULT_MAX_QUEUED = 8
+
+export interface SealedSegment { box: Uint8Array, cid: CID }
+
+interface Pending {
+  plain: Uint8Array
+  resolve: (s: SealedSegment) => void
+  reject: (err: unknown) => void
+}
+
+export interface SegmentSealerOptions {
+  /** segments sealed here before the worker starts (default 32; Infinity: never) */
+  workerAfter?: number
+  /** segments waiting for the worker beyond which the next is sealed here (default 8) */
+  maxQueued?: number
+  /** the worker's module (default seal-worker.ts; tests give one that fails) */
+  workerUrl?: URL
+}
+
+export class SegmentSealer {
+  readonly #key: Uint8Array
+  readonly #workerAfter: number
+  readonly #maxQueued: number
+  readonly #workerUrl: URL
+  #worker: Worker | undefined
+  #ready = false
+  #failed = false
+  #closed = false
+  #count = 0
+  #nextId = 0
+  readonly #pending = new Map<number, Pending>()
+  /** segments sealed by the worker (for tests and logs) */
+  byWorker = 0
+
+  /** whether segments now go to a worker */
+  get ready (): boolean { return this.#ready && !this.#failed && !this.#closed }
+
+  /** `key` (32 bytes) is read until close() resolves; the worker gets a copy, wiped when it is closed. */
+  constructor (key: Uint8Array, options: SegmentSealerOptions = {}) {
+    this.#key = key
+    this.#workerAfter = options.workerAfter ?? DEFAULT_WORKER_AFTER
+    this.#maxQueued = options.maxQueued ?? DEFAULT_MAX_QUEUED
+    this.#workerUrl = options.workerUrl ?? new URL('./seal-worker.ts', import.meta.url)
+  }
+
+  /** The segment's box (seal(key, 'segment', plain)) and its raw CID. */
+  async seal (plain: Uint8Array): Promise<SealedSegment> {
+    if (this.#closed) throw new Error('the sealer is closed')
+    this.#count++
+    if (this.#worker === undefined && !this.#failed && this.#count > this.#workerAfter) this.#start()
+    if (this.#ready && !this.#failed && this.#pending.size < this.#maxQueued) return await this.#post(plain)
+    return await this.#here(plain)
+  }
+
+  async #here (plain: Uint8Array): Promise<SealedSegment> {
+    const box = await sealAsync(this.#key, 'segment', plain)
+    return { box, cid: rawCid(box) }
+  }
+
+  #start (): void {
+    let worker: Worker
+    try {
+      worker = new Worker(this.#workerUrl, {
+        workerData: { key: this.#key },
+        // it holds a few segments at a time: a small heap keeps its memory small
+        resourceLimits: { maxYoungGenerationSizeMb: 4, maxOldGenerationSizeMb: 64 }
+      })
+    } catch (err) {
+      this.#fail(err)
+      return
+    }
+    this.#worker = worker
+    worker.on('message', (m: SealReply) => { this.#onReply(m) })
+    worker.on('error', (err) => { this.#fail(err) })
+    worker.on('exit', (code) => { if (!this.#closed) this.#fail(new Error(`the seal worker exited (${code})`)) })
+  }
+
+  #post (plain: Uint8Array): Promise<SealedSegment> {
+    const id = this.#nextId++
+    // a copy that owns its memory (a Buffer's slice is a view, maybe of Node's shared pool, which cannot be
+    // moved), moved to the worker; `plain` stays here in case the worker fails
+    const copy = new Uint8Array(plain)
+    return new Promise<SealedSegment>((resolve, reject) => {
+      this.#pending.set(id, { plain, resolve, reject })
+      try {
+        this.#worker?.postMessage({ id, plain: copy } satisfies SealRequest, [copy.buffer])
+      } catch (err) {
+        this.#fail(err)
+      }
+    })
+  }
+
+  #onReply (m: SealReply): void {
+    if ('ready' in m) {
+      this.#ready = true
+      return
+    }
+    const p = this.#pending.get(m.id)
+    if (p === undefined) return
+    this.#pending.delete(m.id)
+    if ('error' in m) {
+      // sealed here: the same failure (or box) as without a worker
+      this.#here(p.plain).then(p.resolve, p.reject)
+      return
+    }
+    this.byWorker++
+    p.resolve({ box: m.box, cid: CID.createV1(RAW, Digest.create(SHA2_256, m.digest)) })
+  }
+
+  /** The worker is not used again; what it held is sealed here. */
+  #fail (err: unknown): void {
+    if (this.#failed) return
+    this.#failed = true
+    if (!this.#closed) logger('seal worker not used: %s', err instanceof Error ? err.message : String(err))
+    const held = [...this.#pending.values()]
+    this.#pending.clear()
+    for (const p of held) this.#here(p.plain).then(p.resolve, p.reject)
+    const w = this.#worker
+    this.#worker = undefined
+    w?.terminate().catch(() => {})
+  }
+
+  /**
+   * Stop the worker (a ready one wipes its copy of the key first; one still starting is terminated).
+   * Segments still waiting for it are sealed here; call it once every seal() has settled.
+   */
+  async close (): Promise<void> {
+    if (this.#closed) return
+    this.#closed = true
+    if (this.#count > this.#workerAfter) logger('%d of %d segments sealed on the worker thread', this.byWorker, this.#count)
+    const w = this.#worker
+    this.#worker = undefined
+    const held = [...this.#pending.values()]
+    this.#pending.clear()
+    const left = held.map(async p => { await this.#here(p.plain).then(p.resolve, p.reject) })
+    if (w !== undefined) {
+      const exited = new Promise<void>(resolve => { w.once('exit', () => { resolve() }) })
+      if (this.#ready) {
+        w.postMessage({ close: true } satisfies SealRequest)
+        // it ends once its port is closed; terminated if it has not within a second
+        const timer = setTimeout(() => { w.terminate().catch(() => {}) }, 1000)
+        await exited
+        clearTimeout(timer)
+      } else {
+        await w.terminate().catch(() => {})
+      }
+    }
+    await Promise.all(left)
+  }
+}

@@ -1,0 +1,81 @@
+import assert from 'node:assert/strict'
+import { buildBackup } from '../../src/backup/index.ts'
+import { rawCid } from '../../src/backup/blocks.ts'
+import { seal } from '../../src/backup/seal.ts'
+import { SegmentSealer } from '../../src/backup/sealer.ts'
+import type { SealedSegment } from '../../src/backup/sealer.ts'
+import { KEY, OWNER, makeEnv, makeHistory, prng } from './helpers.ts'
+
+/** plaintexts from a few bytes to 300 KB, text-like (compressible) and random */
+function plaintexts (): Uint8Array[] {
+  const rnd = prng(11)
+  const out: Uint8Array[] = []
+  for (const size of [1, 700, 5000, 11_000, 40_000, 300_000]) {
+    const text = new Uint8Array(size)
+    for (let i = 0; i < size; i++) text[i] = 0x61 + Math.floor(rnd() * 6)
+    const noise = new Uint8Array(size)
+    for (let i = 0; i < size; i++) noise[i] = Math.floor(rnd() * 256)
+    out.push(text, noise)
+  }
+  return out
+}
+
+function assertSealed (got: SealedSegment[], plains: Uint8Array[]): void {
+  for (let i = 0; i < plains.length; i++) {
+    const box = seal(KEY, 'segment', plains[i])
+    assert.deepEqual(Buffer.from(got[i].box), Buffer.from(box), `box ${i}`)
+    assert.ok(got[i].cid.equals(rawCid(box)), `cid ${i}`)
+  }
+}
+
+describe('backup: segments sealed on a worker thread (src/backup/sealer.ts)', function () {
+  this.timeout(60_000)
+
+  it('the worker gives the same boxes and CIDs as seal() on this thread', async () => {
+    const plains = plaintexts()
+    const sealer = new SegmentSealer(KEY, { workerAfter: 0, maxQueued: 64 })
+    try {
+      // sealed here until the worker is ready (polled, with a deadline), then by it
+      const deadline = Date.now() + 30_000
+      while (sealer.byWorker === 0) {
+        assert.ok(Date.now() < deadline, 'the worker sealed nothing within 30 s')
+        assertSealed(await Promise.all(plains.map(p => sealer.seal(p))), plains)
+      }
+      assert.equal(sealer.ready, true)
+      const before = sealer.byWorker
+      assertSealed(await Promise.all(plains.map(p => sealer.seal(p))), plains)
+      assert.equal(sealer.byWorker - before, plains.length, 'all of them by the worker')
+    } finally {
+      await sealer.close()
+    }
+    assert.equal(sealer.ready, false)
+    await assert.rejects(sealer.seal(plains[0]))
+  })
+
+  it('a worker that cannot start costs only speed: everything is sealed here, the same', async () => {
+    const plains = plaintexts()
+    const sealer = new SegmentSealer(KEY, { workerAfter: 0, workerUrl: new URL('./no-such-worker.ts', import.meta.url) })
+    try {
+      for (let round = 0; round < 3; round++) assertSealed(await Promise.all(plains.map(p => sealer.seal(p))), plains)
+      assert.equal(sealer.byWorker, 0)
+    } finally {
+      await sealer.close()
+    }
+  })
+
+  it('a build with its segments sealed on a worker thread is the same bundle, byte for byte', async () => {
+    const env = await makeEnv()
+    try {
+      await env.store.addMessages(makeHistory({ conversations: 8, messages: 2400, seed: 5 }))
+      const build = async (sealWorkerAfter: number): Promise<Awaited<ReturnType<typeof buildBackup>>> =>
+        await buildBackup({ store: env.store, blockstore: env.blockstore, owner: OWNER, version: 1, backupKey: KEY, segmentSize: 16, created: 1_700_000_000_000, sealWorkerAfter })
+      const here = await build(Infinity)
+      const worker = await build(0)
+      assert.equal(worker.root.toString(), here.root.toString())
+      assert.equal(worker.bytesTotal, here.bytesTotal)
+      assert.equal(worker.segments, here.segments)
+    } finally {
+      await env.cleanup()
+    }
+  })
+})
