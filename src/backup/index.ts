@@ -22,7 +22,7 @@ export type { BackupSource, BuildBackupOptions, BuildBackupResult, BuildProgress
 export { readBackup, readHeader } from './reader.ts'
 export type { BackupKeySource, BackupReader, BackupHeaderInfo, ReadBackupOptions, ReadHeaderOptions, ReadSegment } from './reader.ts'
 export { verifyBackup } from './verify.ts'
-export type { BackupProblem, VerifyBackupOptions, VerifyBackupResult, VerifyProgress } from './verify.ts'
+export type { BackupProblem, OpenedManifest, VerifyBackupOptions, VerifyBackupResult, VerifyProgress } from './verify.ts'
 export { writeCar, readCar, walkDag, blockKey, ownBytes } from './car.ts'
 export type { CarBlockstore, ReadCarResult, WriteCarOptions, WriteCarResult } from './car.ts'
 export { rootCidFromDigest, digestOfRoot, verifyBlock } from './blocks.ts'

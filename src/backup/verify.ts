@@ -54,6 +54,19 @@ export interface VerifyBackupOptions extends AbortOptions {
    * manifest node's list: a caller that imports next (restore) can keep it instead of decrypting again.
    */
   onSegment?: (index: number, segment: Segment, boxBytes: number) => void
+  /**
+   * Called with the root, the manifest's plaintext blocks, the opened manifest and the key once they passed
+   * every check (full mode): a caller that reads the segments next (restore) need not fetch, open and
+   * check them again.
+   */
+  onManifest?: (opened: OpenedManifest) => void
+}
+
+export interface OpenedManifest {
+  header: BackupHeader
+  node: ManifestNode
+  manifest: Manifest
+  key: Uint8Array
 }
 
 export interface VerifyBackupResult {
@@ -146,6 +159,7 @@ export async function verifyBackup (options: VerifyBackupOptions): Promise<Verif
       key = await resolveKey(options.backupKey, header.kdf)
       manifest = openManifest(key, header, node)
       result.conversations = manifest.conversations.length
+      if (problems.length === 0) options.onManifest?.({ header, node, manifest, key })
     } catch (err) {
       fail(err, { block: 'manifest', cid: header.manifest.toString() })
     }

@@ -15,7 +15,7 @@ import {
   checkSegment, fromSegmentMessage, openManifest, readBackup, readHeader, readManifestNode, segmentPlaces,
   verifyBackup, verifyBlock, walkDag, MAX_SEGMENT_BLOCK
 } from '../backup/index.ts'
-import type { BackupKeySource, BackupProblem, BlockGetter, VerifyProgress } from '../backup/index.ts'
+import type { BackupKeySource, BackupProblem, BlockGetter, OpenedManifest, VerifyProgress } from '../backup/index.ts'
 import type { KdfParams } from '../crypto/index.ts'
 import { isTokenimError, TokenimError } from '../errors.ts'
 import { createIdentity, deriveBackupKey, deriveKeys, identityExists, openIdentity, readIdentityPublic } from '../identity/index.ts'
@@ -333,7 +333,9 @@ export async function restoreBackup (o: RestoreOptions): Promise<RestoreResult> 
   const backupKey = backupKeySource(keys.backupRootKey, o.passphrase)
   const kept = new SegmentCache(o.segmentCacheBytes)
   onProgress({ phase: 'verify', segments: 0 })
+  let opened: OpenedManifest | undefined
   const report = await verifyBackup({
+    onManifest: m => { opened = m },
     onSegment: (index, seg) => { if (index >= startSegment) kept.keep(index, seg.msgs.map(m => fromSegmentMessage(seg.conv, m))) },
     root,
     blockstore: o.source.blockstore,
@@ -453,19 +455,24 @@ export async function restoreBackup (o: RestoreOptions): Promise<RestoreResult> 
     }
     const start = marker.nextSegment
     if (o.salvage !== true || report.problems.length === 0) {
-      const reader = await readBackup({ root, blockstore: o.source.blockstore, owner, version, digest, backupKey, signal })
-      contacts = reader.contacts
-      attachmentRoots = reader.links.attachments
+      // the root, manifest and key the verify pass checked (the same checks readBackup makes: digest, owner,
+      // version, every manifest block), else read again
+      const m = opened ?? await (async () => {
+        const reader = await readBackup({ root, blockstore: o.source.blockstore, owner, version, digest, backupKey, signal })
+        return { header: reader.header, manifest: reader.manifest, node: { segments: reader.links.segments, attachments: reader.links.attachments }, key: await backupKey(reader.header.kdf) }
+      })()
+      contacts = m.manifest.contacts
+      attachmentRoots = m.node.attachments
       // the segments the verify pass kept are imported as they are; the others (over the cache budget)
       // are read and checked again (hash, AEAD, place, count) — their order was checked by the verify pass
-      const places = segmentPlaces(reader.manifest)
-      const segmentKey = await backupKey(reader.header.kdf)
-      const segs = reader.links.segments
+      const places = segmentPlaces(m.manifest)
+      const segmentKey = m.key
+      const segs = m.node.segments
       for (let i = start; i < segs.length; i++) {
         let msgs = kept.take(i)
         if (msgs === undefined) {
           const box = await readChecked(o.source.blockstore, segs[i], MAX_SEGMENT_BLOCK, signal)
-          const seg = checkSegment(segmentKey, reader.manifest, places[i], segs[i], box)
+          const seg = checkSegment(segmentKey, m.manifest, places[i], segs[i], box)
           msgs = seg.msgs.map(m => fromSegmentMessage(seg.conv, m))
         }
         buf.push(...msgs)
