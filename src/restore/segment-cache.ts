@@ -3,11 +3,10 @@
  * nothing is decrypted twice — within a byte budget: a segment that does not fit is dropped ("spilled")
  * and the import decrypts it again from its (hash-checked) block.
  *
- * The budget is small on purpose. Decoded messages take ~4× their text in the V8 heap (~730 B for a bench
- * message), so a restore of 1,000,000 messages could keep only a few percent of them in any sane budget:
- * the cache saves little time there, while every MiB of it is resident memory (measured: a 64 MiB budget
- * put ~80 MB on the peak RSS of a 200,000-message restore). 16 MiB keeps the whole of a history of
- * ~20,000 messages (nothing decrypted twice) and bounds the rest.
+ * The budget is small on purpose: a restore of 1,000,000 messages could keep only a few percent of them in
+ * any sane budget, so the cache saves little time there, while every MiB of it is resident memory
+ * (measured: a 64 MiB budget put ~80 MB on the peak RSS of a 200,000-message restore). 16 MiB keeps the
+ * whole of a history of ~45,000 messages (nothing decrypted twice) and bounds the rest.
  */
 import { getHeapStatistics } from 'node:v8'
 import type { StoredMessage } from '../store/index.ts'
@@ -23,12 +22,23 @@ export function defaultSegmentCacheBytes (heapLimit = getHeapStatistics().heap_s
   return Math.min(DEFAULT_SEGMENT_CACHE_BYTES, Math.floor(heapLimit / 32))
 }
 
-/** Rough in-memory size of a message: its strings (UTF-16) plus the object and field overhead. */
-const PER_MESSAGE = 380
+/**
+ * Rough in-memory size of a kept message: the object and its fields, plus its id and text (V8 keeps a
+ * string of ASCII characters in 1 byte each, others in 2). Its conversation, addresses, direction and
+ * status are strings shared by the messages of a segment (the segment decoder reuses the short strings it
+ * read before, src/util/cbor.ts). Measured on the bench's history (mean text ~160 characters): ~294 B a
+ * message in the V8 heap, estimated ~356 (the estimate before that decoder, ~730, was what they took then).
+ */
+const PER_MESSAGE = 160
+
+function textBytes (s: string): number {
+  for (let i = 0; i < s.length; i++) if (s.charCodeAt(i) >= 0x80) return 2 * s.length
+  return s.length
+}
 
 export function estimateMessagesBytes (msgs: readonly StoredMessage[]): number {
   let n = 0
-  for (const m of msgs) n += PER_MESSAGE + 2 * (m.text.length + m.id.length) + (m.attachment !== undefined ? 256 : 0)
+  for (const m of msgs) n += PER_MESSAGE + textBytes(m.id) + textBytes(m.text) + (m.attachment !== undefined ? 256 : 0)
   return n
 }
 

@@ -30,6 +30,14 @@ describe('restore: segments kept from the verify pass (byte budget, spill = decr
     assert.equal(new SegmentCache(0).keep(0, a), false)
   })
 
+  it('estimates a kept message by its id and text, 1 byte a character when ASCII and 2 otherwise', () => {
+    const base = estimateMessagesBytes([msg(1, '')])
+    assert.equal(estimateMessagesBytes([msg(1, 'a'.repeat(100))]) - base, 100)
+    assert.equal(estimateMessagesBytes([msg(1, 'é'.repeat(100))]) - base, 200)
+    assert.equal(estimateMessagesBytes([msg(1, 'a'.repeat(99) + '🙂')]) - base, 2 * 101)
+    assert.equal(estimateMessagesBytes([msg(1, 'x'), msg(2, 'x')]), 2 * estimateMessagesBytes([msg(1, 'x')]))
+  })
+
   it('sizes the default budgets from the V8 heap limit: a 32nd of it, at most the defaults', () => {
     assert.equal(defaultSegmentCacheBytes(4096 * 2 ** 20), DEFAULT_SEGMENT_CACHE_BYTES)
     assert.equal(defaultSegmentCacheBytes(256 * 2 ** 20), 8 * 2 ** 20)
