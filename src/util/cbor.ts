@@ -13,41 +13,50 @@ import { isUtf8 } from 'node:buffer'
  *   to dag-cbor.
  * Tests compare both with their library byte for byte.
  */
-let buf = Buffer.allocUnsafe(64 * 1024)
-/** buf's memory as a plain Uint8Array */
-let view = new Uint8Array(buf.buffer, buf.byteOffset, buf.length)
+/** the output, a plain Uint8Array (a Buffer's element writes and slices cost more) */
+let out = new Uint8Array(64 * 1024)
 let pos = 0
+const utf8 = new TextEncoder()
 
 function ensure (n: number): void {
-  if (pos + n <= buf.length) return
-  const next = Buffer.allocUnsafe(Math.max(buf.length * 2, pos + n))
-  buf.copy(next, 0, 0, pos)
-  buf = next
-  view = new Uint8Array(buf.buffer, buf.byteOffset, buf.length)
+  if (pos + n <= out.length) return
+  const next = new Uint8Array(Math.max(out.length * 2, pos + n))
+  next.set(out.subarray(0, pos))
+  out = next
 }
 
 /** a major type with its argument, minimal as CBOR (and cborg) wants; n < 2^53 */
 function head (major: number, n: number): void {
   ensure(9)
+  const o = out
   const m = major << 5
   if (n < 24) {
-    buf[pos++] = m | n
+    o[pos++] = m | n
   } else if (n < 0x100) {
-    buf[pos++] = m | 24
-    buf[pos++] = n
+    o[pos++] = m | 24
+    o[pos++] = n
   } else if (n < 0x10000) {
-    buf[pos++] = m | 25
-    buf.writeUInt16BE(n, pos)
-    pos += 2
+    o[pos++] = m | 25
+    o[pos++] = n >>> 8
+    o[pos++] = n & 0xff
   } else if (n < 0x100000000) {
-    buf[pos++] = m | 26
-    buf.writeUInt32BE(n, pos)
-    pos += 4
+    o[pos++] = m | 26
+    o[pos++] = n >>> 24
+    o[pos++] = (n >>> 16) & 0xff
+    o[pos++] = (n >>> 8) & 0xff
+    o[pos++] = n & 0xff
   } else {
-    buf[pos++] = m | 27
-    buf.writeUInt32BE(Math.floor(n / 0x100000000), pos)
-    buf.writeUInt32BE(n >>> 0, pos + 4)
-    pos += 8
+    o[pos++] = m | 27
+    const hi = Math.floor(n / 0x100000000)
+    const lo = n >>> 0
+    o[pos++] = hi >>> 24
+    o[pos++] = (hi >>> 16) & 0xff
+    o[pos++] = (hi >>> 8) & 0xff
+    o[pos++] = hi & 0xff
+    o[pos++] = lo >>> 24
+    o[pos++] = (lo >>> 16) & 0xff
+    o[pos++] = (lo >>> 8) & 0xff
+    o[pos++] = lo & 0xff
   }
 }
 
@@ -59,13 +68,13 @@ function string (s: string): boolean {
     const start = pos
     head(3, len)
     ensure(len)
-    const b = buf
+    const o = out
     const p = pos
     let k = 0
     for (; k < len; k++) {
       const c = s.charCodeAt(k)
       if (c >= 0x80) break
-      b[p + k] = c
+      o[p + k] = c
     }
     if (k === len) {
       pos = p + len
@@ -77,7 +86,8 @@ function string (s: string): boolean {
   const n = Buffer.byteLength(s, 'utf8')
   head(3, n)
   ensure(n)
-  pos += buf.write(s, pos, n, 'utf8')
+  utf8.encodeInto(s, out.subarray(pos, pos + n))
+  pos += n
   return true
 }
 
@@ -89,6 +99,45 @@ function dagKeyOrder (a: string, b: string): number {
 function isAscii (s: string): boolean {
   for (let i = 0; i < s.length; i++) if (s.charCodeAt(i) >= 0x80) return false
   return true
+}
+
+/**
+ * A map shape met before: its keys (in insertion order), the order they are written in, and each written
+ * key's encoding. Records of one kind share a shape, and checking, sorting and encoding the same keys
+ * again for every record was about a third of a segment message's encoding.
+ */
+interface Shape { keys: string[], order: string[], encoded: Uint8Array[] }
+/** shapes by key count, up to MAX_SHAPES of each; [0]: insertion order, [1]: dag-cbor's order */
+const shapes: Array<Map<number, Shape[]>> = [new Map(), new Map()]
+const MAX_SHAPES = 16
+
+function sameKeys (a: string[], b: string[]): boolean {
+  for (let i = 0; i < a.length; i++) if (a[i] !== b[i]) return false
+  return true
+}
+
+/** the shape of a map with these keys, or undefined when a key is not ASCII (not cached) */
+function shapeOf (keys: string[], sorted: boolean): Shape | undefined {
+  const byCount = shapes[sorted ? 1 : 0]
+  let list = byCount.get(keys.length)
+  if (list !== undefined) for (const sh of list) if (sameKeys(sh.keys, keys)) return sh
+  for (const k of keys) if (!isAscii(k)) return undefined
+  const order = sorted ? [...keys].sort(dagKeyOrder) : keys
+  const encoded = order.map(k => {
+    const n = k.length
+    const h = n < 24 ? [0x60 | n] : n < 0x100 ? [0x78, n] : [0x79, n >>> 8, n & 0xff] // ASCII keys < 2^16 (else not cached, below)
+    const e = new Uint8Array(h.length + n)
+    e.set(h)
+    for (let i = 0; i < n; i++) e[h.length + i] = k.charCodeAt(i)
+    return e
+  })
+  const sh = { keys, order, encoded }
+  if (keys.every(k => k.length < 0x10000)) {
+    if (list === undefined) byCount.set(keys.length, list = [])
+    if (list.length < MAX_SHAPES) list.push(sh)
+    return sh
+  }
+  return undefined
 }
 
 /** false: not a value of the fast path; `sorted`: map keys in dag-cbor's order (ASCII keys only) */
@@ -104,18 +153,18 @@ function value (v: unknown, depth: number, sorted: boolean): boolean {
       return true
     case 'boolean':
       ensure(1)
-      buf[pos++] = v ? 0xf5 : 0xf4
+      out[pos++] = v ? 0xf5 : 0xf4
       return true
     case 'object': {
       if (v === null) {
         ensure(1)
-        buf[pos++] = 0xf6
+        out[pos++] = 0xf6
         return true
       }
       if (v instanceof Uint8Array) {
         head(2, v.length)
         ensure(v.length)
-        buf.set(v, pos)
+        out.set(v, pos)
         pos += v.length
         return true
       }
@@ -126,11 +175,21 @@ function value (v: unknown, depth: number, sorted: boolean): boolean {
       }
       if (Object.getPrototypeOf(v) !== Object.prototype) return false
       const keys = Object.keys(v)
-      if (sorted) {
-        for (const k of keys) if (!isAscii(k)) return false
-        keys.sort(dagKeyOrder)
-      }
+      const sh = shapeOf(keys, sorted)
       head(5, keys.length)
+      if (sh !== undefined) {
+        const { order, encoded } = sh
+        for (let i = 0; i < order.length; i++) {
+          const e = encoded[i]
+          ensure(e.length)
+          const o = out
+          for (let j = 0; j < e.length; j++) o[pos + j] = e[j]
+          pos += e.length
+          if (!value((v as Record<string, unknown>)[order[i]], depth + 1, sorted)) return false
+        }
+        return true
+      }
+      if (sorted) return false // a non-ASCII key: dag-cbor's order is then over UTF-8 bytes, left to dag-cbor
       for (const k of keys) {
         if (!string(k) || !value((v as Record<string, unknown>)[k], depth + 1, sorted)) return false
       }
@@ -157,9 +216,8 @@ export function encodeDagCbor (v: unknown): Uint8Array | undefined {
 function encodeWith (v: unknown, sorted: boolean): Uint8Array | undefined {
   pos = 0
   if (!value(v, 0, sorted)) return undefined
-  // a copy of its own (the buffer is reused; level keeps the value until the batch is written), a plain
-  // Uint8Array: slicing the Uint8Array view (a Buffer's subarray or slice goes through its species)
-  return view.slice(0, pos)
+  // a copy of its own (the buffer is reused; level keeps the value until the batch is written)
+  return out.slice(0, pos)
 }
 
 /** what {@link decodeRecord} returns for bytes it leaves to cborg */

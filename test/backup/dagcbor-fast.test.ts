@@ -1,8 +1,9 @@
 import assert from 'node:assert/strict'
 import * as dagCbor from '@ipld/dag-cbor'
+import * as cborg from 'cborg'
 import { CID } from 'multiformats/cid'
 import { decode, encode, encodeSegment, toSegmentMessage } from '../../src/backup/schema.ts'
-import { NOT_DECODED, decodeDagCbor, encodeDagCbor } from '../../src/util/cbor.ts'
+import { NOT_DECODED, decodeDagCbor, encodeDagCbor, encodeRecord } from '../../src/util/cbor.ts'
 import { makeHistory, message, prng } from './helpers.ts'
 
 const same = (v: unknown, what: string): void => {
@@ -30,6 +31,26 @@ describe('backup: dag-cbor through the shared CBOR fast path', () => {
     same({ bb: 1, a: 2, B: 3, aa: 4, '1': 5, '': 6, z: { yy: true, x: false, ww: null } }, 'key order')
     same({ bytes: Uint8Array.from({ length: 300 }, (_, i) => i & 0xff), empty: new Uint8Array(0), buf: Buffer.from('abc'), list: [], map: {} }, 'bytes')
     same([[], {}, 'plain', 42, true, null], 'top-level array')
+  })
+
+  it('map shapes met before (their key order and encoded keys are kept): each map still in its own order', () => {
+    // the same keys inserted in different orders: one dag-cbor order, each record its own insertion order
+    const keys = ['text', 'id', 'to', 'ts', 'from', 'status', 'direction', 'receivedAt', 'k'.repeat(24), 'l'.repeat(300)]
+    const rnd = prng(5)
+    for (let round = 0; round < 40; round++) {
+      const order = [...keys].sort(() => rnd() - 0.5).slice(0, 1 + Math.floor(rnd() * keys.length))
+      const v = Object.fromEntries(order.map((k, i) => [k, i % 3 === 0 ? i : `v${i}`]))
+      same(v, `shape ${order.join(',')}`)
+      same({ outer: v, list: [v, { ...v }] }, 'nested')
+      const rec = encodeRecord(v)
+      assert.ok(rec !== undefined)
+      assert.equal(Buffer.compare(rec, cborg.encode(v, { mapSorter: undefined } as unknown as cborg.EncodeOptions)), 0, `record ${order.join(',')}`)
+    }
+    // more shapes of one size than are kept, and a non-ASCII key (dag-cbor's then; a record's through UTF-8)
+    for (let i = 0; i < 40; i++) same({ [`a${i}`]: i, [`b${i}`]: i }, `shape ${i}`)
+    assert.equal(encodeDagCbor({ é: 1, a: 2 }), undefined)
+    const rec = encodeRecord({ é: 1, a: 2 })
+    assert.ok(rec !== undefined && Buffer.compare(rec, cborg.encode({ é: 1, a: 2 }, { mapSorter: undefined } as unknown as cborg.EncodeOptions)) === 0)
   })
 
   it('leaves what is outside its subset to @ipld/dag-cbor, which encodes or refuses it as before', async () => {
