@@ -44,9 +44,12 @@ const IDENTITY_HASH = 0x00
 export const PIN_PREFIX = '/pin/'
 export const PINNED_BLOCK_PREFIX = '/pinned-block/'
 
-/** Blocks the caller holds in memory (e.g. those a backup just wrote); undefined: read it from the blockstore. */
+/** What the caller knows of the blocks (e.g. those a backup just wrote or found stored). */
 export interface KnownBlocks {
+  /** a block's bytes held in memory; undefined: read it from the blockstore */
   bytes: (cid: CID) => Uint8Array | undefined
+  /** true for a block the caller wrote or found stored (a pin does not ask the blockstore again) */
+  has?: (cid: CID) => boolean
 }
 
 /** Where the walk finds blocks. */
@@ -122,8 +125,8 @@ function sameBytes (a: Uint8Array, b: Uint8Array): boolean {
 
 /**
  * Every block of the DAG under `root`, each once: the root, then level by level in link order. Raw
- * blocks are not read; with `checkLeaves` they are asked for (one `hasMany` per level) and one that is
- * not stored is got through `source.get`.
+ * blocks are not read; with `checkLeaves` those `known` does not vouch for are asked for (one `hasMany`
+ * per level) and one that is not stored is got through `source.get`.
  */
 export async function dagBlocks (root: CID, source: DagSource, options: { known?: KnownBlocks, checkLeaves?: boolean, signal?: AbortSignal } = {}): Promise<CID[]> {
   const { known, signal } = options
@@ -140,7 +143,7 @@ export async function dagBlocks (root: CID, source: DagSource, options: { known?
       for (let j = 0; j < unread.length; j++) bytes[unread[j]] = got[j] ?? await source.get(nodes[unread[j]], { signal })
     }
     if (options.checkLeaves === true) {
-      const leaves = level.filter(c => c.code === RAW && c.multihash.code !== IDENTITY_HASH)
+      const leaves = level.filter(c => c.code === RAW && c.multihash.code !== IDENTITY_HASH && known?.has?.(c) !== true)
       const stored = leaves.length > 0 ? await source.hasMany(leaves) : []
       for (let j = 0; j < leaves.length; j++) if (!stored[j]) await source.get(leaves[j], { signal })
     }

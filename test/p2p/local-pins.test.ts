@@ -112,6 +112,10 @@ describe('p2p: bulk pins in Helia\'s records (localPins)', function () {
     const nodes = new Map(blocks.filter(b => b.cid.code !== 0x55).map(b => [b.cid.toString(), b.bytes]))
     assert.deepEqual((await dagBlocks(r1, source, { known: { bytes: (cid) => nodes.get(cid.toString()) } })).map(String), expected)
     assert.deepEqual(asked, { getMany: [], hasMany: [], get: [] })
+    // leaves the caller vouches for are not asked for either
+    const vouched = new Set([l1, l3, l4])
+    await dagBlocks(r1, source, { checkLeaves: true, known: { bytes: (cid) => nodes.get(cid.toString()), has: (cid) => vouched.has(cid.toString()) } })
+    assert.deepEqual(asked, { getMany: [], hasMany: [[l2]], get: [] })
   })
 
   it('unpins in one batch: the blocks another version pins stay pinned (also one the old version linked twice) and survive GC', async () => {

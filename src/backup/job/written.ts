@@ -60,6 +60,11 @@ export class WrittenBlocks implements BlockStore {
   private queue: Array<{ cid: CID, bytes: Uint8Array }> = []
   /** blocks put and not written yet (queued, or in the batch being written) */
   private queued = new Set<string>()
+  /**
+   * blocks this job put, or found stored: the pin does not ask level for them again (a level lookup reads
+   * the table block holding the value: asking for every block just written mapped them all into memory)
+   */
+  private present = new Set<string>()
   private queuedBytes = 0
   /** the batch being written (batches go one after the other) */
   private writing: Promise<void> = Promise.resolve()
@@ -75,9 +80,16 @@ export class WrittenBlocks implements BlockStore {
   }
 
   has (cid: CID, options?: AbortOptions): boolean | Promise<boolean> {
-    if (this.queued.has(blockKey(cid))) return true
+    const key = blockKey(cid)
+    if (this.queued.has(key) || this.present.has(key)) return true
     // the local writer's has reads level directly (no Helia lock, synchronous when level can)
-    return this.local !== undefined ? this.local.has(cid) : this.inner.has(cid, options)
+    const stored = this.local !== undefined ? this.local.has(cid) : this.inner.has(cid, options)
+    return typeof stored === 'boolean' ? this.saw(key, stored) : stored.then(s => this.saw(key, s))
+  }
+
+  private saw (key: string, stored: boolean): boolean {
+    if (stored) this.present.add(key)
+    return stored
   }
 
   /** whether each block is stored (or queued here): the others in one read when the local writer can */
@@ -87,7 +99,7 @@ export class WrittenBlocks implements BlockStore {
     if (ask.length === 0) return out
     const got = this.local?.hasMany !== undefined ? await this.local.hasMany(ask) : await Promise.all(ask.map(async cid => await this.has(cid, options)))
     let j = 0
-    return out.map(q => q || got[j++])
+    return out.map((q, i) => q || this.saw(blockKey(cids[i]), got[j++]))
   }
 
   /**
@@ -98,6 +110,7 @@ export class WrittenBlocks implements BlockStore {
     if (this.local === undefined) {
       const r = await this.inner.put(cid, bytes, options)
       this.remember(cid, bytes)
+      this.present.add(blockKey(cid))
       return r
     }
     options.signal?.throwIfAborted()
@@ -106,6 +119,7 @@ export class WrittenBlocks implements BlockStore {
     if (this.queued.has(key) || this.blocks.has(key) || await this.local.has(cid)) {
       // stored already (a block of the previous version): the pin still walks its links
       this.remember(cid, bytes)
+      this.present.add(key)
       options.onProgress?.({ type: 'blocks:put:duplicate', detail: cid })
       return cid
     }
@@ -118,6 +132,7 @@ export class WrittenBlocks implements BlockStore {
     const own = ownBytes(bytes)
     this.queue.push({ cid, bytes: own })
     this.queued.add(key)
+    this.present.add(key)
     this.queuedBytes += bytes.length
     this.remember(cid, own)
     options.onProgress?.({ type: 'blocks:put:blockstore:put', detail: cid })
@@ -141,6 +156,7 @@ export class WrittenBlocks implements BlockStore {
           // not written: nothing may vouch for these blocks (has(), the pin walk)
           for (const { cid } of batch) {
             this.queued.delete(blockKey(cid))
+            this.present.delete(blockKey(cid))
             this.forget(blockKey(cid))
           }
           throw blockWriteError(err, batch[0].cid)
@@ -176,7 +192,7 @@ export class WrittenBlocks implements BlockStore {
 
   /** The kept blocks, for the node's bulk pin (`P2PNode.localPins().add(root, { known })`). */
   known (): KnownBlocks {
-    return { bytes: (cid) => this.written(cid) }
+    return { bytes: (cid) => this.written(cid), has: (cid) => this.present.has(blockKey(cid)) }
   }
 
   /** Forget every block (after the pin, or after a failed build: queued blocks are then never written). */
@@ -185,6 +201,7 @@ export class WrittenBlocks implements BlockStore {
     this.bytes = 0
     this.queue = []
     this.queued = new Set()
+    this.present = new Set()
     this.queuedBytes = 0
   }
 
