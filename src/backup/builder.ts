@@ -31,15 +31,18 @@ import type { SealCache } from './seal-cache.ts'
 import {
   conversationCacheKey, decodeConversationEntry, decodeShardEntry, encodeConversationEntry, encodeShardEntry, shardCacheKey, shardMembers
 } from './conversation-cache.ts'
-import type { CachedConversation, ConversationCache } from './conversation-cache.ts'
+import type { CachedConversation, CachedSegment, ConversationCache } from './conversation-cache.ts'
 import { validateKdfParams } from '../crypto/index.ts'
 
 const logger = log('backup')
 
 /** Options of BackupSource.allMessages. */
 export interface AllMessagesOptions {
-  /** asked once per conversation at its first message; for a yes the source may pass over its messages */
-  skip?: (conversation: string) => boolean
+  /**
+   * asked once per conversation at its first message; for `true` the source may pass over its messages,
+   * for `{ after }` over those up to and including that (ts, id)
+   */
+  skip?: (conversation: string) => boolean | { after: { ts: number, id: string } }
 }
 
 /** What the builder reads from the store (a Store or a StoreSnapshot fits). */
@@ -51,7 +54,13 @@ export interface BackupSource {
    * when present, messages are read from one point-in-time snapshot; its `revisions` (the conversations'
    * change tokens, from the same snapshot) let the conversation cache skip unchanged conversations
    */
-  snapshot? (): { allMessages (options?: AllMessagesOptions): AsyncIterable<StoredMessage>, revisions? (): Promise<ConversationRevision[]>, close (): Promise<void> }
+  snapshot? (): {
+    allMessages (options?: AllMessagesOptions): AsyncIterable<StoredMessage>
+    revisions? (): Promise<ConversationRevision[]>
+    /** one conversation's messages (ts ≥ since), for a conversation built on its cached segments */
+    messages? (conversation: string, q?: { since?: number }): AsyncIterable<StoredMessage>
+    close (): Promise<void>
+  }
 }
 
 export interface BuildProgress {
@@ -205,6 +214,20 @@ interface BuiltConversation {
   rev?: string
   /** taken from the conversation cache */
   cached?: boolean
+  /** the store's append run then (for its entry) */
+  run?: string
+  /** per segment, what a later build needs to build on after it (conversation cache) */
+  meta: Array<{ lastId: string, msgBytes: number, plain: number, full: boolean }>
+  /**
+   * built on cached segments: the rows up to `from` are those segments' (not read); its reused tail runs
+   * (`pend`, pendN messages of pendB encoded bytes) count as if in the buffer until the tail is cut, and
+   * are read back (the rows after `tailFrom`, the end of its full segments) if the cut turns out otherwise
+   */
+  from?: { ts: number, id: string }
+  tailFrom?: { ts: number, id: string }
+  pend?: CachedSegment[]
+  pendN?: number
+  pendB?: number
 }
 
 /** A segment block as written (or found): its CID and size. */
@@ -288,8 +311,9 @@ async function build (options: BuildBackupOptions, o: Checked, key: Uint8Array):
     return { cid, size: box.length }
   }
 
-  const writeSegment = async (msgs: SegmentMessage[], encoded: Uint8Array[]): Promise<void> => {
+  const writeSegment = async (msgs: SegmentMessage[], encoded: Uint8Array[], full: boolean): Promise<void> => {
     if (conv === undefined || msgs.length === 0) return
+    cur?.meta.push({ lastId: msgs[msgs.length - 1].id, msgBytes: encoded.reduce((n, e) => n + e.length, 0), plain: 0, full })
     const plain = encodeSegmentOf(conv.peer, conv.segments.length, msgs, encoded)
     if (plain.length > MAX_SEGMENT_PLAINTEXT) throw sourceInvalid('a segment exceeds the format\'s size cap (a message is too large)', { conversation: conv.peer })
     const done = sealAndPut(plain, conv.peer)
@@ -297,7 +321,10 @@ async function build (options: BuildBackupOptions, o: Checked, key: Uint8Array):
     inflight.push({ done, to: cur })
     await settlePuts(PUT_WINDOW)
     plaintextBytes += plain.length
-    if (cur !== undefined) cur.plaintextBytes += plain.length
+    if (cur !== undefined) {
+      cur.plaintextBytes += plain.length
+      cur.meta[cur.meta.length - 1].plain = plain.length
+    }
     conv.segments.push({ count: msgs.length, firstTs: msgs[0].ts, lastTs: msgs[msgs.length - 1].ts })
     progress('segments')
     throwIfAborted(signal)
@@ -305,7 +332,8 @@ async function build (options: BuildBackupOptions, o: Checked, key: Uint8Array):
 
   /** a full segment: segmentSize messages, or segmentBytes reached */
   const flushFull = async (): Promise<void> => {
-    await writeSegment(buf, bufEnc)
+    await unpend()
+    await writeSegment(buf, bufEnc, true)
     buf = []
     bufEnc = []
     bufBytes = 0
@@ -314,8 +342,25 @@ async function build (options: BuildBackupOptions, o: Checked, key: Uint8Array):
   /** the end of a conversation: the tail is cut into power-of-two runs (see tailChunks) */
   const flushTail = async (): Promise<void> => {
     let off = 0
-    for (const n of tailChunks(buf.length, o.segmentSize)) {
-      await writeSegment(buf.slice(off, off + n), bufEnc.slice(off, off + n))
+    let chunks = tailChunks(buf.length, o.segmentSize)
+    const b = cur
+    if (b?.pend !== undefined && b.pend.length > 0) {
+      // reused tail runs stand when the whole tail is cut into them first, as a build from the rows would
+      const all = tailChunks((b.pendN ?? 0) + buf.length, o.segmentSize)
+      const pend = b.pend
+      if (pend.every((seg, i) => all[i] === seg.count)) {
+        for (const seg of pend) commitCached(seg)
+        b.pend = []
+        b.pendN = b.pendB = 0
+        await settlePuts(PUT_WINDOW)
+        chunks = all.slice(pend.length)
+      } else {
+        await unpend()
+        chunks = tailChunks(buf.length, o.segmentSize)
+      }
+    }
+    for (const n of chunks) {
+      await writeSegment(buf.slice(off, off + n), bufEnc.slice(off, off + n), false)
       off += n
     }
     buf = []
@@ -337,31 +382,135 @@ async function build (options: BuildBackupOptions, o: Checked, key: Uint8Array):
   const revs = new Map<string, ConversationRevision>()
   /** hits the source passed over, waiting for their place in the bundle */
   const passed: string[] = []
-  const lookUp = async (revisions: ConversationRevision[]): Promise<void> => {
-    const found: Array<[ConversationRevision, CachedConversation]> = []
+  const lookUp = async (revisions: ConversationRevision[], canRead: boolean): Promise<void> => {
+    const found: Array<[ConversationRevision, CachedConversation, number]> = []
     for (const r of revisions) {
       throwIfAborted(signal)
       if (typeof r.rev !== 'string') continue // written before the store had tokens
       const cacheKey = conversationCacheKey(macKey as KeyObject, r.peer, convParams)
       const c = decodeConversationEntry(macKey as KeyObject, cacheKey, await (convCache as ConversationCache).get(cacheKey).catch(() => undefined))
-      if (c !== undefined && c.rev === r.rev && c.count === r.count && c.firstTs === r.firstTs && c.lastTs === r.lastTs && c.lastId === r.lastMessageId) found.push([r, c])
-      else revs.set(r.peer, r)
+      revs.set(r.peer, r)
+      if (c === undefined) continue
+      if (c.rev === r.rev && c.count === r.count && c.firstTs === r.firstTs && c.lastTs === r.lastTs && c.lastId === r.lastMessageId) found.push([r, c, c.segments.length])
+      else if (canRead && c.run !== undefined && c.run === r.run && r.count > c.count && c.firstTs === r.firstTs) {
+        // only appended to since (the same append run): its rows then are the first c.count rows now
+        const keep = keptSegments(c, r.count - c.count)
+        if (keep > 0) found.push([r, c, keep])
+      }
     }
-    // taken only when every segment block it names is stored
-    const stored = await hasAll(found.flatMap(([, c]) => c.segments.map(seg => seg.cid)))
+    // used only when every segment block it names (or that is kept) is stored
+    const stored = await hasAll(found.flatMap(([, c, keep]) => c.segments.slice(0, keep).map(seg => seg.cid)))
     let i = 0
-    for (const [r, c] of found) {
+    for (const [r, c, keep] of found) {
       let all = true
-      for (let n = 0; n < c.segments.length; n++) all = stored[i++] && all
-      if (all) hits.set(r.peer, c)
-      else revs.set(r.peer, r)
+      for (let n = 0; n < keep; n++) all = stored[i++] && all
+      if (!all) continue
+      if (keep === c.segments.length && c.rev === r.rev) {
+        hits.set(r.peer, c)
+        revs.delete(r.peer)
+      } else {
+        partials.set(r.peer, { c, keep })
+      }
     }
+  }
+  /**
+   * How many of a conversation's cached segments a build of its rows plus `added` appended ones keeps:
+   * its full segments (cut from its first rows, so the same), then the leading tail runs that the new
+   * tail's cut (tailChunks) starts with. Whether the bytes would cut a full segment first is only known
+   * when the new rows are read: flushFull then reads the kept tail runs' rows back (unpend).
+   */
+  const keptSegments = (c: CachedConversation, added: number): number => {
+    let full = 0
+    while (full < c.segments.length && c.segments[full].full) full++
+    const tail = c.segments.slice(full)
+    const n = tail.reduce((a, seg) => a + seg.count, 0) + added
+    if (n >= o.segmentSize) return full
+    const chunks = tailChunks(n, o.segmentSize)
+    let j = 0
+    while (j < tail.length && j < chunks.length - 1 && chunks[j] === tail[j].count) j++
+    return full + j
   }
   const hasAll = async (cids: CID[]): Promise<boolean[]> => {
     if (typeof blockstore.hasMany === 'function') return await blockstore.hasMany(cids, { signal })
     const out: boolean[] = []
     for (const cid of cids) out.push(await blockstore.has(cid, { signal }))
     return out
+  }
+  /** conversations only appended to since their entry: built on its kept segments, from the rows after them */
+  const partials = new Map<string, { c: CachedConversation, keep: number }>()
+  /** a cached segment put in the bundle as the current conversation's next: counted like one found stored */
+  const commitCached = (seg: CachedSegment): void => {
+    if (conv === undefined || cur === undefined) return
+    blocks++
+    bytesTotal += seg.size
+    plaintextBytes += seg.plain
+    cur.plaintextBytes += seg.plain
+    conv.segments.push({ count: seg.count, firstTs: seg.firstTs, lastTs: seg.lastTs })
+    cur.meta.push({ lastId: seg.lastId, msgBytes: seg.msgBytes, plain: seg.plain, full: seg.full })
+    inflight.push({ done: Promise.resolve({ cid: seg.cid, size: seg.size }), to: cur })
+  }
+  /** start a conversation on its kept segments: the full ones go in now, the tail runs wait for the cut */
+  const startPartial = async (peer: string): Promise<void> => {
+    const { c, keep } = partials.get(peer) as { c: CachedConversation, keep: number }
+    seenPeers.add(peer)
+    const kept = c.segments.slice(0, keep)
+    const end = kept[keep - 1]
+    let full = 0
+    while (full < keep && kept[full].full) full++
+    const count = kept.reduce((a, seg) => a + seg.count, 0)
+    conv = { peer, count, firstTs: c.firstTs, lastTs: end.lastTs, lastId: end.lastId, segments: [] }
+    conversations.push(conv)
+    const pend = kept.slice(full)
+    cur = {
+      entry: conv, segments: [], attachments: new Map(), sizes: [], plaintextBytes: 0, meta: [],
+      from: { ts: end.lastTs, id: end.lastId },
+      ...(full > 0 ? { tailFrom: { ts: kept[full - 1].lastTs, id: kept[full - 1].lastId } } : {}),
+      pend, pendN: pend.reduce((a, seg) => a + seg.count, 0), pendB: pend.reduce((a, seg) => a + seg.msgBytes, 0)
+    }
+    built.push(cur)
+    last = { ts: end.lastTs, id: end.lastId }
+    messages += count
+    // the cached rows' links in their order; rows read after them only add theirs after these
+    for (const a of c.attachments) {
+      const k = a.toString()
+      if (!attachments.has(k)) attachments.set(k, a)
+      if (!cur.attachments.has(k)) cur.attachments.set(k, a)
+    }
+    for (const seg of kept.slice(0, full)) commitCached(seg)
+    await settlePuts(PUT_WINDOW)
+  }
+  /** the kept tail runs do not stand: their rows (after tailFrom, up to from) are read back into the buffer */
+  const unpend = async (): Promise<void> => {
+    const b = cur
+    if (b?.pend === undefined || b.pend.length === 0 || conv === undefined || b.from === undefined) return
+    const peer = conv.peer
+    const rows: SegmentMessage[] = []
+    const enc: Uint8Array[] = []
+    let bytes = 0
+    const read = (snapshot as { messages: (c: string, q?: { since?: number }) => AsyncIterable<StoredMessage> }).messages(peer, b.tailFrom !== undefined ? { since: b.tailFrom.ts } : {})
+    for await (const raw of read) {
+      const m = checked(raw, peer)
+      if (b.tailFrom !== undefined && compareMessages(m, b.tailFrom) <= 0) continue
+      if (compareMessages(m, b.from) > 0) break
+      const e = encode(m)
+      rows.push(m)
+      enc.push(e)
+      bytes += e.length
+    }
+    conv.count += rows.length - (b.pendN ?? 0)
+    messages += rows.length - (b.pendN ?? 0)
+    buf = [...rows, ...buf]
+    bufEnc = [...enc, ...bufEnc]
+    bufBytes += bytes
+    b.pend = []
+    b.pendN = b.pendB = 0
+  }
+  const checked = (raw: StoredMessage, peer: string): SegmentMessage => {
+    try {
+      return checkSegmentMessage(toSegmentMessage(raw), peer, { conversation: peer })
+    } catch (err) {
+      throw sourceInvalid(`the store holds an invalid message: ${(err as Error).message}`, isTokenimError(err) ? err.info : {}, err)
+    }
   }
   /** a conversation from its cache entry: counted like one whose every segment was found stored */
   const takeHit = async (peer: string): Promise<void> => {
@@ -371,7 +520,7 @@ async function build (options: BuildBackupOptions, o: Checked, key: Uint8Array):
       peer, count: c.count, firstTs: c.firstTs, lastTs: c.lastTs, lastId: c.lastId,
       segments: c.segments.map(seg => ({ count: seg.count, firstTs: seg.firstTs, lastTs: seg.lastTs }))
     }
-    const b: BuiltConversation = { entry, segments: [], attachments: new Map(), sizes: [], plaintextBytes: c.plaintextBytes, rev: c.rev, cached: true }
+    const b: BuiltConversation = { entry, segments: [], attachments: new Map(), sizes: [], plaintextBytes: c.plaintextBytes, rev: c.rev, cached: true, meta: [] }
     conversations.push(entry)
     built.push(b)
     messages += c.count
@@ -389,13 +538,28 @@ async function build (options: BuildBackupOptions, o: Checked, key: Uint8Array):
     await settlePuts(PUT_WINDOW)
     progress('segments')
   }
-  const takePassed = async (): Promise<void> => {
-    for (const peer of passed.splice(0)) await takeHit(peer)
+  /** the conversations the source passed over (whole, or up to their kept segments), in their place; `next`: the conversation of the row that came next */
+  const takePassed = async (next: string | undefined): Promise<void> => {
+    for (const peer of passed.splice(0)) {
+      if (hits.has(peer)) {
+        await takeHit(peer)
+      } else {
+        await startPartial(peer)
+        if (peer !== next) await flushTail() // none of its rows came after the kept ones
+      }
+    }
   }
-  const skip = (peer: string): boolean => {
-    if (!hits.has(peer) || seenPeers.has(peer) || passed.includes(peer)) return false
+  const skip = (peer: string): boolean | { after: { ts: number, id: string } } => {
+    if (seenPeers.has(peer) || passed.includes(peer)) return false
+    if (hits.has(peer)) {
+      passed.push(peer)
+      return true
+    }
+    const p = partials.get(peer)
+    if (p === undefined) return false
     passed.push(peer)
-    return true
+    const end = p.c.segments[p.keep - 1]
+    return { after: { ts: end.lastTs, id: end.lastId } }
   }
 
   const snapshot = typeof options.store.snapshot === 'function' ? options.store.snapshot() : undefined
@@ -404,18 +568,18 @@ async function build (options: BuildBackupOptions, o: Checked, key: Uint8Array):
     const source = snapshot ?? options.store
     if (convCache !== undefined && typeof snapshot?.revisions === 'function') {
       const t0 = performance.now()
-      await lookUp(await snapshot.revisions())
-      logger('conversation cache: %d conversations taken, %d to build (%d ms)', hits.size, revs.size, Math.round(performance.now() - t0))
+      await lookUp(await snapshot.revisions(), typeof snapshot.messages === 'function')
+      logger('conversation cache: %d conversations taken, %d built on cached segments, %d to build (%d ms)', hits.size, partials.size, revs.size - partials.size, Math.round(performance.now() - t0))
     }
     /** a hit the source did not pass over: its messages are passed over here */
     let ignoring: string | undefined
-    for await (const raw of source.allMessages(hits.size > 0 ? { skip } : undefined)) {
+    for await (const raw of source.allMessages(hits.size + partials.size > 0 ? { skip } : undefined)) {
       throwIfAborted(signal)
       const peer = typeof raw?.conversation === 'string' ? raw.conversation : ''
       if (peer === ignoring) continue
       if (conv === undefined || peer !== conv.peer) {
         await flushTail()
-        await takePassed()
+        await takePassed(peer)
         ignoring = undefined
         if (hits.has(peer) && !seenPeers.has(peer)) {
           await takeHit(peer)
@@ -424,21 +588,20 @@ async function build (options: BuildBackupOptions, o: Checked, key: Uint8Array):
           cur = undefined
           continue
         }
+        if (partials.has(peer) && !seenPeers.has(peer)) await startPartial(peer) // a source that did not skip
+      }
+      if (conv === undefined || peer !== conv.peer) {
         if (seenPeers.has(peer)) throw sourceInvalid('the store did not stream messages grouped by conversation', { conversation: peer })
         if (!/^0x[0-9a-f]{40}$/.test(peer)) throw sourceInvalid('a message has an invalid conversation address', { id: typeof raw?.id === 'string' ? raw.id.slice(0, 128) : undefined })
         seenPeers.add(peer)
         conv = { peer, count: 0, firstTs: 0, lastTs: 0, lastId: '', segments: [] }
         conversations.push(conv)
-        cur = { entry: conv, segments: [], attachments: new Map(), sizes: [], plaintextBytes: 0 }
+        cur = { entry: conv, segments: [], attachments: new Map(), sizes: [], plaintextBytes: 0, meta: [] }
         built.push(cur)
         last = undefined
       }
-      let m: SegmentMessage
-      try {
-        m = checkSegmentMessage(toSegmentMessage(raw), peer, { conversation: peer })
-      } catch (err) {
-        throw sourceInvalid(`the store holds an invalid message: ${(err as Error).message}`, isTokenimError(err) ? err.info : {}, err)
-      }
+      const m = checked(raw, peer)
+      if (cur?.from !== undefined && compareMessages(m, cur.from) <= 0) continue // a kept segment's (a source that did not skip)
       if (last !== undefined && compareMessages(last, m) >= 0) {
         throw sourceInvalid('the store did not stream a conversation in strict (ts, id) order', { conversation: peer, id: m.id })
       }
@@ -457,10 +620,10 @@ async function build (options: BuildBackupOptions, o: Checked, key: Uint8Array):
       buf.push(m)
       bufEnc.push(enc)
       bufBytes += enc.length
-      if (buf.length >= o.segmentSize || bufBytes >= o.segmentBytes) await flushFull()
+      if (buf.length + (cur?.pendN ?? 0) >= o.segmentSize || bufBytes + (cur?.pendB ?? 0) >= o.segmentBytes) await flushFull()
     }
     await flushTail()
-    await takePassed()
+    await takePassed(undefined)
     await settlePuts(0)
   } catch (err) {
     if (isTokenimError(err)) throw err
@@ -476,7 +639,10 @@ async function build (options: BuildBackupOptions, o: Checked, key: Uint8Array):
   for (const b of built) {
     const r = b.cached === true ? undefined : revs.get(b.entry.peer)
     const e = b.entry
-    if (r?.rev !== undefined && e.count === r.count && e.firstTs === r.firstTs && e.lastTs === r.lastTs && e.lastId === r.lastMessageId && b.sizes.length === e.segments.length) b.rev = r.rev
+    if (r?.rev !== undefined && e.count === r.count && e.firstTs === r.firstTs && e.lastTs === r.lastTs && e.lastId === r.lastMessageId && b.sizes.length === e.segments.length && b.meta.length === e.segments.length) {
+      b.rev = r.rev
+      b.run = r.run
+    }
   }
   /** new conversation-cache entries (conversations and shards), written once the bundle is */
   const convAdds: Array<[string, Uint8Array]> = []
@@ -579,8 +745,8 @@ async function build (options: BuildBackupOptions, o: Checked, key: Uint8Array):
       const e = b.entry
       const cacheKey = conversationCacheKey(macKey as KeyObject, e.peer, convParams)
       convAdds.push([cacheKey, encodeConversationEntry(macKey as KeyObject, cacheKey, {
-        rev: b.rev, count: e.count, firstTs: e.firstTs, lastTs: e.lastTs, lastId: e.lastId, plaintextBytes: b.plaintextBytes,
-        segments: e.segments.map((seg, i) => ({ ...seg, size: b.sizes[i], cid: b.segments[i] })),
+        rev: b.rev, ...(b.run !== undefined ? { run: b.run } : {}), count: e.count, firstTs: e.firstTs, lastTs: e.lastTs, lastId: e.lastId, plaintextBytes: b.plaintextBytes,
+        segments: e.segments.map((seg, i) => ({ ...seg, size: b.sizes[i], cid: b.segments[i], ...b.meta[i] })),
         attachments: [...b.attachments.values()]
       })])
     }

@@ -13,8 +13,9 @@
  *
  *   key   = hex HMAC(K, "tokenim-backup/v2/conversation-cache/key\0" ‖ peer ‖ 0 ‖ params)
  *   entry = tag (32) ‖ body,  tag = HMAC(K, "tokenim-backup/v2/conversation-cache/entry\0" ‖ key ‖ body)
- *   body  = CBOR [rev, count, firstTs, lastTs, lastId, plaintextBytes,
- *                 [[count, firstTs, lastTs, blockSize, CID bytes], …], [attachment CID bytes, …]]
+ *   body  = CBOR [rev, run, count, firstTs, lastTs, lastId, plaintextBytes,
+ *                 [[count, firstTs, lastTs, blockSize, CID bytes, lastId, msgBytes, plain, full], …],
+ *                 [attachment CID bytes, …]]
  *
  * One entry per conversation (and parameters), overwritten when it changes: the cache stays ~150 bytes
  * per conversation plus ~60 per segment. Keys depend on K (another passphrase: no hit); the tag makes a
@@ -40,6 +41,8 @@ export const LAYOUT = 1
 export interface CachedConversation {
   /** the store's change token the entry was made for */
   rev: string
+  /** the store's append run then (ConversationRevision.run): while it is the same, these rows are a prefix of the rows */
+  run?: string
   count: number
   firstTs: number
   lastTs: number
@@ -47,9 +50,26 @@ export interface CachedConversation {
   /** segment plaintext bytes (the totals' `bytes`) */
   plaintextBytes: number
   /** in segment order */
-  segments: Array<{ count: number, firstTs: number, lastTs: number, size: number, cid: CID }>
+  segments: CachedSegment[]
   /** distinct attachment links in order of first reference */
   attachments: CID[]
+}
+
+/** A segment as built: its manifest fields, its block, and what the builder needs to build on after it. */
+export interface CachedSegment {
+  count: number
+  firstTs: number
+  lastTs: number
+  /** the block's size and CID */
+  size: number
+  cid: CID
+  /** id of its last message (with lastTs, where the conversation's rows after it start) */
+  lastId: string
+  /** its messages' encoded bytes (what the builder's segmentBytes counts) and its plaintext's */
+  msgBytes: number
+  plain: number
+  /** cut because it was full (segmentSize or segmentBytes), not a tail run */
+  full: boolean
 }
 
 export interface ConversationParams { formatVersion: number, segmentSize: number, segmentBytes: number }
@@ -71,8 +91,8 @@ function tagOf (key: Uint8Array | KeyObject, cacheKey: string, body: Uint8Array)
 
 export function encodeConversationEntry (key: Uint8Array | KeyObject, cacheKey: string, c: CachedConversation): Uint8Array {
   const body = cborg.encode([
-    c.rev, c.count, c.firstTs, c.lastTs, c.lastId, c.plaintextBytes,
-    c.segments.map(s => [s.count, s.firstTs, s.lastTs, s.size, s.cid.bytes]),
+    c.rev, c.run ?? '', c.count, c.firstTs, c.lastTs, c.lastId, c.plaintextBytes,
+    c.segments.map(s => [s.count, s.firstTs, s.lastTs, s.size, s.cid.bytes, s.lastId, s.msgBytes, s.plain, s.full ? 1 : 0]),
     c.attachments.map(a => a.bytes)
   ])
   return new Uint8Array(Buffer.concat([tagOf(key, cacheKey, body), body]))
@@ -87,15 +107,20 @@ export function decodeConversationEntry (key: Uint8Array | KeyObject, cacheKey: 
   if (!constantTimeEqual(entry.subarray(0, TAG), tagOf(key, cacheKey, body))) return undefined
   try {
     const v = cborg.decode(body) as unknown
-    if (!Array.isArray(v) || v.length !== 8) return undefined
-    const [rev, count, firstTs, lastTs, lastId, plaintextBytes, segs, atts] = v as unknown[]
-    if (typeof rev !== 'string' || typeof lastId !== 'string' || !isCount(count) || !isCount(firstTs) || !isCount(lastTs) || !isCount(plaintextBytes)) return undefined
+    if (!Array.isArray(v) || v.length !== 9) return undefined
+    const [rev, run, count, firstTs, lastTs, lastId, plaintextBytes, segs, atts] = v as unknown[]
+    if (typeof rev !== 'string' || typeof run !== 'string' || typeof lastId !== 'string' || !isCount(count) || !isCount(firstTs) || !isCount(lastTs) || !isCount(plaintextBytes)) return undefined
     if (!Array.isArray(segs) || !Array.isArray(atts)) return undefined
     const segments: CachedConversation['segments'] = []
     let n = 0
+    let fullOnes = true
     for (const s of segs as unknown[]) {
-      if (!Array.isArray(s) || s.length !== 5 || !isCount(s[0]) || !isCount(s[1]) || !isCount(s[2]) || !isCount(s[3]) || !(s[4] instanceof Uint8Array)) return undefined
-      segments.push({ count: s[0], firstTs: s[1], lastTs: s[2], size: s[3], cid: CID.decode(new Uint8Array(s[4])) })
+      if (!Array.isArray(s) || s.length !== 9 || !isCount(s[0]) || !isCount(s[1]) || !isCount(s[2]) || !isCount(s[3]) || !(s[4] instanceof Uint8Array)) return undefined
+      if (typeof s[5] !== 'string' || !isCount(s[6]) || !isCount(s[7]) || (s[8] !== 0 && s[8] !== 1)) return undefined
+      // the full segments come first, then the tail runs
+      if (s[8] === 1 && !fullOnes) return undefined
+      fullOnes = s[8] === 1
+      segments.push({ count: s[0], firstTs: s[1], lastTs: s[2], size: s[3], cid: CID.decode(new Uint8Array(s[4])), lastId: s[5], msgBytes: s[6], plain: s[7], full: s[8] === 1 })
       n += s[0]
     }
     if (n !== count || segments.length === 0) return undefined
@@ -104,7 +129,7 @@ export function decodeConversationEntry (key: Uint8Array | KeyObject, cacheKey: 
       if (!(a instanceof Uint8Array)) return undefined
       attachments.push(CID.decode(new Uint8Array(a)))
     }
-    return { rev, count, firstTs, lastTs, lastId, plaintextBytes, segments, attachments }
+    return { rev, ...(run !== '' ? { run } : {}), count, firstTs, lastTs, lastId, plaintextBytes, segments, attachments }
   } catch {
     return undefined
   }

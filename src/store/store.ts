@@ -193,16 +193,19 @@ function isNewer (ts: number, id: string, than: { lastTs: number, lastMessageId:
   return ts > than.lastTs || (ts === than.lastTs && id > than.lastMessageId)
 }
 
-function bump (sum: ConversationSummary | undefined, m: StoredMessage): ConversationSummary {
+/** the summary with m added; its append run (ConversationRevision.run) is kept only when m sorts after every row */
+function bump (sum: ConversationRevision | undefined, m: StoredMessage): ConversationRevision {
   if (sum === undefined) return { peer: m.conversation, count: 1, firstTs: m.ts, lastTs: m.ts, lastMessageId: m.id }
   const newer = isNewer(m.ts, m.id, sum)
-  return {
+  const next: ConversationRevision = {
     peer: sum.peer,
     count: sum.count + 1,
     firstTs: Math.min(sum.firstTs, m.ts),
     lastTs: newer ? m.ts : sum.lastTs,
     lastMessageId: newer ? m.id : sum.lastMessageId
   }
+  if (newer && sum.run !== undefined) next.run = sum.run
+  return next
 }
 
 function range (conversation: string | undefined, q: MessageQuery): { gte?: string, lt?: string } {
@@ -224,6 +227,12 @@ function checkQuery (q: MessageQuery): void {
   }
   if (q.limit !== undefined && (!Number.isInteger(q.limit) || q.limit < 0)) throw invalidArgument('limit must be a non-negative integer', { field: 'limit' })
 }
+
+/**
+ * Store.allMessages' `skip`: asked once per conversation at its first row; `true` passes over its rows,
+ * `{ after }` over those up to and including that (ts, id), `false` reads them all.
+ */
+export type SkipConversation = (conversation: string) => boolean | { after: { ts: number, id: string } }
 
 /** Reads shared by Store and StoreSnapshot. */
 class Reader {
@@ -286,9 +295,10 @@ class Reader {
   /**
    * Every message, as messages(undefined, {}), except the conversations `skip` names: `skip` is asked
    * once per conversation, when its first row is reached, and for a yes the iterator seeks past the
-   * conversation's rows (they are never read further or decoded).
+   * conversation's rows (they are never read further or decoded); for `{ after }` it seeks past the
+   * conversation's rows up to and including the (ts, id) given and goes on from there.
    */
-  async * allMessages (snapshot?: Snapshot, skip?: (conversation: string) => boolean): AsyncGenerator<StoredMessage> {
+  async * allMessages (snapshot?: Snapshot, skip?: SkipConversation): AsyncGenerator<StoredMessage> {
     if (skip === undefined) {
       yield * this.messages(undefined, {}, snapshot)
       return
@@ -302,8 +312,14 @@ class Reader {
           current = m.conversation
           if (!asked.has(current)) {
             asked.add(current)
-            if (skip(current)) {
+            const answer = skip(current)
+            if (answer === true) {
               it.seek(`${current}${SEP_END}`)
+              continue
+            }
+            if (typeof answer === 'object' && answer !== null && !isNewer(m.ts, m.id, { lastTs: answer.after.ts, lastMessageId: answer.after.id })) {
+              // this row is not after it: on from the first key after it ('\0' sorts first)
+              it.seek(`${messageKey(current, answer.after.ts, answer.after.id)}\0`)
               continue
             }
           }
@@ -419,7 +435,7 @@ async function giveRevs (s: Subs): Promise<void> {
   for await (const [peer, sum] of s.conv.iterator()) if (typeof sum.rev !== 'string') missing.push([peer, sum])
   if (missing.length === 0) return
   const rev = newRev()
-  await s.conv.batch(missing.map(([peer, sum]) => ({ type: 'put' as const, key: peer, value: { ...sum, rev } })))
+  await s.conv.batch(missing.map(([peer, sum]) => ({ type: 'put' as const, key: peer, value: { ...sum, rev, run: rev } })))
   logger('gave %d conversation summaries a change token', missing.length)
 }
 
@@ -469,7 +485,7 @@ export class StoreSnapshot {
   getMessage (id: string): Promise<StoredMessage | undefined> { return this.#r.getMessage(id, this.#snap) }
   messages (conversation?: string, q: MessageQuery = {}): AsyncIterable<StoredMessage> { return this.#r.messages(conversation, q, this.#snap) }
   /** every message (see Store.allMessages; `skip` passes over whole conversations) */
-  allMessages (options: { skip?: (conversation: string) => boolean } = {}): AsyncIterable<StoredMessage> { return this.#r.allMessages(this.#snap, options.skip) }
+  allMessages (options: { skip?: SkipConversation } = {}): AsyncIterable<StoredMessage> { return this.#r.allMessages(this.#snap, options.skip) }
   conversations (): Promise<ConversationSummary[]> { return this.#r.conversations(this.#snap) }
   conversation (peer: string): Promise<ConversationSummary | undefined> { return this.#r.conversation(peer, this.#snap) }
   /** every summary with its change token, in address order (see Store.revisions) */
@@ -712,22 +728,23 @@ export class Store {
     return ids.filter(id => !stored.has(id)).map(id => unique.get(id) as StoredMessage)
   }
 
-  async #bumpedSummaries (fresh: StoredMessage[]): Promise<Map<string, ConversationSummary>> {
+  async #bumpedSummaries (fresh: StoredMessage[]): Promise<Map<string, ConversationRevision>> {
     const peers = [...new Set(fresh.map(m => m.conversation))]
     const current = await this.#getMany('conv', peers)
-    const sums = new Map<string, ConversationSummary | undefined>(peers.map((p, i) => [p, current[i]]))
+    const sums = new Map<string, ConversationRevision | undefined>(peers.map((p, i) => [p, current[i]]))
     for (const m of fresh) sums.set(m.conversation, bump(sums.get(m.conversation), m))
-    return sums as Map<string, ConversationSummary>
+    return sums as Map<string, ConversationRevision>
   }
 
-  #putMessages (b: Batch, fresh: StoredMessage[], sums: Map<string, ConversationSummary>): void {
+  #putMessages (b: Batch, fresh: StoredMessage[], sums: Map<string, ConversationRevision>): void {
     for (const m of fresh) {
       const key = messageKey(m.conversation, m.ts, m.id)
       b.put(key, m, { sublevel: this.#s.msg })
       b.put(m.id, key, { sublevel: this.#s.msgId })
     }
     const rev = newRev()
-    for (const [peer, sum] of sums) b.put(peer, { ...sum, rev }, { sublevel: this.#s.conv })
+    // an append keeps the conversation's append run; anything else starts one (named by this token)
+    for (const [peer, sum] of sums) b.put(peer, { ...sum, rev, run: sum.run ?? rev }, { sublevel: this.#s.conv })
   }
 
   /**
@@ -739,7 +756,7 @@ export class Store {
     const sums = await this.#getMany('conv', unique)
     const rev = newRev()
     const out: Array<[string, ConversationRevision]> = []
-    sums.forEach((sum, i) => { if (sum !== undefined) out.push([unique[i], { ...sum, rev }]) })
+    sums.forEach((sum, i) => { if (sum !== undefined) out.push([unique[i], { ...sum, rev, run: rev }]) })
     return out
   }
 
@@ -787,7 +804,7 @@ export class Store {
    * per conversation when its first row is reached, passes over the conversations it says yes to (one
    * seek past their rows): the backup's conversation cache.
    */
-  allMessages (options: { skip?: (conversation: string) => boolean } = {}): AsyncIterable<StoredMessage> {
+  allMessages (options: { skip?: SkipConversation } = {}): AsyncIterable<StoredMessage> {
     return this.#r.allMessages(undefined, options.skip)
   }
 
@@ -929,7 +946,7 @@ export class Store {
         const rev = newRev()
         await this.#write(b => {
           for (const peer of stale) b.del(peer, { sublevel: this.#s.conv })
-          for (const [peer, sum] of sums) b.put(peer, { ...sum, rev }, { sublevel: this.#s.conv })
+          for (const [peer, sum] of sums) b.put(peer, { ...sum, rev, run: rev }, { sublevel: this.#s.conv })
         })
         let refs: Array<[string, string]> = []
         const dropDangling = async (): Promise<void> => {

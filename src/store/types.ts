@@ -56,6 +56,11 @@ export interface ConversationRevision extends ConversationSummary {
    * Absent in summaries written before it existed.
    */
   rev?: string
+  /**
+   * Append run: kept by writes that only add rows after the conversation's newest one, replaced (by that
+   * write's `rev`) by any other write; an unchanged run means the rows then are a prefix of the rows now.
+   */
+  run?: string
 }
 
 export interface Contact {

@@ -111,4 +111,22 @@ describe('store: the conversation change token (ConversationRevision.rev)', () =
     store = await openStore(path)
     assert.deepEqual(await revs(), first)
   })
+
+  it('the append run (ConversationRevision.run) stays while rows are only added after the newest, and allMessages({ skip: { after } }) resumes after a row', async () => {
+    const runOf = async (p: string): Promise<string | undefined> => (await store.revisions()).find(r => r.peer === p)?.run
+    await store.addMessages([msg({ peer: A, ts: 100 }), msg({ peer: B, ts: 100 })])
+    const r0 = await runOf(A)
+    assert.ok(typeof r0 === 'string')
+    await store.addMessages([msg({ peer: A, ts: 200 }), msg({ peer: A, ts: 300 })])
+    assert.equal(await runOf(A), r0, 'appends keep it')
+    await store.addMessages([msg({ peer: A, ts: 150 })])
+    const r1 = await runOf(A)
+    assert.notEqual(r1, r0, 'a row before the newest starts another')
+    const [first] = await collect(store.messages(A))
+    await store.updateMessageStatus(first.id, 'failed')
+    assert.notEqual(await runOf(A), r1, 'a status update too')
+    const rows = await collect(store.messages(A))
+    const after = await collect(store.allMessages({ skip: p => p === A ? { after: { ts: rows[1].ts, id: rows[1].id } } : false }))
+    assert.deepEqual(after.map(m => m.id), [...rows.slice(2), ...await collect(store.messages(B))].map(m => m.id))
+  })
 })
