@@ -140,6 +140,11 @@ export interface LocalBlocks {
   hasMany: (cids: CID[]) => Promise<boolean[]>
   /** write the blocks in one atomic level batch (identity-hash CIDs are skipped, as Helia does) */
   putBatch: (blocks: Array<{ cid: CID, bytes: Uint8Array }>) => Promise<void>
+  /**
+   * a stored block's bytes (unchecked), undefined when it is not stored; one level read, synchronous when
+   * level can (an identity-hash CID gives its digest). Never the network.
+   */
+  get: (cid: CID) => Uint8Array | undefined | Promise<Uint8Array | undefined>
 }
 
 /** A small key-value area of the node's level datastore under a prefix of its own ({@link P2PNode.localKv}). */
@@ -490,6 +495,14 @@ export class P2PNode {
         // synced: a backup is anchored right after its blocks are written, and an anchor naming blocks a
         // power cut took back would be a backup that can never be restored from this device
         await batch.write({ sync: true })
+      },
+      get: (cid) => {
+        if (this.state !== 'started') throw notStarted()
+        if (cid.multihash.code === IDENTITY_HASH) return cid.multihash.digest
+        // synchronous when level can: no thread-pool round trip, and none of Helia's per-block work (a GC
+        // read lock, a queue job, a has and a get, promises)
+        if ((bs.db.supports as { getSync?: boolean }).getSync === true && bs.db.status === 'open') return bs.db.getSync(levelKey(cid))
+        return bs.db.get(levelKey(cid))
       }
     }
   }

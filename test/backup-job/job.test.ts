@@ -1,9 +1,9 @@
 import assert from 'node:assert/strict'
 import { createHash } from 'node:crypto'
-import { chmod, mkdir, readdir, stat } from 'node:fs/promises'
+import { chmod, mkdir, readFile, readdir, stat } from 'node:fs/promises'
 import { join } from 'node:path'
 import { getBlock } from '../../src/p2p/index.ts'
-import { readBackup, readCar, rootCidFromDigest } from '../../src/backup/index.ts'
+import { readBackup, readCar, rootCidFromDigest, writeCar } from '../../src/backup/index.ts'
 import { acquireBackupLock, listBackups, runBackup, BACKUP_LOCK_FILE } from '../../src/backup/job/index.ts'
 import { isTokenimError } from '../../src/errors.ts'
 import { deriveBackupKey } from '../../src/identity/index.ts'
@@ -151,6 +151,23 @@ describe('backup job', function () {
     assert.deepEqual(list.backups.map(b => [b.version, b.status, b.pinned]), [[1, 'local-only', false], [2, 'local-only', false], [3, 'local-only', true], [4, 'local-only', true]])
     // no chain profile and anchoring asked → NO_CHAIN_PROFILE
     await assert.rejects(runBackup({ node }), (err: unknown) => isTokenimError(err, 'NO_CHAIN_PROFILE'))
+  })
+
+  it('reads the CAR\'s blocks from level directly: the same file as through Helia; a block it lacks is MISSING_BLOCK and the version is taken back', async () => {
+    const node = await h.node()
+    await fill(node, 120, 11)
+    const out = join(node.dataDir, 'direct.car')
+    const r = await runBackup({ node, noAnchor: true, out })
+    const viaHelia = join(node.dataDir, 'helia.car')
+    await writeCar(rootCidFromDigest(r.digest), { get: (cid, o) => node.p2p.helia.blockstore.get(cid, { ...o, offline: true }) }, viaHelia)
+    assert.deepEqual(await readFile(out), await readFile(viaHelia))
+
+    const local = node.p2p.localBlocks()
+    const lacking = { dataDir: node.dataDir, store: node.store, identity: node.identity, p2p: { helia: node.p2p.helia, localBlocks: () => ({ ...local, get: () => undefined }) } }
+    const target = join(node.dataDir, 'lacking.car')
+    await assert.rejects(runBackup({ node: lacking, noAnchor: true, out: target }), (err: unknown) => isTokenimError(err, 'MISSING_BLOCK'))
+    assert.equal(await node.store.getBackup(r.version + 1), undefined)
+    assert.ok(!(await readdir(node.dataDir)).includes('lacking.car'))
   })
 })
 

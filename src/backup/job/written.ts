@@ -45,6 +45,8 @@ export interface LocalBlockWriter {
   /** whether each block is stored, in one read (optional) */
   hasMany?: (cids: CID[]) => Promise<boolean[]>
   putBatch: (blocks: Array<{ cid: CID, bytes: Uint8Array }>) => Promise<void>
+  /** a stored block's bytes, undefined when it is not stored, straight from the local store (optional) */
+  get?: (cid: CID) => Uint8Array | undefined | Promise<Uint8Array | undefined>
 }
 
 type ProgressOptions = AbortOptions & { onProgress?: (evt: { type: string, detail?: unknown }) => void }
