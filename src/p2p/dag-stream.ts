@@ -148,6 +148,8 @@ export interface FetchDagStreamOptions extends AbortOptions {
 export interface FetchDagStreamResult {
   blocks: number
   bytes: number
+  /** true when every block under the root arrived and was accepted: the caller has the whole DAG */
+  complete: boolean
 }
 
 /** The part of a node {@link fetchDagStream} needs (a P2PNode fits). */
@@ -170,7 +172,9 @@ export async function fetchDagStream (node: DagStreamDialer, peer: PeerId | Mult
   const frameSignal = (): AbortSignal => signal === undefined ? AbortSignal.timeout(idleMs) : AbortSignal.any([signal, AbortSignal.timeout(idleMs)])
   const stream = await node.dialProtocol(peer, DAG_PROTOCOL, { signal: frameSignal() })
   const f = framed(stream, { maxFrameBytes: MAX_FRAME })
-  const result: FetchDagStreamResult = { blocks: 0, bytes: 0 }
+  const result: FetchDagStreamResult = { blocks: 0, bytes: 0, complete: false }
+  /** blocks under a hash this side does not check (left to the caller, with their subtrees) */
+  let unchecked = 0
   /** asked for (the root, links of accepted blocks) and not received yet */
   const expected = new Set<string>([root.toString()])
   const accepted = new Set<string>()
@@ -196,6 +200,7 @@ export async function fetchDagStream (node: DagStreamDialer, peer: PeerId | Mult
         if (mh.code === SHA2_256) {
           if (!equalBytes(sha256(bytes), mh.digest)) throw violation(peer, `block ${key} does not match its hash`)
         } else if (mh.code !== IDENTITY || !equalBytes(bytes, mh.digest)) {
+          unchecked++
           continue // a hash this side does not check here: left, with its subtree, to bitswap
         }
         // a block of its own (the entry is a view into the stream's receive buffer)
@@ -220,6 +225,7 @@ export async function fetchDagStream (node: DagStreamDialer, peer: PeerId | Mult
     if (err instanceof CallerError || err instanceof P2PError || signal?.aborted === true) throw cause
     throw new P2PError(P2PErrorCode.DIAL_FAILED, `DAG stream from ${peer.toString()} failed: ${(err as Error)?.message}`, { peerId: peer.toString() }, { cause: err })
   }
+  result.complete = expected.size === 0 && unchecked === 0
   return result
 }
 

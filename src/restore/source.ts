@@ -228,9 +228,9 @@ export async function openNetworkSource (options: NetworkSourceOptions): Promise
   /**
    * Stream the DAG from the first dialled peer that serves it: blocks into the cache while it has room,
    * the others into the temporary blockstore (one level batch per few MiB). Never throws: what is not
-   * streamed is fetched over bitswap.
+   * streamed is fetched over bitswap. True when the stream brought the whole DAG.
    */
-  const streamDag = async (node: P2PNode, root: CID, signal: AbortSignal): Promise<void> => {
+  const streamDag = async (node: P2PNode, root: CID, signal: AbortSignal): Promise<boolean> => {
     const [{ blockBatcher, fetchDagStream }, { multiaddr }] = await Promise.all([import('../p2p/index.ts'), import('@multiformats/multiaddr')])
     const spill = blockBatcher(node.localBlocks(), STREAM_SPILL_BYTES)
     // the peers named to restore from (a replica) first, then anyone else connected
@@ -254,14 +254,16 @@ export async function openNetworkSource (options: NetworkSourceOptions): Promise
           }
         })
         await spill.flush()
-        logger('streamed %d blocks (%d bytes) from %s in %d ms', got.blocks, got.bytes, peer.toString(), Math.round(performance.now() - started))
-        return
+        logger('streamed %d blocks (%d bytes, %s) from %s in %d ms', got.blocks, got.bytes, got.complete ? 'complete' : 'not complete', peer.toString(), Math.round(performance.now() - started))
+        if (got.complete) onProgress({ phase: 'fetch', blocks: got.blocks, totalBlocks: got.blocks, bytes: got.bytes, missing: 0 })
+        return got.complete
       } catch (err) {
         await spill.flush().catch(() => {})
         logger('no DAG stream from %s: %s', peer.toString(), (err as Error).message)
-        if (signal.aborted) return
+        if (signal.aborted) return false
       }
     }
+    return false
   }
 
   /**
@@ -276,8 +278,14 @@ export async function openNetworkSource (options: NetworkSourceOptions): Promise
     void findProviders(root, opts.signal)
     // first the whole DAG in one stream from a dialled peer (src/p2p/dag-stream.ts), then the walk for
     // whatever it did not send (its reads of the streamed blocks are local)
-    walk = streamDag(p2p, root, opts.signal === undefined ? closing.signal : AbortSignal.any([opts.signal, closing.signal]))
-    await walk
+    const streamed = streamDag(p2p, root, opts.signal === undefined ? closing.signal : AbortSignal.any([opts.signal, closing.signal]))
+    walk = streamed.then(() => {})
+    // the whole DAG streamed (every block hash-checked and asked for): no walk over it to find what is
+    // missing (it would decode every dag-cbor node again for its links)
+    if (await streamed) {
+      opts.signal?.throwIfAborted()
+      return
+    }
     const started = performance.now()
     walk = fetchDag(walkStore, root, {
       peek: cid => cache.get(blockKey(cid)),

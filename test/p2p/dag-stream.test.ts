@@ -62,17 +62,22 @@ describe('p2p DAG stream: a whole DAG in one stream', function () {
     const got: string[] = []
     const r = await fetchDagStream(b, a.peerId, root, { onBlock: ({ cid, bytes }) => { got.push(cid.toString()); assert.equal(bytes.byteOffset, 0) } })
     assert.equal(r.blocks, 1 + 2 + 300 + 2)
+    assert.equal(r.complete, false, 'a block the peer lacks: not complete')
     assert.equal(new Set(got).size, got.length, 'each block once')
     assert.equal(got[0], root.toString())
     assert.ok(got.indexOf(file.toString()) < got.indexOf(chunk.toString()))
     assert.ok(!got.includes(absent.toString()))
     // nothing was written on our side: the caller keeps the blocks
     assert.equal(await b.helia.blockstore.has(root), false)
+    // a subtree the peer has whole
+    const whole = await fetchDagStream(b, a.peerId, mids[1], { onBlock: () => {} })
+    assert.deepEqual([whole.blocks, whole.complete], [1 + 151, true])
   })
 
   it('a root the peer lacks gives nothing; a peer without the protocol is DIAL_FAILED', async () => {
     const r = await fetchDagStream(b, a.peerId, await cidOf(raw.code, randomBytes(32)), { onBlock: () => { assert.fail('no block') } })
     assert.equal(r.blocks, 0)
+    assert.equal(r.complete, false)
     const c = await h.node()
     await b.dial(c.multiaddrs()[0])
     await c.unhandle(DAG_PROTOCOL)
