@@ -100,7 +100,7 @@ export interface BuildBackupOptions {
   created?: number
   /** segments sealed before, by plaintext (seal-cache.ts): an unchanged segment is not sealed again */
   sealCache?: SealCache
-  /** segments sealed on the calling thread before a worker thread takes over (sealer.ts; default 32, Infinity: never) */
+  /** segments sealed on the calling thread before a worker thread takes over (sealer.ts; default 512, Infinity: never) */
   sealWorkerAfter?: number
   /**
    * conversations built before, by change token (conversation-cache.ts): an unchanged conversation is

@@ -4,7 +4,7 @@
  * (node:zlib's stream machinery around each call costs about what a small segment's compression does),
  * a quarter of a full backup's main-thread CPU. A SegmentSealer hands segments to one worker thread
  * (seal-worker.ts) once `workerAfter` segments were sealed here (small backups never start it: a worker
- * costs ~0.1–0.2 s of CPU to start), and seals on this thread meanwhile — until the worker is ready, and
+ * costs ~0.1–0.2 s of CPU and ~20–30 MB of memory; 512 segments are ~15,000 messages here), and seals on this thread meanwhile — until the worker is ready, and
  * whenever `maxQueued` segments already wait for it, so both cores work. Sealing is deterministic:
  * the same box either way. A worker that fails (cannot start, dies, cannot seal one) costs only speed:
  * what it held is sealed here.
@@ -21,7 +21,7 @@ import type { SealReply, SealRequest } from './seal-worker.ts'
 const logger = log('backup:sealer')
 
 /** Segments sealed on the calling thread before a worker is started. */
-export const DEFAULT_WORKER_AFTER = 32
+export const DEFAULT_WORKER_AFTER = 512
 /** Segments waiting for the worker beyond which the next is sealed on the calling thread. */
 export const DEFAULT_MAX_QUEUED = 8
 
@@ -34,7 +34,7 @@ interface Pending {
 }
 
 export interface SegmentSealerOptions {
-  /** segments sealed here before the worker starts (default 32; Infinity: never) */
+  /** segments sealed here before the worker starts (default 512; Infinity: never) */
   workerAfter?: number
   /** segments waiting for the worker beyond which the next is sealed here (default 8) */
   maxQueued?: number
