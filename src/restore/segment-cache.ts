@@ -32,8 +32,8 @@ export function defaultSegmentCacheBytes (heapLimit = getHeapStatistics().heap_s
 const PER_MESSAGE = 160
 
 function textBytes (s: string): number {
-  for (let i = 0; i < s.length; i++) if (s.charCodeAt(i) >= 0x80) return 2 * s.length
-  return s.length
+  // as many UTF-8 bytes as characters: all ASCII (one native call, cheaper than a loop over the text)
+  return Buffer.byteLength(s, 'utf8') === s.length ? s.length : 2 * s.length
 }
 
 export function estimateMessagesBytes (msgs: readonly StoredMessage[]): number {
@@ -45,7 +45,7 @@ export function estimateMessagesBytes (msgs: readonly StoredMessage[]): number {
 export class SegmentCache {
   readonly budget: number
   #used = 0
-  #kept = new Map<number, StoredMessage[]>()
+  #kept = new Map<number, { msgs: StoredMessage[], bytes: number }>()
   #spilled = 0
 
   constructor (budget = defaultSegmentCacheBytes()) {
@@ -60,17 +60,17 @@ export class SegmentCache {
       return false
     }
     this.#used += bytes
-    this.#kept.set(index, msgs)
+    this.#kept.set(index, { msgs, bytes })
     return true
   }
 
   /** The kept messages of segment `index` (removed from the cache), or undefined when spilled. */
   take (index: number): StoredMessage[] | undefined {
-    const msgs = this.#kept.get(index)
-    if (msgs === undefined) return undefined
+    const kept = this.#kept.get(index)
+    if (kept === undefined) return undefined
     this.#kept.delete(index)
-    this.#used -= estimateMessagesBytes(msgs)
-    return msgs
+    this.#used -= kept.bytes
+    return kept.msgs
   }
 
   get size (): number { return this.#kept.size }
