@@ -573,6 +573,46 @@ const MESSAGE_OPTIONAL = ['attachment', 'receivedAt'] as const
 
 /** Validate one message as a segment holds it (BACKUP_MALFORMED; the builder rewraps as BACKUP_SOURCE_INVALID). */
 export function checkSegmentMessage (v: unknown, conv: string, where: Where): SegmentMessage {
+  return plainSegmentMessage(v, conv) ?? checkSegmentMessageFully(v, conv, where)
+}
+
+/**
+ * The common case of {@link checkSegmentMessage} — a message without an attachment that passes every
+ * check — without building the context its errors would carry (an object per message and per field
+ * check): the same checks, and undefined for anything else, which the full check then returns or refuses
+ * with its precise error. A test holds the two to the same answers.
+ */
+function plainSegmentMessage (v: unknown, conv: string): SegmentMessage | undefined {
+  if (typeof v !== 'object' || v === null || Array.isArray(v) || v instanceof Uint8Array) return undefined
+  const proto = Object.getPrototypeOf(v)
+  if ((proto !== Object.prototype && proto !== null) || CID.asCID(v) !== null) return undefined
+  const o = v as Obj
+  const keys = Object.keys(o)
+  const received = Object.hasOwn(o, 'receivedAt')
+  // with the count, every required field is there (own keys are distinct)
+  if (keys.length !== (received ? 8 : 7)) return undefined
+  for (const k of keys) {
+    if (k !== 'id' && k !== 'from' && k !== 'to' && k !== 'ts' && k !== 'text' && k !== 'direction' && k !== 'status' && k !== 'receivedAt') return undefined
+  }
+  const { id, from, to, ts, text, direction, status } = o
+  if (typeof id !== 'string' || !ID_RE.test(id)) return undefined
+  if (direction !== 'in' && direction !== 'out') return undefined
+  if (typeof from !== 'string' || !LOWER_ADDRESS_RE.test(from) || typeof to !== 'string' || !LOWER_ADDRESS_RE.test(to)) return undefined
+  if (direction === 'in' ? from !== conv : to !== conv) return undefined
+  if (typeof status !== 'string' || !STATUSES.includes(status)) return undefined
+  if (typeof ts !== 'number' || !Number.isSafeInteger(ts) || ts < 0) return undefined
+  if (typeof text !== 'string' || text.length > MAX_TEXT) return undefined
+  const m: SegmentMessage = { id, from, to, ts, text, direction, status: status as SegmentMessage['status'] }
+  if (received) {
+    const r = o.receivedAt
+    if (typeof r !== 'number' || !Number.isSafeInteger(r) || r < 0) return undefined
+    m.receivedAt = r
+  }
+  return m
+}
+
+/** {@link checkSegmentMessage} with every check spelled out (and its precise errors); exported for a test. */
+export function checkSegmentMessageFully (v: unknown, conv: string, where: Where): SegmentMessage {
   const o = shape(v, 'message', MESSAGE_REQUIRED, MESSAGE_OPTIONAL, where)
   const idv = get(o, 'id')
   if (typeof idv !== 'string' || !ID_RE.test(idv)) throw malformed('message.id must be 1..128 printable ASCII characters', { ...where, field: 'id' })
