@@ -371,8 +371,10 @@ async function build (options: BuildBackupOptions, o: Checked, key: Uint8Array):
   // The conversation cache (conversation-cache.ts): a conversation whose change token (read from the
   // snapshot the messages come from) has an entry whose segment blocks are all stored is put in the
   // bundle from that entry, in its place in conversation order, and its messages are not read (the
-  // source seeks past them). Every other conversation is built from its messages as before; the entries
-  // for those are written once the bundle is. The bundle is the same byte for byte either way.
+  // source seeks past them); one only appended to since its entry is built on the segments of the entry
+  // that a build of all its rows would cut the same, from the rows after them (startPartial). Every other
+  // conversation is built from its messages as before; the entries for those are written once the bundle
+  // is. The bundle is the same byte for byte either way.
   const convCache = options.conversationCache
   const convParams = { formatVersion: o.formatVersion, segmentSize: o.segmentSize, segmentBytes: o.segmentBytes }
   /** K for the cache's HMACs (two per conversation), imported once */

@@ -10,6 +10,10 @@
  * same batch, and the builder reads the tokens and the rows from one snapshot: an entry recorded for
  * token T describes exactly the rows that carry T. Entries are used only when every segment block they
  * name is still stored (as the seal cache), and their counts must agree with the snapshot's summary.
+ * The store also keeps an append run per conversation (ConversationRevision.run), kept only by writes that
+ * add rows after its newest: while the run an entry names is unchanged, the entry's rows are the first
+ * `count` rows now, so the builder keeps the segments a build of all rows would cut the same (the full
+ * ones, and the leading tail runs) and reads only the rows after them.
  *
  *   key   = hex HMAC(K, "tokenim-backup/v2/conversation-cache/key\0" ‖ peer ‖ 0 ‖ params)
  *   entry = tag (32) ‖ body,  tag = HMAC(K, "tokenim-backup/v2/conversation-cache/entry\0" ‖ key ‖ body)
