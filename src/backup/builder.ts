@@ -21,7 +21,7 @@ import {
 import { BackupErrorCode, backupError, invalidArgument, throwIfAborted } from './errors.ts'
 import {
   checkSegmentMessage, compareMessages, encode, encodeContacts, encodeHeader, encodeIndex, encodeLinks, encodeManifest, encodeManifestNode,
-  encodeSegment, encodeShard, encodeShardNode, encodeTopLinks, encodeTopNode, toSegmentMessage
+  encodeMessage, encodeSegment, encodeShard, encodeShardNode, encodeTopLinks, encodeTopNode, toSegmentMessage
 } from './schema.ts'
 import type { Manifest, ManifestConversation, SegmentMessage, ShardSummary } from './schema.ts'
 import { seal } from './seal.ts'
@@ -618,7 +618,7 @@ async function build (options: BuildBackupOptions, o: Checked, key: Uint8Array):
         if (a !== undefined && !attachments.has(a.toString())) attachments.set(a.toString(), a)
         if (a !== undefined && cur !== undefined && !cur.attachments.has(a.toString())) cur.attachments.set(a.toString(), a)
       }
-      const enc = encode(m)
+      const enc = encodeMessage(m)
       buf.push(m)
       bufEnc.push(enc)
       bufBytes += enc.length

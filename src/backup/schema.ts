@@ -8,7 +8,7 @@ import { CID } from 'multiformats/cid'
 import { validateKdfParams } from '../crypto/index.ts'
 import type { KdfParams } from '../crypto/index.ts'
 import type { Contact, StoredMessage } from '../store/index.ts'
-import { NOT_DECODED, decodeDagCbor, encodeDagCbor } from '../util/cbor.ts'
+import { NOT_DECODED, decodeDagCbor, encodeDagCbor, encodeDagCborView } from '../util/cbor.ts'
 import { isChecksummedAddress } from './address.ts'
 import { BackupErrorCode, backupError, malformed } from './errors.ts'
 import { DAG_CBOR, FORMAT_NAME, MAX_LIST, MAX_SEGMENT_BYTES, MAX_SEGMENT_SIZE, MAX_SHARD_SIZE, MIN_SEGMENT_BYTES, RAW, SHA2_256, SUPPORTED_VERSIONS } from './constants.ts'
@@ -166,6 +166,15 @@ export interface Segment {
  */
 export function encode (value: unknown): Uint8Array {
   return encodeDagCbor(value) ?? dagCbor.encode(value)
+}
+
+/**
+ * A segment message's dag-cbor, as {@link encode} gives it, but (on the fast path) a view into shared
+ * memory, not a copy of its own: for the builder, which keeps a segment's message encodings only until it
+ * splices them into the segment (an allocation per message, ~0.1 s of a 100,000-message build).
+ */
+export function encodeMessage (m: SegmentMessage): Uint8Array {
+  return encodeDagCborView(m) ?? dagCbor.encode(m)
 }
 
 /** Decode dag-cbor strictly; with `canonical`, also require the bytes to be the canonical encoding. */

@@ -220,6 +220,40 @@ function encodeWith (v: unknown, sorted: boolean): Uint8Array | undefined {
   return out.slice(0, pos)
 }
 
+/** the chunk {@link encodeDagCborView} writes into, and where its free part starts */
+let chunk = new Uint8Array(0)
+let chunkAt = 0
+const CHUNK_BYTES = 64 * 1024
+
+/**
+ * {@link encodeDagCbor}, as a view into a shared chunk of memory that is only ever appended to (never
+ * overwritten), not a copy of its own: no allocation per value. For encodings kept briefly (a segment's
+ * messages until the segment is assembled): a view keeps its whole 64 KiB chunk alive.
+ */
+export function encodeDagCborView (v: unknown): Uint8Array | undefined {
+  const whole = out
+  const wholeAt = pos
+  out = chunk
+  pos = chunkAt
+  try {
+    if (!value(v, 0, true)) return undefined
+    if (out !== chunk) {
+      // the chunk was full (ensure() wrote into a grown copy): the value goes to the start of a new chunk
+      const n = pos - chunkAt
+      chunk = new Uint8Array(Math.max(CHUNK_BYTES, n))
+      chunk.set(out.subarray(chunkAt, pos))
+      chunkAt = 0
+      pos = n
+    }
+    const view = chunk.subarray(chunkAt, pos)
+    chunkAt = pos
+    return view
+  } finally {
+    out = whole
+    pos = wholeAt
+  }
+}
+
 /** what {@link decodeRecord} returns for bytes it leaves to cborg */
 export const NOT_DECODED: unique symbol = Symbol('not decoded')
 

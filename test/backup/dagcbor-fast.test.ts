@@ -2,8 +2,8 @@ import assert from 'node:assert/strict'
 import * as dagCbor from '@ipld/dag-cbor'
 import * as cborg from 'cborg'
 import { CID } from 'multiformats/cid'
-import { decode, encode, encodeSegment, toSegmentMessage } from '../../src/backup/schema.ts'
-import { NOT_DECODED, decodeDagCbor, encodeDagCbor, encodeRecord } from '../../src/util/cbor.ts'
+import { decode, encode, encodeMessage, encodeSegment, toSegmentMessage } from '../../src/backup/schema.ts'
+import { NOT_DECODED, decodeDagCbor, encodeDagCbor, encodeDagCborView, encodeRecord } from '../../src/util/cbor.ts'
 import { makeHistory, message, prng } from './helpers.ts'
 
 const same = (v: unknown, what: string): void => {
@@ -51,6 +51,23 @@ describe('backup: dag-cbor through the shared CBOR fast path', () => {
     assert.equal(encodeDagCbor({ é: 1, a: 2 }), undefined)
     const rec = encodeRecord({ é: 1, a: 2 })
     assert.ok(rec !== undefined && Buffer.compare(rec, cborg.encode({ é: 1, a: 2 }, { mapSorter: undefined } as unknown as cborg.EncodeOptions)) === 0)
+  })
+
+  it('views into shared memory (encodeDagCborView) stay what they were as later values fill new chunks', () => {
+    const rnd = prng(9)
+    const values = makeHistory({ conversations: 3, messages: 900, seed: 8 }).map(toSegmentMessage)
+    // a value larger than a chunk, and values declined or copied in between
+    values.splice(300, 0, { ...values[300], text: 'y'.repeat(70_000) })
+    const views: Array<[unknown, Uint8Array]> = []
+    for (const v of values) {
+      const view = encodeDagCborView(v)
+      assert.ok(view !== undefined)
+      views.push([v, view])
+      if (rnd() < 0.1) assert.equal(encodeDagCborView({ f: 1.5, s: 'x'.repeat(100) }), undefined)
+      if (rnd() < 0.1) encodeDagCbor({ other: 'encodings in between', n: 1 })
+    }
+    for (const [v, view] of views) assert.equal(Buffer.compare(view, dagCbor.encode(v)), 0)
+    assert.equal(Buffer.compare(encodeMessage(values[0]), dagCbor.encode(values[0])), 0)
   })
 
   it('leaves what is outside its subset to @ipld/dag-cbor, which encodes or refuses it as before', async () => {
