@@ -23,7 +23,7 @@ const logger = log('backup:sealer')
 /** Segments sealed on the calling thread before a worker is started. */
 export const DEFAULT_WORKER_AFTER = 512
 /** Segments waiting for the worker beyond which the next is sealed on the calling thread. */
-export const DEFAULT_MAX_QUEUED = 8
+export const DEFAULT_MAX_QUEUED = 4
 
 export interface SealedSegment { box: Uint8Array, cid: CID }
 
@@ -36,7 +36,7 @@ interface Pending {
 export interface SegmentSealerOptions {
   /** segments sealed here before the worker starts (default 512; Infinity: never) */
   workerAfter?: number
-  /** segments waiting for the worker beyond which the next is sealed here (default 8) */
+  /** segments waiting for the worker beyond which the next is sealed here (default 4) */
   maxQueued?: number
   /** the worker's module (default seal-worker.ts; tests give one that fails) */
   workerUrl?: URL
