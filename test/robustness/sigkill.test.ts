@@ -3,7 +3,10 @@
  * process against one devnet. After every kill: the store is consistent (checkConsistency empty), every
  * backup index entry points at a pinned root (or is pending), and the next run completes — a backup
  * anchors a new version; a restore finishes with every message once.
- * Kill points are drawn (seeded) over the measured length of an uninterrupted run.
+ * Kill points are drawn (seeded) over the measured length of an uninterrupted run like the killed ones;
+ * each backup run has new messages to back up (an unchanged store is an incremental that reuses every
+ * cached conversation and would finish before most kill points). A run that finishes before its kill
+ * point shortens the length the next points are drawn over, so a faster machine still gets its kills.
  */
 import assert from 'node:assert/strict'
 import { spawn } from 'node:child_process'
@@ -25,6 +28,8 @@ const REPO = resolve(import.meta.dirname, '../..')
 const BIN = join(REPO, 'bin/tokenim.js')
 const PASSWORD = 'sigkill test password'
 const RUNS = 10
+/** messages added before each backup run (10% of the history) */
+const APPEND = 150
 
 interface Outcome { code: number | null, signal: NodeJS.Signals | null, killed: boolean, ms: number, stdout: string, stderr: string }
 
@@ -75,6 +80,25 @@ describe('robustness: SIGKILL during backup and restore (child processes)', func
   let expectedIds: string[]
   let lastCar: string
   const rnd = prng(Number(process.env.TOKENIM_FUZZ_SEED ?? 9))
+  /** the next appended messages start after this time */
+  let nextTs = 0
+  let appendSeed = 100
+
+  /** add messages to the history (in its existing conversations), as arrive between two backups */
+  async function appendMessages (count: number): Promise<void> {
+    const more = makeHistory({ conversations: 6, messages: count, seed: appendSeed++, start: nextTs })
+    nextTs = more[more.length - 1].ts + 1
+    const store = await openStore(join(home, 'store'))
+    try {
+      await store.addMessages(more)
+    } finally {
+      await store.close()
+    }
+    expectedIds = [...expectedIds, ...more.map(m => m.id)].sort()
+  }
+
+  /** a kill point over `ms`, the length of an uninterrupted run */
+  const killPoint = (ms: number): number => Math.round(ms * (0.35 + 0.6 * rnd()))
 
   before(async () => {
     devnet = await startDevnet()
@@ -88,7 +112,9 @@ describe('robustness: SIGKILL during backup and restore (child processes)', func
     await createIdentity(home, { phrase, password: PASSWORD, scryptN: 1024 })
     const store = await openStore(join(home, 'store'))
     try {
-      await store.addMessages(makeHistory({ conversations: 6, messages: 1500, seed: 13 }))
+      const history = makeHistory({ conversations: 6, messages: 1500, seed: 13 })
+      await store.addMessages(history)
+      nextTs = history[history.length - 1].ts + 1
       expectedIds = (await collect(store.allMessages())).map(m => m.id).sort()
     } finally {
       await store.close()
@@ -103,15 +129,24 @@ describe('robustness: SIGKILL during backup and restore (child processes)', func
 
   it(`backup: ${RUNS} runs killed at random points, each followed by a consistent store and index and a next run that anchors`, async function () {
     // an uninterrupted run: version 1, and the length of a run
+    const first = await cli(['--data-dir', home, '--chain', chainFile, '--json', 'backup'])
+    assert.equal(first.code, 0, first.stderr)
+    assert.equal((JSON.parse(first.stdout) as { version: number }).version, 1)
+    // an uninterrupted run like the killed ones (new messages since the last version): its length
+    await appendMessages(APPEND)
     const full = await cli(['--data-dir', home, '--chain', chainFile, '--json', 'backup'])
     assert.equal(full.code, 0, full.stderr)
-    assert.equal((JSON.parse(full.stdout) as { version: number }).version, 1)
+    let runMs = full.ms
     const kills: number[] = []
     for (let run = 0; run < RUNS; run++) {
-      const at = Math.round(full.ms * (0.35 + 0.6 * rnd()))
+      await appendMessages(APPEND)
+      const at = killPoint(runMs)
       const r = await cli(['--data-dir', home, '--chain', chainFile, '--json', 'backup'], at)
       if (r.killed) kills.push(at)
-      else assert.equal(r.code, 0, r.stderr)
+      else {
+        assert.equal(r.code, 0, r.stderr)
+        runMs = Math.min(runMs, r.ms)
+      }
 
       const node = await TokenimNode.open({ dataDir: home, password: PASSWORD })
       await node.start()
@@ -142,7 +177,7 @@ describe('robustness: SIGKILL during backup and restore (child processes)', func
       }
     }
     assert.ok(kills.length >= RUNS / 2, `only ${kills.length} runs were killed before they finished`)
-    this.test!.title += ` (${kills.length} killed, at ${kills.join(', ')} ms; a full run takes ${full.ms} ms)`
+    this.test!.title += ` (${kills.length} killed, at ${kills.join(', ')} ms; an uninterrupted run took ${full.ms} ms)`
   })
 
   it(`restore: ${RUNS} runs killed at random points, each resumed to a complete history with no duplicates`, async function () {
@@ -151,13 +186,17 @@ describe('robustness: SIGKILL during backup and restore (child processes)', func
     const fullDir = await dirs.make('tokenim-sigkill-restore-')
     const full = await cli(args(join(fullDir, 'd')))
     assert.equal(full.code, 0, full.stderr)
+    let runMs = full.ms
     const kills: number[] = []
     for (let run = 0; run < RUNS; run++) {
       const dataDir = join(await dirs.make('tokenim-sigkill-restore-'), 'd')
-      const at = Math.round(full.ms * (0.35 + 0.6 * rnd()))
+      const at = killPoint(runMs)
       const r = await cli(args(dataDir), at)
       if (r.killed) kills.push(at)
-      else assert.equal(r.code, 0, r.stderr)
+      else {
+        assert.equal(r.code, 0, r.stderr)
+        runMs = Math.min(runMs, r.ms)
+      }
       assert.deepEqual(await emptyStoreProblems(dataDir), [], `run ${run}: store consistent after the kill`)
 
       // killed after the restore removed its marker (its last step) but before the process exited: the
@@ -187,6 +226,6 @@ describe('robustness: SIGKILL during backup and restore (child processes)', func
       assert.ok(!(await readdir(dataDir)).includes('restore.json'), 'the marker is gone')
     }
     assert.ok(kills.length >= RUNS / 2, `only ${kills.length} runs were killed before they finished`)
-    this.test!.title += ` (${kills.length} killed, at ${kills.join(', ')} ms; a full run takes ${full.ms} ms)`
+    this.test!.title += ` (${kills.length} killed, at ${kills.join(', ')} ms; an uninterrupted run took ${full.ms} ms)`
   })
 })
