@@ -25,7 +25,7 @@ import {
 } from './schema.ts'
 import type { Manifest, ManifestConversation, SegmentMessage, ShardSummary } from './schema.ts'
 import { seal } from './seal.ts'
-import { SegmentSealer } from './sealer.ts'
+import { SegmentSealer, WORKER_MESSAGES } from './sealer.ts'
 import { decodeSealEntry, encodeSealEntry, sealCacheKey } from './seal-cache.ts'
 import type { SealCache } from './seal-cache.ts'
 import {
@@ -572,6 +572,10 @@ async function build (options: BuildBackupOptions, o: Checked, key: Uint8Array):
       const t0 = performance.now()
       await lookUp(await snapshot.revisions(), typeof snapshot.messages === 'function')
       logger('conversation cache: %d conversations taken, %d built on cached segments, %d to build (%d ms)', hits.size, partials.size, revs.size - partials.size, Math.round(performance.now() - t0))
+      // many messages to build (at most these): the seal worker starts now, not after 512 segments
+      let toBuild = 0
+      for (const r of revs.values()) toBuild += r.count
+      if (toBuild >= WORKER_MESSAGES) sealer.warm()
     }
     /** a hit the source did not pass over: its messages are passed over here */
     let ignoring: string | undefined

@@ -22,6 +22,8 @@ const logger = log('backup:sealer')
 
 /** Segments sealed on the calling thread before a worker is started. */
 export const DEFAULT_WORKER_AFTER = 512
+/** Messages to build from which a builder that knows the count starts the worker at once ({@link SegmentSealer.warm}). */
+export const WORKER_MESSAGES = 20_000
 /** Segments waiting for the worker beyond which the next is sealed on the calling thread. */
 export const DEFAULT_MAX_QUEUED = 4
 
@@ -66,6 +68,14 @@ export class SegmentSealer {
     this.#workerAfter = options.workerAfter ?? DEFAULT_WORKER_AFTER
     this.#maxQueued = options.maxQueued ?? DEFAULT_MAX_QUEUED
     this.#workerUrl = options.workerUrl ?? new URL('./seal-worker.ts', import.meta.url)
+  }
+
+  /**
+   * Start the worker now rather than after `workerAfter` segments (a build that knows it has many to
+   * seal: the worker is ready by the time they come); nothing when `workerAfter` is Infinity.
+   */
+  warm (): void {
+    if (this.#worker === undefined && !this.#failed && !this.#closed && this.#workerAfter !== Infinity) this.#start()
   }
 
   /** The segment's box (seal(key, 'segment', plain)) and its raw CID. */

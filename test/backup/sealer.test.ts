@@ -52,6 +52,29 @@ describe('backup: segments sealed on a worker thread (src/backup/sealer.ts)', fu
     await assert.rejects(sealer.seal(plains[0]))
   })
 
+  it('warm() starts the worker before the first segment; never with workerAfter Infinity', async () => {
+    const plains = plaintexts()
+    const warm = new SegmentSealer(KEY)
+    const never = new SegmentSealer(KEY, { workerAfter: Infinity })
+    try {
+      warm.warm()
+      never.warm()
+      const deadline = Date.now() + 30_000
+      while (!warm.ready) {
+        assert.ok(Date.now() < deadline, 'the worker was not ready within 30 s')
+        await new Promise(resolve => setTimeout(resolve, 5))
+      }
+      assertSealed(await Promise.all(plains.slice(0, 4).map(p => warm.seal(p))), plains.slice(0, 4))
+      assert.equal(warm.byWorker, 4)
+      assertSealed(await Promise.all(plains.map(p => never.seal(p))), plains)
+      assert.equal(never.ready, false)
+      assert.equal(never.byWorker, 0)
+    } finally {
+      await warm.close()
+      await never.close()
+    }
+  })
+
   it('a worker that cannot start costs only speed: everything is sealed here, the same', async () => {
     const plains = plaintexts()
     const sealer = new SegmentSealer(KEY, { workerAfter: 0, workerUrl: new URL('./no-such-worker.ts', import.meta.url) })
