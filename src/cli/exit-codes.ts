@@ -71,6 +71,9 @@ const byCode: Record<string, number> = {
   NO_CHAIN_PROFILE: EXIT.STATE,
   PORT_IN_USE: EXIT.STATE,
   IDENTITY_EXISTS: EXIT.STATE,
+  // the node's own pin records (src/p2p/local-pins.ts): pinning a pinned root, unpinning an unpinned one
+  ALREADY_PINNED: EXIT.STATE,
+  NOT_PINNED: EXIT.STATE,
   NO_IDENTITY: EXIT.STATE,
   KEYSTORE_CORRUPT: EXIT.STATE,
   IDENTITY_MISMATCH: EXIT.STATE,

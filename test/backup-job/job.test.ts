@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict'
 import { createHash } from 'node:crypto'
-import { chmod, mkdir, readFile, readdir, stat } from 'node:fs/promises'
+import { chmod, mkdir, readFile, readdir, rm, stat } from 'node:fs/promises'
 import { join } from 'node:path'
 import { getBlock } from '../../src/p2p/index.ts'
 import { readBackup, readCar, rootCidFromDigest, writeCar } from '../../src/backup/index.ts'
@@ -126,6 +126,21 @@ describe('backup job', function () {
     assert.ok(isTokenimError(refused?.reason, 'BACKUP_IN_PROGRESS'))
     // stale lock (dead pid) is taken over
     const { writeFile } = await import('node:fs/promises')
+    await writeFile(join(node.dataDir, BACKUP_LOCK_FILE), '999999999\n')
+    // the lock appears whole (pid written, then linked into place); a temporary left by a process killed
+    // before its link is removed once its pid is gone, a live one's is left alone
+    const deadTmp = `${BACKUP_LOCK_FILE}.999999999.0a1b2c.tmp`
+    const liveTmp = `${BACKUP_LOCK_FILE}.${process.pid}.0a1b2c.tmp`
+    await writeFile(join(node.dataDir, deadTmp), '999999999\n')
+    await writeFile(join(node.dataDir, liveTmp), `${process.pid}\n`)
+    const taken = await acquireBackupLock(node.dataDir)
+    assert.equal((await readFile(taken.path, 'utf8')).trim(), String(process.pid))
+    const names = await readdir(node.dataDir)
+    assert.ok(!names.includes(deadTmp), 'a dead pid\'s temporary is removed')
+    assert.ok(names.includes(liveTmp), 'a live pid\'s temporary stays')
+    assert.deepEqual(names.filter(n => n.startsWith(`${BACKUP_LOCK_FILE}.${process.pid}.`) && n !== liveTmp), [], 'no temporary of ours is left')
+    await taken.release()
+    await rm(join(node.dataDir, liveTmp))
     await writeFile(join(node.dataDir, BACKUP_LOCK_FILE), '999999999\n')
 
     const ro = join(node.dataDir, 'ro')
