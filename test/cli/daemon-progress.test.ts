@@ -143,6 +143,9 @@ describe('control API with a real node: progress of attachments and backups, str
     const watched: Route = Object.assign(async (req: Parameters<Route>[0]) => {
       try {
         outcome.result = await real(req)
+        // a send whose recipient cannot be found may end (queued) before the client goes away: the
+        // client's leaving must still reach the route's signal
+        if (!req.signal.aborted) await new Promise(resolve => { req.signal.addEventListener('abort', resolve, { once: true }); setTimeout(resolve, 30_000).unref() })
         return outcome.result
       } finally {
         outcome.aborted = req.signal.aborted
