@@ -1,9 +1,10 @@
 import { exportHistory, isExportFormat, EXPORT_FORMATS } from '../backup/export/index.ts'
-import type { ExportFormat, ExportStore } from '../backup/export/index.ts'
+import type { ExportFormat, ExportProgress, ExportStore } from '../backup/export/index.ts'
 import { readAttachment } from '../messaging/index.ts'
 import type { AttachmentBlockstore } from '../messaging/index.ts'
 import type { TokenimNode } from '../node/index.ts'
 import { ApiErrorCode, apiError } from './errors.ts'
+import { progressRoute } from './server.ts'
 import type { Routes } from './server.ts'
 import { parseAbsolutePath, parseAddress, parseObject, parseTimestamp } from './validate.ts'
 
@@ -45,9 +46,10 @@ export function parseExportParams (body: unknown): ExportParams {
 
 /**
  * Export the history of `self` from `store`; attachments are copied (html/md) from `blockstore`
- * without touching the network. Shared by the daemon's route and the in-process command.
+ * without touching the network. Shared by the daemon's route and the in-process command; `onProgress`
+ * gets the exporter's reports (messages written of the total when known, bytes, attachments copied).
  */
-export async function doExport (deps: { store: ExportStore, self: string, blockstore?: AttachmentBlockstore }, p: ExportParams, { signal }: { signal?: AbortSignal } = {}): Promise<ExportSummary> {
+export async function doExport (deps: { store: ExportStore, self: string, blockstore?: AttachmentBlockstore }, p: ExportParams, { signal, onProgress }: { signal?: AbortSignal, onProgress?: (p: ExportProgress) => void } = {}): Promise<ExportSummary> {
   const { blockstore } = deps
   const r = await exportHistory({
     store: deps.store,
@@ -59,6 +61,7 @@ export async function doExport (deps: { store: ExportStore, self: string, blocks
     until: p.until,
     force: p.force === true,
     signal,
+    onProgress,
     getAttachment: blockstore === undefined
       ? undefined
       : (m) => m.attachment === undefined ? undefined : readAttachment(m.attachment, { blockstore, offline: true, signal })
@@ -73,12 +76,16 @@ export async function doExport (deps: { store: ExportStore, self: string, blocks
   }
 }
 
-/** `POST /v1/export`: the running daemon holds the store, so it writes the export itself. */
+/**
+ * `POST /v1/export`: the running daemon holds the store, so it writes the export itself. A progress
+ * route: with `Accept: application/x-ndjson` the exporter's reports ({@link ExportProgress}) stream
+ * to the client, and keep-alives hold the connection of an export of many minutes.
+ */
 export function exportRoutes (node: TokenimNode): Routes {
   return {
-    'POST /v1/export': async ({ body, signal }) => await doExport(
+    'POST /v1/export': progressRoute(async ({ body, signal, progress }) => await doExport(
       { store: node.store, self: node.address, blockstore: node.p2p.helia.blockstore },
       parseExportParams(body),
-      { signal })
+      { signal, onProgress: progress }))
   }
 }

@@ -2,7 +2,7 @@ import assert from 'node:assert/strict'
 import { readFile, readdir, stat, writeFile, mkdir } from 'node:fs/promises'
 import { join } from 'node:path'
 import { exportHistory, JSON_EXPORT_FORMAT } from '../../src/backup/export/index.ts'
-import type { ExportFormat } from '../../src/backup/export/index.ts'
+import type { ExportFormat, ExportProgress } from '../../src/backup/export/index.ts'
 import { TokenimError, isTokenimError } from '../../src/errors.ts'
 import { openStore } from '../../src/store/index.ts'
 import type { Store, StoredMessage } from '../../src/store/index.ts'
@@ -227,6 +227,26 @@ describe('export: formats', function () {
     const r = await exportHistory({ store, self: ME, format: 'txt', out: join(dir, 'range.txt'), until: lastOfFirst })
     assert.equal(r.conversations, 1)
     assert.equal(r.messages, 100)
+  })
+  it('progress: from 0 of the known total to every message and the whole file; no total with a time range', async () => {
+    const seen: ExportProgress[] = []
+    const out = join(dir, 'progress.json')
+    const r = await exportHistory({ store, self: ME, format: 'json', out, onProgress: (p) => { seen.push(p) } })
+    assert.deepEqual(seen[0], { messages: 0, totalMessages: 500, conversations: 0, attachmentsCopied: 0, bytes: 0 })
+    assert.deepEqual(seen.at(-1), { messages: 500, totalMessages: 500, conversations: 5, attachmentsCopied: 0, bytes: (await stat(out)).size })
+    for (const key of ['messages', 'conversations', 'bytes'] as const) {
+      const values = seen.map(p => p[key])
+      assert.deepEqual(values, [...values].sort((a, b) => a - b), key)
+    }
+    assert.equal(r.messages, 500)
+    const one: ExportProgress[] = []
+    await exportHistory({ store, self: ME, format: 'txt', out: join(dir, 'progress-one.txt'), conversation: fixture.peers[1], onProgress: (p) => { one.push(p) } })
+    assert.equal(one[0].totalMessages, 100)
+    const ranged: ExportProgress[] = []
+    const since = Math.min(...fixture.messages.map(m => m.ts)) + 1
+    const rr = await exportHistory({ store, self: ME, format: 'txt', out: join(dir, 'progress-ranged.txt'), since, onProgress: (p) => { ranged.push(p) } })
+    assert.ok(ranged.every(p => p.totalMessages === undefined))
+    assert.equal(ranged.at(-1)?.messages, rr.messages)
   })
 })
 

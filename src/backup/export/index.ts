@@ -26,10 +26,18 @@ export type { GetAttachment } from './attachments.ts'
 /** The parts of the store an export reads. */
 export type ExportStore = Pick<Store, 'snapshot' | 'getContact'>
 
+/** Where an export is: reported at the start, every few hundred messages, after each attachment copied and at the end. */
 export interface ExportProgress {
+  /** messages written so far */
   messages: number
+  /** the messages the export will hold, when known beforehand (no since/until: the snapshot's counts) */
+  totalMessages?: number
+  /** conversations started so far */
   conversations: number
+  /** attachment files copied beside the export so far (html/md) */
   attachmentsCopied: number
+  /** bytes of the export file handed to the file so far */
+  bytes: number
 }
 
 export interface ExportOptions {
@@ -113,7 +121,15 @@ export async function exportHistory (opts: ExportOptions): Promise<ExportResult>
   const folder = render.copiesAttachments ? new AttachmentFolder(file) : undefined
   const totals: Totals = { conversations: 0, messages: 0, attachments: 0 }
   let unavailable = 0
-  const progress = (): void => onProgress?.({ messages: totals.messages, conversations: totals.conversations, attachmentsCopied: folder?.copied ?? 0 })
+  let totalMessages: number | undefined
+  const written = { bytes: 0 }
+  const progress = (): void => onProgress?.({
+    messages: totals.messages,
+    ...(totalMessages !== undefined ? { totalMessages } : {}),
+    conversations: totals.conversations,
+    attachmentsCopied: folder?.copied ?? 0,
+    bytes: written.bytes
+  })
 
   const attachmentOutcome = async (m: StoredMessage): Promise<AttachmentOutcome> => {
     if (folder === undefined) return { state: 'listed' }
@@ -122,6 +138,7 @@ export async function exportHistory (opts: ExportOptions): Promise<ExportResult>
       ? { state: 'unavailable', reason: NOT_AVAILABLE }
       : await folder.add(m, source)
     if (outcome.state === 'unavailable') unavailable++
+    else if (outcome.state === 'copied') progress()
     return outcome
   }
 
@@ -129,7 +146,13 @@ export async function exportHistory (opts: ExportOptions): Promise<ExportResult>
     const snapshot = store.snapshot()
     try {
       yield render.begin({ self, exportedAt: opts.now ?? Date.now(), conversation, since, until })
-      const peers = conversation !== undefined ? [conversation] : (await snapshot.conversations()).map(c => c.peer)
+      const summaries = conversation !== undefined
+        ? [await snapshot.conversation(conversation) ?? { peer: conversation, count: 0 }]
+        : await snapshot.conversations()
+      const peers = summaries.map(c => c.peer)
+      // without a time range every message of these conversations is written: the total is known
+      if (since === undefined && until === undefined) totalMessages = summaries.reduce((n, c) => n + c.count, 0)
+      progress()
       for (const peer of peers) {
         signal?.throwIfAborted()
         const rawName = (await store.getContact(peer))?.name
@@ -169,7 +192,7 @@ export async function exportHistory (opts: ExportOptions): Promise<ExportResult>
   }
 
   try {
-    await writeFileAtomic(file, utf8Chunks(pieces()), { mode: PRIVATE_FILE_MODE, exclusive: !force })
+    await writeFileAtomic(file, utf8Chunks(pieces(), written), { mode: PRIVATE_FILE_MODE, exclusive: !force })
   } catch (err) {
     await folder?.discard()
     throw err
@@ -211,15 +234,21 @@ async function checkTarget (path: string, force: boolean, isFolder = false): Pro
   }
 }
 
-/** Join small text pieces into ~64 KiB UTF-8 chunks (few writes, bounded memory). */
-async function * utf8Chunks (parts: AsyncIterable<string>): AsyncGenerator<Uint8Array> {
+/** Join small text pieces into ~64 KiB UTF-8 chunks (few writes, bounded memory); `written.bytes` counts what was handed on. */
+async function * utf8Chunks (parts: AsyncIterable<string>, written: { bytes: number }): AsyncGenerator<Uint8Array> {
   let buf = ''
   for await (const p of parts) {
     buf += p
     if (buf.length >= CHUNK_CHARS) {
-      yield Buffer.from(buf, 'utf8')
+      const chunk = Buffer.from(buf, 'utf8')
+      written.bytes += chunk.length
+      yield chunk
       buf = ''
     }
   }
-  if (buf !== '') yield Buffer.from(buf, 'utf8')
+  if (buf !== '') {
+    const chunk = Buffer.from(buf, 'utf8')
+    written.bytes += chunk.length
+    yield chunk
+  }
 }
