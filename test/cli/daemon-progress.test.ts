@@ -1,10 +1,13 @@
 import assert from 'node:assert/strict'
 import { createHash, randomBytes } from 'node:crypto'
-import { readFile, writeFile } from 'node:fs/promises'
+import { readFile, stat, writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import { callApi, createRoutes, startApiServer } from '../../src/api/index.ts'
 import type { ApiServer, Route, SendFileView, TransferProgress } from '../../src/api/index.ts'
 import { backupRoutes } from '../../src/api/backup-routes.ts'
+import { exportRoutes } from '../../src/api/export-route.ts'
+import type { ExportSummary } from '../../src/api/export-route.ts'
+import type { ExportProgress } from '../../src/backup/export/index.ts'
 import type { RunBackupResult } from '../../src/backup/job/index.ts'
 import type { CommandContext } from '../../src/cli/command.ts'
 import { writeApiInfo } from '../../src/cli/daemon-client.ts'
@@ -35,7 +38,7 @@ function assertTransfer (lines: Line[], phase: 'encrypt' | 'fetch', size: number
   assert.equal(bytes.at(-1), size)
 }
 
-describe('control API with a real node: progress of attachments and backups, streamed', function () {
+describe('control API with a real node: progress of attachments, backups and exports, streamed', function () {
   this.timeout(120_000)
   const h = new NodeHarness()
   const SIZE = 6 * 1024 * 1024 + 123
@@ -54,7 +57,7 @@ describe('control API with a real node: progress of attachments and backups, str
     picture = randomBytes(SIZE)
     file = join(work, 'big.bin')
     await writeFile(file, picture)
-    api = await startApiServer({ routes: createRoutes(node, { sendWaitMs: 300, extend: backupRoutes(node) }) })
+    api = await startApiServer({ routes: createRoutes(node, { sendWaitMs: 300, extend: { ...backupRoutes(node), ...exportRoutes(node) } }) })
   })
 
   after(async () => {
@@ -114,6 +117,38 @@ describe('control API with a real node: progress of attachments and backups, str
     const result = r.lines.at(-1)?.result as unknown as RunBackupResult
     assert.equal(result.outcome, 'local')
     assert.equal(result.messages, 1)
+  })
+
+  it('export: progress lines (messages of the total, bytes), then the result; an error is the final line; the plain form is unchanged', async () => {
+    const out = join(work, 'history.html')
+    const r = await post(api, '/v1/export', { format: 'html', out })
+    assert.equal(r.status, 200)
+    assert.match(r.type, /^application\/x-ndjson/)
+    const progress = r.lines.slice(0, -1).map(l => l.progress as unknown as ExportProgress)
+    assert.ok(progress.length >= 1 && progress.every(p => p.totalMessages === 1), JSON.stringify(progress))
+    const result = r.lines.at(-1)?.result as unknown as ExportSummary
+    assert.deepEqual([result.file, result.messages, result.conversations, result.attachments, result.attachmentsCopied], [out, 1, 1, 1, 1])
+    assert.deepEqual(progress.at(-1), { messages: 1, totalMessages: 1, conversations: 1, attachmentsCopied: 1, bytes: (await stat(out)).size })
+    // an existing file: the error is the one (final) line
+    const exists = await post(api, '/v1/export', { format: 'html', out })
+    assert.equal(exists.status, 200)
+    assert.deepEqual(exists.lines.map(l => l.error?.code), ['FILE_EXISTS'])
+    await assert.rejects(callApi(api, 'POST', '/v1/export', { format: 'html', out }, { onProgress: () => {} }), { code: 'FILE_EXISTS' })
+    // without the header: the status and the one JSON document of before
+    const plainError = await post(api, '/v1/export', { format: 'html', out }, true)
+    assert.equal(plainError.type, 'application/json')
+    assert.notEqual(plainError.status, 200)
+    assert.deepEqual(plainError.lines.map(l => l.error?.code), ['FILE_EXISTS'])
+    const plain = await post(api, '/v1/export', { format: 'json', out: join(work, 'history.json') }, true)
+    assert.equal(plain.status, 200)
+    assert.equal(plain.type, 'application/json')
+    assert.deepEqual(plain.lines.map(l => Object.keys(l)), [['result']])
+    assert.equal((plain.lines[0].result as unknown as ExportSummary).messages, 1)
+    // as the CLI calls it through the daemon: the reports reach onProgress
+    const seen: ExportProgress[] = []
+    const viaCli = await callApi<ExportSummary, ExportProgress>(api, 'POST', '/v1/export', { format: 'txt', out: join(work, 'history.txt') }, { onProgress: (p) => { seen.push(p) } })
+    assert.equal(viaCli.messages, 1)
+    assert.ok(seen.length >= 1 && seen.at(-1)?.messages === 1 && seen.at(-1)?.bytes === (await stat(viaCli.file)).size, JSON.stringify(seen))
   })
 
   it('the CLI\'s daemon access streams: the same progress reports as in process feed its bars', async () => {
