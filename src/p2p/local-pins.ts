@@ -22,9 +22,11 @@
  *
  * Deliberate differences from Helia: each block is visited once (Helia's walker visits a block linked
  * twice twice, and its `rm` then decrements the block's count twice — a block another pin still needs
- * could lose its record); and `rm` removes the root from `pinnedBy` (Helia's filter keeps only that root,
- * which can make a later pin of the same root skip the block). The counts are what decide: a block is
- * pinned while its record exists, and the record goes when the count reaches 0.
+ * could lose its record); `rm` removes the root from `pinnedBy` (Helia's filter keeps only that root,
+ * which can make a later pin of the same root skip the block); and `add` counts every block, also one
+ * whose record still names the root (left so by Helia's `rm`: the root is not pinned, so its count does
+ * not include it). The counts are what decide: a block is pinned while its record exists, and the record
+ * goes when the count reaches 0.
  */
 import type { AbortOptions } from '@libp2p/interface'
 import * as cborg from 'cborg'
@@ -185,9 +187,11 @@ export function localPins (source: DagSource, records: PinRecords, heliaRm: (roo
         if (read(key) !== undefined) throw new P2PError(P2PErrorCode.ALREADY_PINNED, `${root.toString()} is already pinned`, { cid: root.toString() })
         for (const k of keys) {
           const rec = decodeRecord(read(k)) ?? { pinCount: 0, pinnedBy: [] }
-          if (rec.pinnedBy.some(c => sameBytes(c, by))) continue
+          // the root is not pinned (checked above), so a record that names it is stale — Helia's rm keeps
+          // only the removed root in pinnedBy — and its count no longer includes it: counted again
+          // (Helia's add skips it, and the other pin's unpin could then drop a block this pin needs)
           rec.pinCount++
-          rec.pinnedBy.push(by)
+          if (!rec.pinnedBy.some(c => sameBytes(c, by))) rec.pinnedBy.push(by)
           write(k, encodePinnedBlock(rec))
         }
         write(key, cborg.encode({ depth: Infinity, metadata: options.metadata ?? {} }))

@@ -169,6 +169,26 @@ describe('p2p: bulk pins in Helia\'s records (localPins)', function () {
     assert.deepEqual(await listed(n), [])
   })
 
+  it('a root pinned again after Helia unpinned it counts on every block (Helia\'s rm leaves it in pinnedBy): the other pin\'s unpin keeps them', async () => {
+    // (not L3: r1 links it twice, and Helia's rm then takes both versions' counts off it)
+    const { blocks, r1, r2, s } = await versions()
+    const leaf = (dagCbor.decode(s.bytes) as { links: CID[] }).links[0]
+    const n = await h.node()
+    await n.localBlocks().putBatch(blocks)
+    const pins = pinsOf(n)
+    await pins.add(r1)
+    await pins.add(r2)
+    // Helia's own rm (the fallback without bulk pins, and every unpin before them) leaves [r1] as pinnedBy
+    await drain(n.helia.pins.rm(r1))
+    await pins.add(r1)
+    await pins.rm(r2)
+    for (const cid of [r1, s.cid, leaf]) assert.equal(await n.helia.pins.isPinned(cid), true, cid.toString())
+    await n.helia.gc()
+    for (const cid of [r1, s.cid, leaf]) assert.ok(await getBlock(n.helia.blockstore, cid, { offline: true } as { signal?: AbortSignal }), cid.toString())
+    await pins.rm(r1)
+    assert.deepEqual(await records(n), [])
+  })
+
   it('ALREADY_PINNED and NOT_PINNED; a pin whose block is missing fails and records nothing', async () => {
     const { blocks, s } = await versions()
     const n = await h.node()
