@@ -112,6 +112,7 @@ function exportBar (ctx: CommandContext): { onProgress?: (p: ExportProgress) => 
   return {
     onProgress: (p) => {
       const payload = {
+        of: p.totalMessages ?? 0,
         conversations: p.conversations,
         size: formatBytes(p.bytes),
         files: p.attachmentsCopied > 0 ? ` · ${p.attachmentsCopied} attachment${p.attachmentsCopied === 1 ? '' : 's'} copied` : ''
@@ -121,7 +122,7 @@ function exportBar (ctx: CommandContext): { onProgress?: (p: ExportProgress) => 
         bar = new SingleBar({
           stream: process.stderr,
           format: total !== undefined
-            ? ' export [{bar}] {value}/{total} messages · {conversations} conversations · {size}{files}'
+            ? ' export [{bar}] {value}/{of} messages · {conversations} conversations · {size}{files}'
             : ' export {value} messages · {conversations} conversations · {size}{files}',
           hideCursor: true,
           clearOnComplete: true
