@@ -59,6 +59,8 @@ export interface BackupSource {
     revisions? (): Promise<ConversationRevision[]>
     /** one conversation's messages (ts ≥ since), for a conversation built on its cached segments */
     messages? (conversation: string, q?: { since?: number }): AsyncIterable<StoredMessage>
+    /** a message by id (a conversation is built on its cached segments only when the entry's newest row is still stored) */
+    getMessage? (id: string): Promise<StoredMessage | undefined>
     close (): Promise<void>
   }
 }
@@ -384,8 +386,9 @@ async function build (options: BuildBackupOptions, o: Checked, key: Uint8Array):
   const revs = new Map<string, ConversationRevision>()
   /** hits the source passed over, waiting for their place in the bundle */
   const passed: string[] = []
-  const lookUp = async (revisions: ConversationRevision[], canRead: boolean): Promise<void> => {
+  const lookUp = async (revisions: ConversationRevision[], canRead: boolean, rowOf: ((id: string) => Promise<StoredMessage | undefined>) | undefined): Promise<void> => {
     const found: Array<[ConversationRevision, CachedConversation, number]> = []
+    const appended: Array<[ConversationRevision, CachedConversation, number]> = []
     for (const r of revisions) {
       throwIfAborted(signal)
       if (typeof r.rev !== 'string') continue // written before the store had tokens
@@ -394,12 +397,20 @@ async function build (options: BuildBackupOptions, o: Checked, key: Uint8Array):
       revs.set(r.peer, r)
       if (c === undefined) continue
       if (c.rev === r.rev && c.count === r.count && c.firstTs === r.firstTs && c.lastTs === r.lastTs && c.lastId === r.lastMessageId) found.push([r, c, c.segments.length])
-      else if (canRead && c.run !== undefined && c.run === r.run && r.count > c.count && c.firstTs === r.firstTs) {
+      else if (canRead && rowOf !== undefined && c.run !== undefined && c.run === r.run && r.count > c.count && c.firstTs === r.firstTs) {
         // only appended to since (the same append run): its rows then are the first c.count rows now
         const keep = keptSegments(c, r.count - c.count)
-        if (keep > 0) found.push([r, c, keep])
+        if (keep > 0) appended.push([r, c, keep])
       }
     }
+    // ... as long as the entry's newest row is still stored: the store's writes are not synced, so a power
+    // cut can take back its last appends, and appends made after that keep the same run (the entry's kept
+    // segments would hold rows the store no longer has, and the rows read after them would miss new ones)
+    const newest = rowOf === undefined ? [] : await Promise.all(appended.map(async ([, c]) => await rowOf(c.lastId)))
+    appended.forEach((a, i) => {
+      const m = newest[i]
+      if (m !== undefined && m.conversation === a[0].peer && m.ts === a[1].lastTs) found.push(a)
+    })
     // used only when every segment block it names (or that is kept) is stored
     const stored = await hasAll(found.flatMap(([, c, keep]) => c.segments.slice(0, keep).map(seg => seg.cid)))
     let i = 0
@@ -575,7 +586,7 @@ async function build (options: BuildBackupOptions, o: Checked, key: Uint8Array):
     const source = snapshot ?? options.store
     if (convCache !== undefined && typeof snapshot?.revisions === 'function') {
       const t0 = performance.now()
-      await lookUp(await snapshot.revisions(), typeof snapshot.messages === 'function')
+      await lookUp(await snapshot.revisions(), typeof snapshot.messages === 'function', typeof snapshot.getMessage === 'function' ? async id => await (snapshot.getMessage as (id: string) => Promise<StoredMessage | undefined>)(id) : undefined)
       logger('conversation cache: %d conversations taken, %d built on cached segments, %d to build (%d ms)', hits.size, partials.size, revs.size - partials.size, Math.round(performance.now() - t0))
       // many messages to build (at most these): the seal worker starts now, not after 512 segments
       let toBuild = 0

@@ -1,10 +1,13 @@
 import assert from 'node:assert/strict'
+import { cp, rm } from 'node:fs/promises'
+import { join } from 'node:path'
 import { buildBackup, readBackup } from '../../src/backup/index.ts'
 import type { CID } from 'multiformats/cid'
 import type { BackupSource, BlockStore, BuildBackupResult } from '../../src/backup/index.ts'
 import { rawCid } from '../../src/backup/blocks.ts'
 import { decodeConversationEntry, decodeShardEntry, encodeConversationEntry, encodeShardEntry } from '../../src/backup/conversation-cache.ts'
 import type { ConversationCache } from '../../src/backup/conversation-cache.ts'
+import { openStore } from '../../src/store/index.ts'
 import type { ConversationRevision, StoredMessage } from '../../src/store/index.ts'
 import { KEY, OTHER_KEY, OWNER, attachmentCidFor, makeEnv, makeHistory, peer, prng } from './helpers.ts'
 import type { Env } from './helpers.ts'
@@ -247,6 +250,7 @@ describe('backup: the conversation cache (src/backup/conversation-cache.ts)', fu
               allMessages: (o) => (async function * () { for await (const m of s.allMessages(o)) { rows++; yield m } })(),
               revisions: async () => await (s.revisions as () => Promise<ConversationRevision[]>)(),
               messages: (c, q) => inner.messages(c, q),
+              getMessage: async (id) => await inner.getMessage(id),
               close: async () => { await s.close(); await inner.close() }
             }
           }
@@ -263,5 +267,33 @@ describe('backup: the conversation cache (src/backup/conversation-cache.ts)', fu
       await env.cleanup()
       env = await makeEnv()
     }
+  })
+
+  it('a store that lost its last appends (unsynced writes, a power cut) and was appended to again on the same run: built from the rows, the same bundle', async () => {
+    const p = peer(1)
+    const rows = (from: number, n: number, ts: (i: number) => number): StoredMessage[] => Array.from({ length: n }, (_, i) => incoming(p, `m${String(from + i).padStart(4, '0')}`, ts(i)))
+    const opts = { segmentSize: 64, segmentBytes: 1 << 20 }
+    const b = async (v: number, c?: ConversationCache): Promise<BuildBackupResult> => await buildBackup({ store: env.store, blockstore: env.blockstore, owner: OWNER, version: v, backupKey: KEY, created: 1_700_000_000_000 + v, ...opts, ...(c !== undefined ? { conversationCache: c } : {}) })
+    const t0 = 1_700_000_000_000
+    await env.store.addMessages(rows(0, 60, i => t0 + i * 1000))
+    // the store as a power cut would leave it: what was written up to here
+    const path = join(env.dir, 'store')
+    await env.store.close()
+    await cp(path, join(env.dir, 'store-before'), { recursive: true })
+    env.store = await openStore(path)
+    // appended (the same run), then backed up: the entry holds these rows (one full segment of 64 takes 4)
+    await env.store.addMessages(rows(60, 40, i => t0 + 60_000 + i * 1000 + 500))
+    const cache = memoryCache()
+    await b(1, cache)
+    // those appends lost, other messages appended since (sorting among the lost ones), on the same run
+    await env.store.close()
+    await rm(path, { recursive: true })
+    await cp(join(env.dir, 'store-before'), path, { recursive: true })
+    env.store = await openStore(path)
+    await env.store.addMessages(rows(100, 50, i => t0 + 60_000 + i * 1000))
+    const cached = await b(2, cache)
+    const plain = await b(2)
+    assert.deepEqual(figures(cached), figures(plain))
+    await env.store.close()
   })
 })
