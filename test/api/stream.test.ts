@@ -2,19 +2,12 @@ import assert from 'node:assert/strict'
 import { startApiServer, callApi, progressRoute, type ApiServer } from '../../src/api/index.ts'
 import { TokenimError } from '../../src/errors.ts'
 import { waitFor } from '../support/wait.ts'
+import { postLines } from '../support/ndjson.ts'
 
 interface Line { progress?: unknown, result?: unknown, error?: { code: string, message: string, info?: Record<string, unknown> } }
 
-/** POST with the token, asking for the streamed form unless `plain`; every line of the answer parsed. */
-async function post (server: ApiServer, path: string, body: unknown, plain = false): Promise<{ status: number, type: string, lines: Line[] }> {
-  const res = await fetch(server.url + path, {
-    method: 'POST',
-    headers: { authorization: `Bearer ${server.token}`, ...(plain ? {} : { accept: 'application/x-ndjson' }) },
-    body: JSON.stringify(body)
-  })
-  const text = await res.text()
-  return { status: res.status, type: res.headers.get('content-type') ?? '', lines: text.split('\n').filter(l => l !== '').map(l => JSON.parse(l) as Line) }
-}
+/** POST asking for the streamed form (unless `plain`); the answer's lines parsed. */
+const post = async (server: ApiServer, path: string, body: unknown, plain = false): Promise<{ status: number, type: string, lines: Line[] }> => await postLines<Line>(server, path, body, plain)
 
 describe('control API: the streamed form (application/x-ndjson)', () => {
   let server: ApiServer

@@ -15,19 +15,12 @@ import { withNodeAccess } from '../../src/cli/node-access.ts'
 import { createOutput } from '../../src/cli/output.ts'
 import type { TokenimNode } from '../../src/node/index.ts'
 import { NodeHarness, waitFor } from '../node/helpers.ts'
+import { postLines } from '../support/ndjson.ts'
 
 interface Line { progress?: { phase: string, bytes: number, total: number }, result?: Record<string, unknown>, error?: { code: string, message: string } }
 
-/** POST as a client that asks for the streamed form (unless `plain`); the answer's lines parsed. */
-async function post (server: ApiServer, path: string, body: unknown, plain = false): Promise<{ status: number, type: string, lines: Line[] }> {
-  const res = await fetch(server.url + path, {
-    method: 'POST',
-    headers: { authorization: `Bearer ${server.token}`, ...(plain ? {} : { accept: 'application/x-ndjson' }) },
-    body: JSON.stringify(body)
-  })
-  const text = await res.text()
-  return { status: res.status, type: res.headers.get('content-type') ?? '', lines: text.split('\n').filter(l => l !== '').map(l => JSON.parse(l) as Line) }
-}
+/** POST asking for the streamed form (unless `plain`); the answer's lines parsed. */
+const post = async (server: ApiServer, path: string, body: unknown, plain = false): Promise<{ status: number, type: string, lines: Line[] }> => await postLines<Line>(server, path, body, plain)
 
 /** The progress lines of an answer: one phase, never going back, ending at the full size. */
 function assertTransfer (lines: Line[], phase: 'encrypt' | 'fetch', size: number): void {
