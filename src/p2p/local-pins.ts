@@ -189,7 +189,8 @@ export function localPins (source: DagSource, records: PinRecords, heliaRm: (roo
           const rec = decodeRecord(read(k)) ?? { pinCount: 0, pinnedBy: [] }
           // the root is not pinned (checked above), so a record that names it is stale — Helia's rm keeps
           // only the removed root in pinnedBy — and its count no longer includes it: counted again
-          // (Helia's add skips it, and the other pin's unpin could then drop a block this pin needs)
+          // (Helia's add skips it, and the other pin's unpin could then drop a block this pin needs). A
+          // record left by a Helia add that never finished is counted twice: that only keeps the block
           rec.pinCount++
           if (!rec.pinnedBy.some(c => sameBytes(c, by))) rec.pinnedBy.push(by)
           write(k, encodePinnedBlock(rec))
