@@ -2,6 +2,7 @@ import assert from 'node:assert/strict'
 import { walkDag } from '../../src/backup/index.ts'
 import { runBackup } from '../../src/backup/job/index.ts'
 import { requestReplicaPin, startReplicaService, decodePinRequest, encodePinRequest } from '../../src/backup/replica/index.ts'
+import { metaKey } from '../../src/backup/replica/service.ts'
 import type { ReplicaService } from '../../src/backup/replica/index.ts'
 import { readBlock } from '../../src/backup/blocks.ts'
 import { isTokenimError } from '../../src/errors.ts'
@@ -73,6 +74,12 @@ describe('replica service /tokenim/pin/1.0.0', function () {
     await replica.p2p.helia.gc()
     assert.deepEqual([await count(CID.parse(r2.cid)), await count(CID.parse(r3.cid))], kept)
     assert.equal(await replica.p2p.helia.blockstore.has(root), false, 'the unpinned root is collected')
+
+    // stopped between the pin and the list's write: asked again, the version is listed, not pinned twice
+    await replica.store.setMeta(metaKey(owner.address), (await service.kept(owner.address)).filter(k => k.version !== r3.version))
+    const listed = await requestReplicaPin(owner, replica.address, { owner: owner.address, version: r3.version, cid: r3.cid }, { timeout: 20_000 })
+    assert.equal(listed.ok, true)
+    assert.deepEqual((await service.kept(owner.address)).map(k => k.version), [r2.version, r3.version])
 
     // a digest mismatch: version 1 with the CID of version 3
     await assert.rejects(requestReplicaPin(owner, replica.address, { owner: owner.address, version: 1, cid: r3.cid }, { timeout: 20_000 }), refused('DIGEST_MISMATCH'))

@@ -66,6 +66,8 @@ export interface ReplicaHost {
         add: (cid: CID, options?: { signal?: AbortSignal, metadata?: Record<string, string | number | boolean> }) => AsyncGenerator<CID, void, undefined>
         rm: (cid: CID, options?: { signal?: AbortSignal }) => AsyncGenerator<CID, void, undefined>
         isPinned: (cid: CID, options?: { signal?: AbortSignal }) => Promise<boolean>
+        /** a pin and its metadata (Helia's pins.get; throws when `cid` is not pinned) */
+        get?: (cid: CID, options?: { signal?: AbortSignal }) => Promise<{ metadata: Record<string, unknown> }>
       }
       libp2p: { contentRouting: { provide: (cid: CID, options?: { signal?: AbortSignal }) => Promise<void> } }
       /** Helia's routing: when given, DHT provider lookups are deferred while the requester delivers */
@@ -244,7 +246,12 @@ export async function startReplicaService (host: ReplicaHost, options: ReplicaSe
       }
       const metadata = { tokenimReplicaOwner: owner, tokenimReplicaVersion: version }
       const bulk = host.p2p.localPins?.()
-      if (bulk !== undefined) await bulk.add(root, { signal, metadata })
+      // pinned by this service for this version already, but not on the list: stopped between the pin and
+      // the list's write (pinning again would fail ALREADY_PINNED on every request, and the version would
+      // never be listed, so never dropped)
+      const pinned = await helia.pins.get?.(root, { signal }).then(p => p.metadata.tokenimReplicaOwner === owner && p.metadata.tokenimReplicaVersion === version, () => false)
+      if (pinned === true) logger('version %d of %s was pinned here but not listed: listed now', version, owner)
+      else if (bulk !== undefined) await bulk.add(root, { signal, metadata })
       else await drain(helia.pins.add(root, { signal, metadata }))
       const entry: KeptVersion = { version, cid: root.toString(), bytes: got.bytes, bytesNew: got.bytesNew, at: Date.now() }
       const next = [...others, entry].sort((a, b) => a.version - b.version)
