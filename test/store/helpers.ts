@@ -3,7 +3,8 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { Level } from 'level'
 import * as cborg from 'cborg'
-import type { StoredMessage } from '../../src/store/index.ts'
+import { openStore } from '../../src/store/index.ts'
+import type { Store, StoredMessage } from '../../src/store/index.ts'
 
 export const ME = '0x' + 'aa'.repeat(20)
 
@@ -33,6 +34,13 @@ export function msg (over: Partial<StoredMessage> & { peer?: string } = {}): Sto
 export async function tempDir (): Promise<{ dir: string, cleanup: () => Promise<void> }> {
   const dir = await mkdtemp(join(tmpdir(), 'tokenim-store-'))
   return { dir, cleanup: async () => { await rm(dir, { recursive: true, force: true }) } }
+}
+
+/** A new store in a new temporary directory: the store, its path, and a cleanup that removes the directory. */
+export async function openTempStore (): Promise<{ store: Store, path: string, cleanup: () => Promise<void> }> {
+  const t = await tempDir()
+  const path = join(t.dir, 'store')
+  return { store: await openStore(path), path, cleanup: t.cleanup }
 }
 
 /** Rewrite one CBOR value behind the store's back (the store must be closed): fault injection. */

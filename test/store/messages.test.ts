@@ -1,9 +1,8 @@
 import assert from 'node:assert/strict'
-import { join } from 'node:path'
 import { openStore } from '../../src/store/index.ts'
 import { isTokenimError } from '../../src/errors.ts'
 import type { Store, StoredMessage } from '../../src/store/index.ts'
-import { ME, collect, deleteKey, msg, peer, tamper, tempDir } from './helpers.ts'
+import { ME, collect, deleteKey, msg, openTempStore, peer, tamper } from './helpers.ts'
 
 describe('store: messages', () => {
   let cleanup: () => Promise<void>
@@ -11,10 +10,7 @@ describe('store: messages', () => {
   let store: Store
 
   beforeEach(async () => {
-    const t = await tempDir()
-    cleanup = t.cleanup
-    path = join(t.dir, 'store')
-    store = await openStore(path)
+    ({ store, path, cleanup } = await openTempStore())
   })
 
   afterEach(async () => {

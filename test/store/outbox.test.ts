@@ -1,9 +1,8 @@
 import assert from 'node:assert/strict'
-import { join } from 'node:path'
 import { openStore } from '../../src/store/index.ts'
 import { isTokenimError } from '../../src/errors.ts'
 import type { OutboxEntry, Store } from '../../src/store/index.ts'
-import { msg, peer, tempDir } from './helpers.ts'
+import { msg, openTempStore, peer } from './helpers.ts'
 
 function entry (id: string, nextAttemptAt: number, over: Partial<OutboxEntry> = {}): OutboxEntry {
   return { id, to: peer(1), attempts: 0, nextAttemptAt, envelope: new Uint8Array([1, 2, 3, id.length]), ...over }
@@ -15,10 +14,7 @@ describe('store: outbox and seen', () => {
   let store: Store
 
   beforeEach(async () => {
-    const t = await tempDir()
-    cleanup = t.cleanup
-    path = join(t.dir, 'store')
-    store = await openStore(path)
+    ({ store, path, cleanup } = await openTempStore())
   })
 
   afterEach(async () => {

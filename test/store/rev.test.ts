@@ -1,8 +1,7 @@
 import assert from 'node:assert/strict'
-import { join } from 'node:path'
 import { openStore, repairStore } from '../../src/store/index.ts'
 import type { OutboxEntry, Store } from '../../src/store/index.ts'
-import { collect, msg, peer, tamper, tempDir } from './helpers.ts'
+import { collect, msg, openTempStore, peer, tamper } from './helpers.ts'
 
 function entry (id: string, to: string): OutboxEntry {
   return { id, to, attempts: 0, nextAttemptAt: 1, envelope: Uint8Array.of(1, 2, 3) }
@@ -21,10 +20,7 @@ describe('store: the conversation change token (ConversationRevision.rev)', () =
   const B = peer(2)
 
   beforeEach(async () => {
-    const t = await tempDir()
-    cleanup = t.cleanup
-    path = join(t.dir, 'store')
-    store = await openStore(path)
+    ({ store, path, cleanup } = await openTempStore())
   })
 
   afterEach(async () => {
