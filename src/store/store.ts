@@ -56,6 +56,8 @@ const STORE_ID_KEY = 'storeId'
 const MARKER_SYNC_KEY = 'markerSyncedAt'
 /** meta: written with sync by {@link Store.sync} */
 const SYNC_KEY = 'syncedAt'
+/** meta: 1 once every conversation summary has a change token (see giveRevs): later opens skip the scan */
+const REVS_KEY = 'conversationRevs'
 /** the marker is rewritten at most this often while messages are added (and on close) */
 export const DEFAULT_MARKER_INTERVAL_MS = 60_000
 const SEP = '!'
@@ -426,17 +428,21 @@ export async function openStore (path: string, opts: OpenStoreOptions = {}): Pro
 }
 
 /**
- * Summaries written before the store kept change tokens get one, once (one scan of the summaries at open,
- * one batch the first time): the backup's conversation cache can then take the conversations that do not
- * change afterwards, instead of only those written since.
+ * Summaries written before the store kept change tokens get one, once (one scan of the summaries and one
+ * batch, at the first open by a version that keeps them; the meta flag written after it spares later
+ * opens the scan): the backup's conversation cache can then take the conversations that do not change
+ * afterwards, instead of only those written since. A crash before the flag only means another scan.
  */
 async function giveRevs (s: Subs): Promise<void> {
+  if (await s.meta.get(REVS_KEY) === 1) return
   const missing: Array<[string, ConversationRevision]> = []
   for await (const [peer, sum] of s.conv.iterator()) if (typeof sum.rev !== 'string') missing.push([peer, sum])
-  if (missing.length === 0) return
-  const rev = newRev()
-  await s.conv.batch(missing.map(([peer, sum]) => ({ type: 'put' as const, key: peer, value: { ...sum, rev, run: rev } })))
-  logger('gave %d conversation summaries a change token', missing.length)
+  if (missing.length > 0) {
+    const rev = newRev()
+    await s.conv.batch(missing.map(([peer, sum]) => ({ type: 'put' as const, key: peer, value: { ...sum, rev, run: rev } })))
+    logger('gave %d conversation summaries a change token', missing.length)
+  }
+  await s.meta.put(REVS_KEY, 1)
 }
 
 /**

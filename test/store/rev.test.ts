@@ -98,7 +98,9 @@ describe('store: the conversation change token (ConversationRevision.rev)', () =
     await store.addMessages([msg({ peer: A }), msg({ peer: B })])
     const kept = (await revs())[B]
     await store.close()
+    // an older store: its summary has no token, and its meta no flag saying all have one
     await tamper(path, 'conv', A, v => { const { rev: _, ...old } = v as Record<string, unknown>; return old })
+    await tamper(path, 'meta', 'conversationRevs', () => undefined)
     store = await openStore(path)
     const first = await revs()
     assert.ok(typeof first[A] === 'string' && first[A].length >= 16)
@@ -106,6 +108,11 @@ describe('store: the conversation change token (ConversationRevision.rev)', () =
     await store.close()
     store = await openStore(path)
     assert.deepEqual(await revs(), first)
+    // the scan is made once: with the flag set, later opens do not look for summaries without a token
+    await store.close()
+    await tamper(path, 'conv', B, v => { const { rev: _, ...old } = v as Record<string, unknown>; return old })
+    store = await openStore(path)
+    assert.equal((await revs())[B], undefined)
   })
 
   it('the append run (ConversationRevision.run) stays while rows are only added after the newest, and allMessages({ skip: { after } }) resumes after a row', async () => {
