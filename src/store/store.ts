@@ -5,7 +5,8 @@
  * Uint8Array) unless noted. Sublevels (level prefixes them as `!name!`):
  *
  *   meta        name                                  → value          ('schemaVersion' → 1, checked on open;
- *                                                                          'storeId' → the id in `<path>.json`, see marker.ts)
+ *                                                                          'storeId' → the id in `<path>.json`, see marker.ts;
+ *                                                                          'conversationRevs' → 1 once every summary has a change token)
  *   msg         <conversation>!<ts:16 digits>!<id>    → StoredMessage  (per-conversation order by (ts, id))
  *   msg-id      <id>                                  → msg key (utf8) (uniqueness + lookups by id)
  *   conv        <peer address>                        → ConversationRevision (a summary written in the same batch as
