@@ -25,7 +25,7 @@ describe('daemon lock', () => {
   it('takes over a stale lock left by a crashed daemon', async () => {
     await writeFile(join(dir, 'daemon.lock'), '999999999')
     const lock = await acquireDaemonLock(dir)
-    assert.equal(await readFile(lock.path, 'utf8'), String(process.pid))
+    assert.equal((await readFile(lock.path, 'utf8')).trim(), String(process.pid))
     assert.equal((await stat(lock.path)).mode & 0o777, 0o600)
     await lock.release()
     assert.equal(await lockedBy(dir), undefined)
@@ -38,7 +38,7 @@ describe('daemon lock', () => {
     const minuteAgo = new Date(Date.now() - 60_000)
     await utimes(path, minuteAgo, minuteAgo)
     const lock = await acquireDaemonLock(dir)
-    assert.equal(await readFile(lock.path, 'utf8'), String(process.pid))
+    assert.equal((await readFile(lock.path, 'utf8')).trim(), String(process.pid))
     await lock.release()
   })
 })
