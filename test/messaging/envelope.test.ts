@@ -1,6 +1,7 @@
 import assert from 'node:assert/strict'
-import { createHmac, hkdfSync, randomBytes } from 'node:crypto'
+import { createCipheriv, createDecipheriv, createHmac, hkdfSync, randomBytes } from 'node:crypto'
 import * as dagCbor from '@ipld/dag-cbor'
+import * as cborg from 'cborg'
 import { x25519GenerateKeyPair, x25519SharedSecret } from '../../src/crypto/index.ts'
 import { isTokenimError } from '../../src/errors.ts'
 import {
@@ -21,7 +22,8 @@ import {
   staticSecret,
   verifyReceipt
 } from '../../src/messaging/index.ts'
-import type { Envelope, Receipt } from '../../src/messaging/index.ts'
+import type { Envelope, Frame, Receipt } from '../../src/messaging/index.ts'
+import { decodeFrameStrictly } from '../../src/messaging/envelope.ts'
 
 const ALICE = '0x' + 'a1'.repeat(20)
 const BOB = '0x' + 'b2'.repeat(20)
@@ -199,6 +201,95 @@ describe('messaging/envelope', () => {
         Uint8Array.from([0xa1])
       ]
       for (const b of bad) rejects(() => decodeBody(b), 'MALFORMED_FRAME')
+    })
+
+    it('decodes canonical frames to what the strict path gives, and everything else as it does', function () {
+      this.timeout(20_000)
+      type Outcome = { frame: Frame } | { code: string, message: string }
+      const outcome = (decode: (b: Uint8Array) => Frame, b: Uint8Array): Outcome => {
+        try {
+          return { frame: decode(b) }
+        } catch (err) {
+          assert.ok(isTokenimError(err), `untyped error: ${String(err)}`)
+          return { code: err.code, message: err.message }
+        }
+      }
+      const same = (b: Uint8Array, label: string): Outcome => {
+        const fast = outcome(decodeFrame, b)
+        assert.deepEqual(fast, outcome(decodeFrameStrictly, b), label)
+        return fast
+      }
+      // every size of the integer and length heads, ASCII and other texts, both frame types
+      const frames: Frame[] = []
+      for (const ts of [0, 23, 24, 255, 256, 65_535, 65_536, 2 ** 32 - 1, 2 ** 32, Date.now(), Number.MAX_SAFE_INTEGER]) {
+        for (const text of ['', 'x'.repeat(23), 'hi ✓ 🚀 ü'.repeat(30), 'z'.repeat(ts % 2 === 0 ? 1024 : 66_000)]) {
+          frames.push(sealMessage({ from: ALICE, to: BOB, body: { text: text.slice(0, 64 * 1024) }, ts }, alice, bob.publicKey).envelope)
+        }
+        frames.push(createReceipt({ id: newMessageId(), from: ALICE, to: BOB, ts }, { keys: bob, peerKey: alice.publicKey }))
+      }
+      for (const frame of frames) {
+        const bytes = encodeFrame(frame)
+        // the bytes @ipld/dag-cbor gives for the frame's map
+        assert.deepEqual(Buffer.from(bytes), Buffer.from(dagCbor.encode({ ...frame })))
+        assert.deepEqual(same(bytes, 'canonical'), { frame })
+        // not canonical: the integer widened, keys in other orders, a key twice, extra or missing keys
+        const m = dagCbor.decode(bytes) as Record<string, unknown>
+        const variants = [
+          cborg.encode(Object.fromEntries(Object.entries(m).sort(([a], [b]) => a < b ? -1 : 1)), { mapSorter: undefined }),
+          cborg.encode(Object.fromEntries(Object.entries(m).reverse()), { mapSorter: undefined }),
+          Uint8Array.from([...bytes.subarray(0, 1).map(b => b + 1), ...bytes.subarray(1), ...dagCbor.encode('ts'), 0]),
+          dagCbor.encode({ ...m, x: 1 }),
+          mutate(bytes, x => { delete x.ts }),
+          mutate(bytes, x => { x.ts = String(x.ts) }),
+          mutate(bytes, x => { x.v = 1.5 })
+        ]
+        const ts = frame.ts
+        if (ts < 2 ** 32) {
+          // the ts head written in 8 bytes
+          const narrow = dagCbor.encode(ts)
+          const wide = Uint8Array.from([0x1b, ...Buffer.from(BigInt(ts).toString(16).padStart(16, '0'), 'hex')])
+          const at = Buffer.from(bytes).indexOf(Buffer.concat([Buffer.from(dagCbor.encode('ts')), narrow]))
+          variants.push(Buffer.concat([bytes.subarray(0, at + 3), wide, bytes.subarray(at + 3 + narrow.length)]))
+        }
+        for (const [i, v] of variants.entries()) {
+          assert.ok('code' in same(v, `variant ${i}`), `variant ${i} must be refused`)
+        }
+        // random damage: flips, cuts, inserted bytes
+        for (let k = 0; k < 30; k++) {
+          const b = new Uint8Array(bytes)
+          const at = Math.floor(Math.random() * Math.min(b.length, 200))
+          if (k % 3 === 0) b[at] ^= 1 << (k % 8)
+          else if (k % 3 === 1) b[at] = Math.floor(Math.random() * 256)
+          const input = k % 5 === 4 ? b.subarray(0, at) : k % 7 === 6 ? Uint8Array.from([...b.subarray(0, at), 0x00, ...b.subarray(at)]) : b
+          if (input.length > 0) same(input, `damage ${k}`)
+        }
+      }
+    })
+
+    it('opens an envelope sealed by an independent implementation of the format, which opens ours', () => {
+      // docs: ikm = X25519(e, R) || X25519(s, R); okm = HKDF(ikm, "tokenim/v1/msg", "tokenim/v1/msg/key" || E || S || R, 44)
+      const eph = x25519GenerateKeyPair()
+      const header = { v: 1, t: 'msg', id: newMessageId(), from: ALICE, to: BOB, ts: 1_700_000_000_000, epk: eph.publicKey, spk: alice.publicKey }
+      const keys = (e: Uint8Array, s: Uint8Array): Buffer => {
+        const ikm = Buffer.concat([x25519SharedSecret(e, bob.publicKey), x25519SharedSecret(s, bob.publicKey)])
+        return Buffer.from(hkdfSync('sha256', ikm, 'tokenim/v1/msg', Buffer.concat([Buffer.from('tokenim/v1/msg/key'), eph.publicKey, alice.publicKey, bob.publicKey]), 44))
+      }
+      const okm = keys(eph.privateKey, alice.privateKey)
+      const cipher = createCipheriv('aes-256-gcm', okm.subarray(0, 32), okm.subarray(32), { authTagLength: 16 })
+      cipher.setAAD(dagCbor.encode(header))
+      const ct = Buffer.concat([cipher.update(dagCbor.encode({ text: 'from elsewhere ✓' })), cipher.final(), cipher.getAuthTag()])
+      const theirs = dagCbor.encode({ ...header, ct: new Uint8Array(ct) })
+      assert.equal(open(theirs).body.text, 'from elsewhere ✓')
+      // ours, opened with dag-cbor and node:crypto only (the AAD is dag-cbor's encoding of the header)
+      const ours = dagCbor.decode(seal('from here ✓').bytes) as Record<string, Uint8Array>
+      const ikm = Buffer.concat([x25519SharedSecret(bob.privateKey, ours.epk), x25519SharedSecret(bob.privateKey, alice.publicKey)])
+      const k = Buffer.from(hkdfSync('sha256', ikm, 'tokenim/v1/msg', Buffer.concat([Buffer.from('tokenim/v1/msg/key'), ours.epk, alice.publicKey, bob.publicKey]), 44))
+      const decipher = createDecipheriv('aes-256-gcm', k.subarray(0, 32), k.subarray(32), { authTagLength: 16 })
+      const { ct: sealed, ...head } = ours
+      decipher.setAAD(dagCbor.encode(head))
+      decipher.setAuthTag(sealed.subarray(sealed.length - 16))
+      const plain = Buffer.concat([decipher.update(sealed.subarray(0, sealed.length - 16)), decipher.final()])
+      assert.deepEqual(dagCbor.decode(plain), { text: 'from here ✓' })
     })
 
     it('survives thousands of random inputs with typed errors only', function () {
