@@ -6,7 +6,7 @@
 import type { KeyObject } from 'node:crypto'
 import type { CID } from 'multiformats/cid'
 import type { KdfParams } from '../crypto/index.ts'
-import { hmacSha256, secretKey, sha256 } from '../crypto/index.ts'
+import { hmacSha256, sha256 } from '../crypto/index.ts'
 import { isTokenimError } from '../errors.ts'
 import type { Contact, ConversationRevision, StoredMessage } from '../store/index.ts'
 import { log } from '../util/log.ts'
@@ -24,7 +24,7 @@ import {
   encodeMessage, encodeSegment, encodeShard, encodeShardNode, encodeTopLinks, encodeTopNode, toSegmentMessage
 } from './schema.ts'
 import type { Manifest, ManifestConversation, SegmentMessage, ShardSummary } from './schema.ts'
-import { seal } from './seal.ts'
+import { seal, sealKey } from './seal.ts'
 import { SegmentSealer, WORKER_MESSAGES } from './sealer.ts'
 import { decodeSealEntry, encodeSealEntry, sealCacheKey } from './seal-cache.ts'
 import type { SealCache } from './seal-cache.ts'
@@ -238,6 +238,8 @@ interface Sealed { cid: CID, size: number }
 async function build (options: BuildBackupOptions, o: Checked, key: Uint8Array): Promise<BuildBackupResult> {
   const { blockstore, signal } = options
   const onProgress = options.onProgress ?? (() => {})
+  /** K for this build's HMACs and boxes (seal cache, shard boundaries, manifest boxes), imported once */
+  const sk = sealKey(key)
 
   const segmentCids: CID[] = []
   const attachments = new Map<string, CID>()
@@ -296,9 +298,9 @@ async function build (options: BuildBackupOptions, o: Checked, key: Uint8Array):
   const cacheAdds: Array<[string, Uint8Array]> = []
   const sealer = new SegmentSealer(key, { workerAfter: options.sealWorkerAfter })
   const sealAndPut = async (plain: Uint8Array, peer: string): Promise<Sealed> => {
-    const cacheKey = cache === undefined ? undefined : sealCacheKey(key, 'segment', plain)
+    const cacheKey = cache === undefined ? undefined : sealCacheKey(sk, 'segment', plain)
     if (cache !== undefined && cacheKey !== undefined) {
-      const hit = decodeSealEntry(key, cacheKey, await cache.get(cacheKey).catch(() => undefined))
+      const hit = decodeSealEntry(sk, cacheKey, await cache.get(cacheKey).catch(() => undefined))
       if (hit !== undefined && await blockstore.has(hit.cid)) {
         // the block sealing would give is stored: counted like a put that found it there
         blocks++
@@ -309,7 +311,7 @@ async function build (options: BuildBackupOptions, o: Checked, key: Uint8Array):
     const { box, cid } = await sealer.seal(plain)
     if (box.length > MAX_SEGMENT_BLOCK) throw sourceInvalid('a sealed segment exceeds the format\'s size cap', { conversation: peer })
     await put(cid, box)
-    if (cacheKey !== undefined) cacheAdds.push([cacheKey, encodeSealEntry(key, cacheKey, cid, box.length)])
+    if (cacheKey !== undefined) cacheAdds.push([cacheKey, encodeSealEntry(sk, cacheKey, cid, box.length)])
     return { cid, size: box.length }
   }
 
@@ -380,7 +382,7 @@ async function build (options: BuildBackupOptions, o: Checked, key: Uint8Array):
   const convCache = options.conversationCache
   const convParams = { formatVersion: o.formatVersion, segmentSize: o.segmentSize, segmentBytes: o.segmentBytes }
   /** K for the cache's HMACs (two per conversation), imported once */
-  const macKey = convCache === undefined ? undefined : secretKey(key)
+  const macKey = convCache === undefined ? undefined : sk
   const hits = new Map<string, CachedConversation>()
   /** the snapshot's summary of each conversation built from its messages, for its new entry */
   const revs = new Map<string, ConversationRevision>()
@@ -688,7 +690,7 @@ async function build (options: BuildBackupOptions, o: Checked, key: Uint8Array):
       contacts,
       totals
     }
-    const sealed = seal(key, 'manifest', encodeManifest(manifest))
+    const sealed = seal(sk, 'manifest', encodeManifest(manifest))
     const node = encodeManifestNode({ sealed, segments: segmentCids, attachments: attachmentList })
     if (node.length > MAX_MANIFEST_BLOCK) throw sourceInvalid('the manifest exceeds the format\'s size cap', { bytes: node.length })
     manifestCid = dagCborCid(node)
@@ -697,7 +699,7 @@ async function build (options: BuildBackupOptions, o: Checked, key: Uint8Array):
     // v2: shards (bottom-up, after their segments), then the contacts box, then the top node
     const shardCids: CID[] = []
     const summaries: ShardSummary[] = []
-    const groups = shardGroups(key, built, o.shardSize)
+    const groups = shardGroups(sk, built, o.shardSize)
     // a shard whose conversations (and their tokens) are those a cached shard was made of is that block
     const shardParams = { ...convParams, shardSize: o.shardSize }
     const shardKeys = groups.map(g => convCache !== undefined && g.every(c => c.rev !== undefined) ? shardCacheKey(macKey as KeyObject, g[0].entry.peer, shardParams) : undefined)
@@ -723,7 +725,7 @@ async function build (options: BuildBackupOptions, o: Checked, key: Uint8Array):
         blocks++
         bytesTotal += hit.size
       } else {
-        const sealed = seal(key, 'shard', encodeShard({ type: 'shard', links: sha256(encodeLinks(segs, attList)), conversations: group.map(c => c.entry) }))
+        const sealed = seal(sk, 'shard', encodeShard({ type: 'shard', links: sha256(encodeLinks(segs, attList)), conversations: group.map(c => c.entry) }))
         const node = encodeShardNode({ sealed, segments: segs, attachments: attList })
         if (node.length > MAX_MANIFEST_BLOCK) throw sourceInvalid('a manifest shard exceeds the format\'s size cap', { bytes: node.length })
         cid = dagCborCid(node)
@@ -735,11 +737,11 @@ async function build (options: BuildBackupOptions, o: Checked, key: Uint8Array):
       summaries.push({ conversations: group.length, segments: segs.length, messages: group.reduce((n, c) => n + c.entry.count, 0), attachments: attList.length })
     }
     shardCount = shardCids.length
-    const contactsBox = seal(key, 'contacts', encodeContacts(contacts))
+    const contactsBox = seal(sk, 'contacts', encodeContacts(contacts))
     if (contactsBox.length > MAX_MANIFEST_BLOCK) throw sourceInvalid('the contacts exceed the format\'s size cap', { bytes: contactsBox.length })
     const contactsCid = rawCid(contactsBox)
     await put(contactsCid, contactsBox)
-    const sealed = seal(key, 'index', encodeIndex({
+    const sealed = seal(sk, 'index', encodeIndex({
       type: 'index',
       ...head,
       shardSize: o.shardSize,
@@ -801,23 +803,52 @@ const HAS_PART = 2048
 /** Segment blocks being written at once while the next segments are built. */
 const PUT_WINDOW = 8
 
-const SEGMENT_SKELETON_MSGS = Uint8Array.from([0x64, 0x6d, 0x73, 0x67, 0x73, 0x80]) // "msgs": []
+/** dag-cbor head of major type `major` with argument `n` (shortest form, as dag-cbor requires) */
+function cborHead (major: number, n: number): number[] {
+  const m = major << 5
+  if (n < 24) return [m | n]
+  if (n < 0x100) return [m | 24, n]
+  if (n < 0x10000) return [m | 25, n >> 8, n & 0xff]
+  if (n < 0x100000000) return [m | 26, n >>> 24, (n >> 16) & 0xff, (n >> 8) & 0xff, n & 0xff]
+  const hi = Math.floor(n / 0x100000000)
+  return [m | 27, hi >>> 24, (hi >> 16) & 0xff, (hi >> 8) & 0xff, hi & 0xff, n >>> 24, (n >> 16) & 0xff, (n >> 8) & 0xff, n & 0xff]
+}
+
+/** "seq", "conv", "msgs", "type": "segment" (dag-cbor's map key order: shorter keys first, then bytewise) */
+const SEG_SEQ = Uint8Array.from([0xa4, 0x63, 0x73, 0x65, 0x71]) // map(4) "seq"
+const SEG_CONV = Uint8Array.from([0x64, 0x63, 0x6f, 0x6e, 0x76]) // "conv"
+const SEG_MSGS = Uint8Array.from([0x64, 0x6d, 0x73, 0x67, 0x73]) // "msgs"
+const SEG_TYPE = Uint8Array.from([0x64, 0x74, 0x79, 0x70, 0x65, 0x67, 0x73, 0x65, 0x67, 0x6d, 0x65, 0x6e, 0x74]) // "type": "segment"
 
 /**
  * The dag-cbor segment {type, conv, seq, msgs} built from its messages' own encodings (each message is
  * encoded once, for the segmentBytes count, and its bytes reused here). Byte for byte what
  * encodeSegment gives: a CBOR array is its length header followed by its items' encodings, and dag-cbor
- * encodes each item on its own. The skeleton (keys in dag-cbor order: seq, conv, msgs, type) is encoded
- * by dag-cbor itself with an empty msgs array, which is then replaced.
+ * encodes each item on its own; the map around it is written here in dag-cbor's key order (a test
+ * compares with encodeSegment at every length boundary of seq, conv and msgs). One allocation of its
+ * own: the plaintext is handed to the sealer (and copied to its worker) whole.
  */
 export function encodeSegmentOf (conv: string, seq: number, msgs: SegmentMessage[], encoded: Uint8Array[]): Uint8Array {
-  const skeleton = encodeSegment({ type: 'segment', conv, seq, msgs: [] })
-  const at = Buffer.from(skeleton.buffer, skeleton.byteOffset, skeleton.byteLength).indexOf(SEGMENT_SKELETON_MSGS)
-  if (at < 0) return encodeSegment({ type: 'segment', conv, seq, msgs }) // never: the skeleton always has it
-  const split = at + SEGMENT_SKELETON_MSGS.length - 1
-  const n = encoded.length
-  const header = n < 24 ? Uint8Array.of(0x80 | n) : n < 256 ? Uint8Array.of(0x98, n) : n < 65536 ? Uint8Array.of(0x99, n >> 8, n & 0xff) : Uint8Array.of(0x9a, n >>> 24, (n >> 16) & 0xff, (n >> 8) & 0xff, n & 0xff)
-  return Buffer.concat([skeleton.subarray(0, split), header, ...encoded, skeleton.subarray(split + 1)])
+  if (!Number.isSafeInteger(seq) || seq < 0) return encodeSegment({ type: 'segment', conv, seq, msgs }) // never: the builder counts from 0
+  const seqHead = cborHead(0, seq)
+  const convBytes = Buffer.from(conv, 'utf8')
+  const convHead = cborHead(3, convBytes.length)
+  const msgsHead = cborHead(4, encoded.length)
+  let size = SEG_SEQ.length + seqHead.length + SEG_CONV.length + convHead.length + convBytes.length + SEG_MSGS.length + msgsHead.length + SEG_TYPE.length
+  for (const e of encoded) size += e.length
+  const out = new Uint8Array(size)
+  let at = 0
+  const put = (b: ArrayLike<number>): void => { out.set(b, at); at += b.length }
+  put(SEG_SEQ)
+  put(seqHead)
+  put(SEG_CONV)
+  put(convHead)
+  put(convBytes)
+  put(SEG_MSGS)
+  put(msgsHead)
+  for (const e of encoded) put(e)
+  put(SEG_TYPE)
+  return out
 }
 
 const SHARD_LABEL = new TextEncoder().encode('tokenim-backup/v2/shard-boundary\0')
@@ -829,7 +860,7 @@ const SHARD_LABEL = new TextEncoder().encode('tokenim-backup/v2/shard-boundary\0
  * MAX_SHARD_SEGMENTS segments. A boundary depends only on the conversation itself (and, for the caps, on
  * its run), so adding a conversation or messages rewrites one shard, not its neighbours.
  */
-export function shardGroups<T extends { entry: { peer: string }, segments: unknown[] }> (key: Uint8Array, convs: T[], shardSize: number): T[][] {
+export function shardGroups<T extends { entry: { peer: string }, segments: unknown[] }> (key: Uint8Array | KeyObject, convs: T[], shardSize: number): T[][] {
   const out: T[][] = []
   let group: T[] = []
   let segs = 0
@@ -846,7 +877,7 @@ export function shardGroups<T extends { entry: { peer: string }, segments: unkno
   return out
 }
 
-export function isShardStart (key: Uint8Array, peer: string, shardSize: number): boolean {
+export function isShardStart (key: Uint8Array | KeyObject, peer: string, shardSize: number): boolean {
   const h = hmacSha256(key, Buffer.concat([SHARD_LABEL, new TextEncoder().encode(peer)]))
   return ((h[0] << 24 >>> 0) + (h[1] << 16) + (h[2] << 8) + h[3]) % shardSize === 0
 }

@@ -7,12 +7,14 @@
 import { parentPort, workerData } from 'node:worker_threads'
 import type { MessagePort } from 'node:worker_threads'
 import { sha256 } from '../crypto/index.ts'
-import { seal } from './seal.ts'
+import { seal, sealKey } from './seal.ts'
 
 export type SealRequest = { id: number, plain: Uint8Array } | { close: true }
 export type SealReply = { ready: true } | { id: number, box: Uint8Array, digest: Uint8Array } | { id: number, error: string }
 
 function serve (port: MessagePort, key: Uint8Array): void {
+  // imported once: HMACs under a KeyObject skip node's per-call key checks (seal.ts SealKey)
+  const mac = sealKey(key)
   port.on('message', (m: SealRequest) => {
     if ('close' in m) {
       key.fill(0)
@@ -21,7 +23,7 @@ function serve (port: MessagePort, key: Uint8Array): void {
     }
     let reply: SealReply
     try {
-      const box = seal(key, 'segment', m.plain)
+      const box = seal(mac, 'segment', m.plain)
       reply = { id: m.id, box, digest: Uint8Array.from(sha256(box)) }
     } catch (err) {
       port.postMessage({ id: m.id, error: err instanceof Error ? err.message : String(err) } satisfies SealReply)

@@ -9,13 +9,14 @@
  * the same box either way. A worker that fails (cannot start, dies, cannot seal one) costs only speed:
  * what it held is sealed here.
  */
+import type { KeyObject } from 'node:crypto'
 import { Worker } from 'node:worker_threads'
 import { CID } from 'multiformats/cid'
 import * as Digest from 'multiformats/hashes/digest'
 import { log } from '../util/log.ts'
 import { rawCid } from './blocks.ts'
 import { RAW, SHA2_256 } from './constants.ts'
-import { sealAsync } from './seal.ts'
+import { sealAsync, sealKey } from './seal.ts'
 import type { SealReply, SealRequest } from './seal-worker.ts'
 
 const logger = log('backup:sealer')
@@ -50,6 +51,8 @@ export interface SegmentSealerOptions {
 
 export class SegmentSealer {
   readonly #key: Uint8Array
+  /** K imported once for the segments sealed here */
+  readonly #mac: KeyObject
   readonly #workerAfter: number
   readonly #maxQueued: number
   readonly #workerUrl: URL
@@ -69,6 +72,7 @@ export class SegmentSealer {
   /** `key` (32 bytes) is read until close() resolves; the worker gets a copy, wiped when it is closed. */
   constructor (key: Uint8Array, options: SegmentSealerOptions = {}) {
     this.#key = key
+    this.#mac = sealKey(key)
     this.#workerAfter = options.workerAfter ?? DEFAULT_WORKER_AFTER
     this.#maxQueued = options.maxQueued ?? DEFAULT_MAX_QUEUED
     this.#workerUrl = options.workerUrl ?? new URL('./seal-worker.ts', import.meta.url)
@@ -92,7 +96,7 @@ export class SegmentSealer {
   }
 
   async #here (plain: Uint8Array): Promise<SealedSegment> {
-    const box = await sealAsync(this.#key, 'segment', plain)
+    const box = await sealAsync(this.#mac, 'segment', plain)
     return { box, cid: rawCid(box) }
   }
 

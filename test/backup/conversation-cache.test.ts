@@ -1,5 +1,6 @@
 import assert from 'node:assert/strict'
 import { cp, rm } from 'node:fs/promises'
+import * as cborg from 'cborg'
 import { join } from 'node:path'
 import { buildBackup, readBackup } from '../../src/backup/index.ts'
 import type { CID } from 'multiformats/cid'
@@ -132,6 +133,23 @@ describe('backup: the conversation cache (src/backup/conversation-cache.ts)', fu
       assert.equal(failed, 1)
     })
   }
+
+  it('an entry\'s body is cborg\'s encoding of its fields (written through the shared CBOR fast path)', async () => {
+    await history()
+    const cache = memoryCache()
+    await build(1, { cache })
+    let n = 0
+    for (const [k, v] of cache.map) {
+      const e = decodeConversationEntry(KEY, k, v)
+      if (e === undefined) continue
+      const body = v.subarray(32)
+      assert.equal(Buffer.compare(body, cborg.encode(cborg.decode(body))), 0)
+      const again = encodeConversationEntry(KEY, k, e)
+      assert.equal(Buffer.compare(again, v), 0, 'decoded and encoded again: the same bytes')
+      n++
+    }
+    assert.equal(n, 8)
+  })
 
   it('a damaged entry, an entry whose block is gone, another key, a rebuilt index: built from the messages, the same bundle', async () => {
     await history()
