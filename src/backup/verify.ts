@@ -51,9 +51,10 @@ export interface VerifyBackupOptions extends AbortOptions {
   onProgress?: (p: VerifyProgress) => void
   /**
    * Called with each segment that passed every check of this pass (full mode), by its index in the
-   * manifest node's list: a caller that imports next (restore) can keep it instead of decrypting again.
+   * manifest node's list: a caller that imports next (restore) can keep it instead of decrypting again,
+   * or import it now. A promise it returns is awaited before the next segment is read (backpressure).
    */
-  onSegment?: (index: number, segment: Segment, boxBytes: number) => void
+  onSegment?: (index: number, segment: Segment, boxBytes: number) => void | Promise<void>
   /**
    * Called with the root, the manifest's plaintext blocks, the opened manifest and the key once they passed
    * every check (full mode): a caller that reads the segments next (restore) need not fetch, open and
@@ -196,7 +197,7 @@ export async function verifyBackup (options: VerifyBackupOptions): Promise<Verif
             problems.push({ code: BackupErrorCode.BACKUP_MALFORMED, message: `message ${m.id} has an attachment the manifest does not link`, ...where, cid: cid.toString(), id: m.id })
           }
         }
-        if (problems.length === before) options.onSegment?.(i, seg, box.length)
+        if (problems.length === before) await options.onSegment?.(i, seg, box.length)
       } else {
         checkBoxFrame(box, { ...where, cid: cid.toString() })
       }

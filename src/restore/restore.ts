@@ -2,12 +2,17 @@
  * Restore and verify: mnemonic → address + backup key → chain anchor → bundle (CAR or network) → every
  * check of docs/backup-format.md#reading-and-verifying → (restore only) import into a data dir.
  *
- * Nothing is written before the whole bundle has verified. The import is crash-safe: a marker file
- * (`DATA_DIR/restore.json`) is written first and removed last; it records how far the import got, so a
- * rerun after a crash (even SIGKILL) continues instead of refusing a non-empty dir, and since messages
- * are imported idempotently by id (one atomic batch per addMessages call) nothing is duplicated or lost.
+ * Nothing counts as written before the whole bundle has verified. Into an empty data dir the messages are
+ * imported as their segments verify (each segment read, decrypted and decoded once), into a store that a
+ * "staged" marker disowns until the last check passed: a damaged bundle's store is removed (the dir is left
+ * as it was) and a rerun after a crash removes it and starts over. Otherwise (a rerun, --merge, a store
+ * elsewhere, --salvage) the verify pass comes first and the import after it. The import is crash-safe: a
+ * marker file (`DATA_DIR/restore.json`) is written first and removed last; it records how far the import
+ * got, so a rerun after a crash (even SIGKILL) continues instead of refusing a non-empty dir, and since
+ * messages are imported idempotently by id (one atomic batch per addMessages call) nothing is duplicated or
+ * lost.
  */
-import { readdir, readFile, rm } from 'node:fs/promises'
+import { readdir, readFile, rm, rmdir } from 'node:fs/promises'
 import { join } from 'node:path'
 import { LevelBlockstore } from 'blockstore-level'
 import type { CID } from 'multiformats/cid'
@@ -20,7 +25,7 @@ import type { KdfParams } from '../crypto/index.ts'
 import { isTokenimError, TokenimError } from '../errors.ts'
 import { createIdentity, deriveBackupKey, deriveKeys, identityExists, openIdentity, readIdentityPublic } from '../identity/index.ts'
 import { openStore } from '../store/index.ts'
-import type { Contact, StoredMessage } from '../store/index.ts'
+import type { Contact, Store, StoredMessage } from '../store/index.ts'
 import { ensurePrivateDir, exists, fsyncDir, writeFileAtomic } from '../util/fs.ts'
 import { log } from '../util/log.ts'
 import { resolveAnchor } from './anchor.ts'
@@ -198,8 +203,9 @@ export interface RestoreOptions {
   salvage?: boolean
   batchSize?: number
   /**
-   * Bytes (estimated, in memory) of decrypted segments the verify pass keeps for the import, so they are
-   * not decrypted twice (default 16 MiB, less with a small V8 heap: src/restore/segment-cache.ts; beyond it
+   * When the import follows the verify pass (a rerun, `merge`, a `storePath` given, `salvage`; into an empty
+   * data dir the segments are imported as they verify): bytes (estimated, in memory) of decrypted segments
+   * the verify pass keeps for the import, so they are not decrypted twice (default 16 MiB, less with a small V8 heap: src/restore/segment-cache.ts; beyond it
    * a segment is decrypted again; 0 keeps none)
    */
   segmentCacheBytes?: number
@@ -239,6 +245,11 @@ interface Marker {
   /** segments before this index are imported */
   nextSegment: number
   imported: number
+  /**
+   * the store is being written while the bundle is verified (a restore into an empty data dir): nothing in
+   * it counts yet; a rerun removes it and starts over
+   */
+  staged?: boolean
 }
 
 type TargetState = { kind: 'empty' } | { kind: 'resume', marker: Marker } | { kind: 'occupied', entries: string[] }
@@ -289,9 +300,10 @@ export function backupKeySource (backupRootKey: Uint8Array, passphrase?: string)
 }
 
 /**
- * Restore a data dir from a backup: verify everything first (nothing is written if the backup is damaged,
- * unless `salvage`), then write the identity (keystore + a NEW device key), import the messages in atomic
- * batches, the contacts and the attachments' blocks. The device record is published when the node next
+ * Restore a data dir from a backup: verify everything first (nothing is left written if the backup is
+ * damaged, unless `salvage`; into an empty dir the messages are staged as they verify), then write the
+ * identity (keystore + a NEW device key), import the messages in atomic batches, the contacts and the
+ * attachments' blocks. The device record is published when the node next
  * starts (`tokenim daemon`).
  */
 export async function restoreBackup (o: RestoreOptions): Promise<RestoreResult> {
@@ -304,7 +316,7 @@ export async function restoreBackup (o: RestoreOptions): Promise<RestoreResult> 
   const blocksPath = o.blocksPath ?? join(o.dataDir, 'blocks')
 
   // 1. the target, checked before any network or chain work (nothing is written yet)
-  const target = await inspectTarget(o.dataDir)
+  let target = await inspectTarget(o.dataDir)
   if (target.kind === 'occupied' && o.merge !== true) {
     throw restoreError(RestoreErrorCode.TARGET_NOT_EMPTY,
       `the data dir ${o.dataDir} is not empty (${target.entries.slice(0, 3).join(', ')}${target.entries.length > 3 ? ', …' : ''}): restore into an empty dir, or pass --merge to add the backup to this one`,
@@ -320,6 +332,18 @@ export async function restoreBackup (o: RestoreOptions): Promise<RestoreResult> 
     }
   }
 
+  // a restore that wrote its store while it verified (staged) and stopped before the whole bundle had
+  // verified: what it wrote counts for nothing (the marker says so), so it is removed and the restore starts over
+  if (target.kind === 'resume' && target.marker.staged === true) {
+    await removeStaged(o.dataDir)
+    target = { kind: 'empty' }
+  }
+  // into an empty data dir, with the store in its usual place, the messages are imported as their segments
+  // verify (one pass: each segment read, decrypted and decoded once) into a store that counts only once the
+  // whole bundle has verified; a damaged bundle's store is removed and the dir left as it was. A rerun, a
+  // merge, a store elsewhere and a salvage verify first and import after (the verify pass keeps what it can)
+  const staged = target.kind === 'empty' && o.storePath === undefined && o.merge !== true && o.salvage !== true
+
   // a rerun of the same import starts at the marker's segment: the verify pass keeps only what is left
   const startSegment = target.kind === 'resume' ? target.marker.nextSegment : 0
 
@@ -328,29 +352,77 @@ export async function restoreBackup (o: RestoreOptions): Promise<RestoreResult> 
   const warnings = [...o.source.warnings, ...anchor.warnings]
   const root = anchor.root
 
-  // 3. fetch and verify everything before writing anything
+  // 3. fetch and verify everything before anything counts as written
   await o.source.prefetch(root, { signal })
   const backupKey = backupKeySource(keys.backupRootKey, o.passphrase)
-  const kept = new SegmentCache(o.segmentCacheBytes)
+  const kept = new SegmentCache(staged ? 0 : o.segmentCacheBytes)
+  const resumed = target.kind === 'resume'
+  let marker: Marker = target.kind === 'resume' && target.marker.cid === root.toString()
+    ? target.marker
+    : { v: 1, owner, cid: root.toString(), version: anchor.version ?? 0, started: Date.now(), nextSegment: 0, imported: 0 }
+  let store: Store | undefined
+  let importer: Importer | undefined
+  let importFailed: { err: unknown } | undefined
+  let createdDir = false
+  if (staged) {
+    createdDir = !await exists(o.dataDir)
+    marker = { ...marker, staged: true }
+    try {
+      await ensurePrivateDir(o.dataDir)
+      await writeMarker(o.dataDir, marker)
+      store = await openStore(storePath)
+    } catch (err) {
+      await dropStaged(o.dataDir, createdDir)
+      throw err
+    }
+  }
   onProgress({ phase: 'verify', segments: 0 })
   let opened: OpenedManifest | undefined
-  const report = await verifyBackup({
-    onManifest: m => { opened = m },
-    onSegment: (index, seg) => { if (index >= startSegment) kept.keep(index, seg.msgs.map(m => fromSegmentMessage(seg.conv, m))) },
-    root,
-    blockstore: o.source.blockstore,
-    owner,
-    version: anchor.version,
-    digest: anchor.anchored ? anchor.digest : undefined,
-    backupKey,
-    attachments: true,
-    signal,
-    onProgress: p => { onProgress({ phase: 'verify', segments: p.segments, totalSegments: p.totalSegments, problems: p.problems }) }
-  })
+  let problemsSeen = false
+  let report: Awaited<ReturnType<typeof verifyBackup>>
+  try {
+    report = await verifyBackup({
+      onManifest: m => {
+        opened = m
+        // the store was empty: an id this restore never handed it is not stored (its uniqueness read is
+        // skipped); sized for the manifest's messages, at most what its segments can hold
+        if (store !== undefined) importer = startImport({ store, batchSize, handed: new IdFilter(Math.min(m.manifest.totals.messages, m.node.segments.length * m.manifest.segmentSize)) })
+      },
+      onSegment: staged
+        ? async (index, seg) => {
+          // nothing more once the bundle has a problem (the store is removed) or a write failed
+          if (importer === undefined || problemsSeen || importFailed !== undefined) return
+          try {
+            await importer.add(seg.msgs.map(m => fromSegmentMessage(seg.conv, m)), index + 1)
+          } catch (err) {
+            // the store's failure, not the bundle's: not a problem of the report
+            importFailed = { err }
+          }
+        }
+        : (index, seg) => { if (index >= startSegment) kept.keep(index, seg.msgs.map(m => fromSegmentMessage(seg.conv, m))) },
+      root,
+      blockstore: o.source.blockstore,
+      owner,
+      version: anchor.version,
+      digest: anchor.anchored ? anchor.digest : undefined,
+      backupKey,
+      attachments: true,
+      signal,
+      onProgress: p => {
+        if (p.problems > 0) problemsSeen = true
+        onProgress({ phase: 'verify', segments: p.segments, totalSegments: p.totalSegments, problems: p.problems })
+      }
+    })
+  } catch (err) {
+    if (staged) await dropStaged(o.dataDir, createdDir, store, importer)
+    throw err
+  }
   const keyProblem = report.problems.find(p => KEY_PROBLEMS.has(p.code))
-  if (keyProblem !== undefined) throw restoreError(keyProblem.code, keyProblem.message, { owner })
   const manifestOpened = report.conversations !== undefined
-  if (report.problems.length > 0 && (o.salvage !== true || !manifestOpened)) {
+  if (keyProblem !== undefined || (report.problems.length > 0 && (o.salvage !== true || !manifestOpened)) || importFailed !== undefined) {
+    if (staged) await dropStaged(o.dataDir, createdDir, store, importer)
+    if (importFailed !== undefined) throw importFailed.err
+    if (keyProblem !== undefined) throw restoreError(keyProblem.code, keyProblem.message, { owner })
     const first = report.problems[0]
     const more = report.problems.length > 1 ? ` (and ${report.problems.length - 1} more problem${report.problems.length > 2 ? 's' : ''})` : ''
     throw restoreError(first.code,
@@ -361,100 +433,66 @@ export async function restoreBackup (o: RestoreOptions): Promise<RestoreResult> 
   const digest = report.digest as string
 
   // 4. write: marker first, then identity, store, attachments; marker removed last
-  await ensurePrivateDir(o.dataDir)
-  const resumed = target.kind === 'resume'
-  const marker: Marker = resumed && target.marker.cid === root.toString()
-    ? target.marker
-    : { v: 1, owner, cid: root.toString(), version, started: Date.now(), nextSegment: 0, imported: 0 }
-  await writeMarker(o.dataDir, marker)
+  if (staged) {
+    // the whole bundle verified: its last batch written and synced, then the marker no longer says staged
+    // (a rerun from here on finishes the restore instead of starting over)
+    try {
+      const imp = importer as Importer
+      await imp.flush(report.segments)
+      await imp.done()
+      await (store as Store).sync()
+      marker = { v: 1, owner, cid: marker.cid, version, started: marker.started, nextSegment: report.segments, imported: imp.imported }
+      await writeMarker(o.dataDir, marker)
+    } catch (err) {
+      await dropStaged(o.dataDir, createdDir, store, importer)
+      throw err
+    }
+  } else {
+    marker.version = version
+    await ensurePrivateDir(o.dataDir)
+    await writeMarker(o.dataDir, marker)
+  }
 
   // a data dir that has an identity must be the owner's before anything is imported; a new one is
   // written while the messages are imported (its keystore KDF and fsyncs overlap the store's writes;
-  // the marker makes a rerun finish either)
+  // the marker makes a rerun finish either) — after a staged import, only once the bundle has verified
   let identityDone: Promise<unknown> = Promise.resolve()
-  if (await identityExists(o.dataDir)) {
-    const opened = await openIdentity(o.dataDir, o.password)
-    if (opened.address !== owner) {
-      throw restoreError(RestoreErrorCode.IDENTITY_MISMATCH, `the data dir belongs to ${opened.address}, the mnemonic to ${owner}`, { dataDir: o.dataDir })
+  try {
+    if (await identityExists(o.dataDir)) {
+      const opened = await openIdentity(o.dataDir, o.password)
+      if (opened.address !== owner) {
+        throw restoreError(RestoreErrorCode.IDENTITY_MISMATCH, `the data dir belongs to ${opened.address}, the mnemonic to ${owner}`, { dataDir: o.dataDir })
+      }
+    } else {
+      identityDone = createIdentity(o.dataDir, { phrase: o.phrase, password: o.password, scryptN: o.scryptN })
+      identityDone.catch(() => {}) // awaited below
     }
-  } else {
-    identityDone = createIdentity(o.dataDir, { phrase: o.phrase, password: o.password, scryptN: o.scryptN })
-    identityDone.catch(() => {}) // awaited below
+  } catch (err) {
+    await store?.close().catch(() => {})
+    throw err
   }
 
   // a store that cannot be opened fails the restore once the identity write above is over (nothing left running)
-  const store = await openStore(storePath).catch(async (err: unknown) => { await identityDone.catch(() => {}); throw err })
-  let imported = 0
+  const st = store ?? await openStore(storePath).catch(async (err: unknown) => { await identityDone.catch(() => {}); throw err })
+  let imported = importer?.imported ?? 0
   let lost: { segments: number, messages: number } | undefined
   const problems: RestoreProblem[] = []
   let contacts: Contact[] = []
   let attachmentRoots: CID[] = []
   let messages = 0
   let conversations = 0
-  // marker rewrites, each after the batches it counts are written, in the background: the next batches are
-  // imported meanwhile, so the marker may lag the store (a rerun imports those again, idempotently by id)
-  // but never runs ahead of it. While one is being written only the newest state waits: each is a synced
-  // store write (which holds back the batches behind it) and an fsynced file, one per batch cost the import
-  // its disk's latency ~50 times
-  let markerNext: Marker | undefined
-  let markerBusy = false
-  let markerFailed: { err: unknown } | undefined
-  let markerWrite: Promise<void> = Promise.resolve()
-  const saveMarker = (): void => {
-    markerNext = { ...marker }
-    if (markerBusy || markerFailed !== undefined) return
-    markerBusy = true
-    markerWrite = (async () => {
-      try {
-        while (markerNext !== undefined) {
-          const state = markerNext
-          markerNext = undefined
-          // the store synced first: restore.json never claims a batch that a power cut could take back
-          await store.sync()
-          await writeMarker(o.dataDir, state)
-        }
-      } catch (err) {
-        markerFailed = { err }
-      } finally {
-        markerBusy = false
-      }
-    })()
-  }
   // a store this restore made (the data dir had none) holds only ids this run handed it: one the filter has
   // never seen is not stored, and its uniqueness read is skipped (a rerun or --merge reads them all)
   const handed = target.kind === 'empty' && o.storePath === undefined ? new IdFilter(report.messages ?? 0) : undefined
-  // one batch is written (LevelDB's write runs off the main thread) while the next is read and decoded;
-  // the batches are written in order, each atomic, and a failed one fails the next flush or the end
-  let writing: Promise<void> = Promise.resolve()
+  const imp = staged ? undefined : startImport({ store: st, batchSize, handed, marker: { dataDir: o.dataDir, state: marker }, onBatch: (nextSegment, n) => { onProgress({ phase: 'import', segments: nextSegment, totalSegments: report.segments, messages: n }) } })
   try {
-    let buf: StoredMessage[] = []
-    const flush = async (nextSegment: number): Promise<void> => {
-      const batch = buf
-      buf = []
-      let absent: ((id: string) => boolean) | undefined
-      if (handed !== undefined) {
-        const unseen = new Set<string>()
-        for (const m of batch) if (!handed.mayHave(m.id)) unseen.add(m.id)
-        for (const m of batch) handed.add(m.id)
-        absent = id => unseen.has(id)
-      }
-      const previous = writing
-      writing = (async () => {
-        await previous
-        if (batch.length > 0) {
-          const r = await store.addMessages(batch, { absent })
-          imported += r.added
-          marker.imported += r.added
-        }
-        marker.nextSegment = nextSegment
-        saveMarker()
-        onProgress({ phase: 'import', segments: nextSegment, totalSegments: report.segments, messages: imported })
-      })()
-      writing.catch(() => {}) // awaited by the next flush or after the last
-      await previous
-    }
     const start = marker.nextSegment
-    if (o.salvage !== true || report.problems.length === 0) {
+    if (imp === undefined) {
+      // staged: every message is in, the marker says so
+      contacts = (opened as OpenedManifest).manifest.contacts
+      attachmentRoots = (opened as OpenedManifest).node.attachments
+      onProgress({ phase: 'import', segments: report.segments, totalSegments: report.segments, messages: imported })
+    } else if (o.salvage !== true || report.problems.length === 0) {
       // the root, manifest and key the verify pass checked (the same checks readBackup makes: digest, owner,
       // version, every manifest block), else read again
       const m = opened ?? await (async () => {
@@ -475,18 +513,16 @@ export async function restoreBackup (o: RestoreOptions): Promise<RestoreResult> 
           const seg = checkSegment(segmentKey, m.manifest, places[i], segs[i], box)
           msgs = seg.msgs.map(m => fromSegmentMessage(seg.conv, m))
         }
-        buf.push(...msgs)
-        if (buf.length >= batchSize) await flush(i + 1)
+        await imp.add(msgs, i + 1)
       }
-      await flush(segs.length)
-      await writing
+      await imp.flush(segs.length)
+      await imp.written()
     } else {
       const s = await salvageSegments({ root, blockstore: o.source.blockstore, key: backupKey, start, signal, digest }, async (index, msgs) => {
-        buf.push(...msgs)
-        if (buf.length >= batchSize) await flush(index + 1)
+        await imp.add(msgs, index + 1)
       })
-      await flush(s.total)
-      await writing
+      await imp.flush(s.total)
+      await imp.written()
       contacts = s.contacts
       attachmentRoots = s.attachments
       problems.push(...report.problems.map(p => ({ ...p, messages: p.index !== undefined && s.lostSegments.has(p.index) ? s.lostSegments.get(p.index) : undefined })))
@@ -494,22 +530,21 @@ export async function restoreBackup (o: RestoreOptions): Promise<RestoreResult> 
       for (const n of s.lostSegments.values()) lostMessages += n
       lost = { segments: s.lostSegments.size, messages: lostMessages }
     }
+    if (imp !== undefined) imported = imp.imported
 
     // contacts: keep what the user has (merge), add what the backup knows
     for (const c of contacts) {
-      const existing = await store.getContact(c.address)
-      if (existing === undefined || (existing.name === undefined && c.name !== undefined)) await store.setContact(c.address, c.name)
+      const existing = await st.getContact(c.address)
+      if (existing === undefined || (existing.name === undefined && c.name !== undefined)) await st.setContact(c.address, c.name)
     }
-    await store.setMeta(RESTORED_FROM_META, { version, cid: root.toString(), digest, anchored: anchor.anchored, at: Date.now() })
-    messages = await store.countMessages()
-    conversations = (await store.conversations()).length
-    await markerWrite
-    if (markerFailed !== undefined) throw markerFailed.err
+    await st.setMeta(RESTORED_FROM_META, { version, cid: root.toString(), digest, anchored: anchor.anchored, at: Date.now() })
+    messages = await st.countMessages()
+    conversations = (await st.conversations()).length
+    await imp?.done()
   } finally {
     kept.clear()
-    await writing.catch(() => {}) // a batch in flight when something failed: settled before the store closes
-    await markerWrite
-    await store.close().catch(() => {})
+    await imp?.settle() // a batch in flight when something failed: settled before the store closes
+    await st.close().catch(() => {})
     await identityDone.catch(() => {}) // nothing left running when this throws
   }
   await identityDone
@@ -559,6 +594,146 @@ export async function restoreBackup (o: RestoreOptions): Promise<RestoreResult> 
     problems,
     ...(lost !== undefined ? { lost } : {})
   }
+}
+
+// ---------------------------------------------------------------------------------------------------------
+// import
+
+interface Importer {
+  /** messages the store took so far (the others were stored already) */
+  readonly imported: number
+  /** a segment's messages; `nextSegment` is the index after it (what the marker records once they are written) */
+  add: (msgs: StoredMessage[], nextSegment: number) => Promise<void>
+  /** write what is buffered as one batch (returns once the batch before it is written) */
+  flush: (nextSegment: number) => Promise<void>
+  /** every batch written (throws a batch's failure) */
+  written: () => Promise<void>
+  /** every batch written and the marker rewritten after the last (throws either's failure) */
+  done: () => Promise<void>
+  /** whatever is in flight settled, failures ignored (before the store closes) */
+  settle: () => Promise<void>
+}
+
+interface ImportOptions {
+  store: Store
+  batchSize: number
+  /** the ids handed to a store that was empty (their uniqueness reads are skipped) */
+  handed?: IdFilter
+  /** the marker to rewrite after the batches (none: a staged import, whose marker changes once at the end) */
+  marker?: { dataDir: string, state: Marker }
+  onBatch?: (nextSegment: number, imported: number) => void
+}
+
+/**
+ * Messages into the store in atomic batches of `batchSize`: one batch is written (LevelDB's write runs off
+ * the main thread) while the next is read and decoded; the batches are written in order, each atomic, and
+ * a failed one fails the next flush or the end.
+ */
+function startImport (o: ImportOptions): Importer {
+  const { store, handed } = o
+  let buf: StoredMessage[] = []
+  let imported = 0
+  let writing: Promise<void> = Promise.resolve()
+  // marker rewrites, each after the batches it counts are written, in the background: the next batches are
+  // imported meanwhile, so the marker may lag the store (a rerun imports those again, idempotently by id)
+  // but never runs ahead of it. While one is being written only the newest state waits: each is a synced
+  // store write (which holds back the batches behind it) and an fsynced file, one per batch cost the import
+  // its disk's latency ~50 times
+  let markerNext: Marker | undefined
+  let markerBusy = false
+  let markerFailed: { err: unknown } | undefined
+  let markerWrite: Promise<void> = Promise.resolve()
+  const saveMarker = (m: { dataDir: string, state: Marker }): void => {
+    markerNext = { ...m.state }
+    if (markerBusy || markerFailed !== undefined) return
+    markerBusy = true
+    markerWrite = (async () => {
+      try {
+        while (markerNext !== undefined) {
+          const state = markerNext
+          markerNext = undefined
+          // the store synced first: restore.json never claims a batch that a power cut could take back
+          await store.sync()
+          await writeMarker(m.dataDir, state)
+        }
+      } catch (err) {
+        markerFailed = { err }
+      } finally {
+        markerBusy = false
+      }
+    })()
+  }
+  const flush = async (nextSegment: number): Promise<void> => {
+    const batch = buf
+    buf = []
+    let absent: ((id: string) => boolean) | undefined
+    if (handed !== undefined) {
+      const unseen = new Set<string>()
+      for (const m of batch) if (!handed.mayHave(m.id)) unseen.add(m.id)
+      for (const m of batch) handed.add(m.id)
+      absent = id => unseen.has(id)
+    }
+    const previous = writing
+    writing = (async () => {
+      await previous
+      if (batch.length > 0) {
+        const r = await store.addMessages(batch, { absent })
+        imported += r.added
+        if (o.marker !== undefined) o.marker.state.imported += r.added
+      }
+      if (o.marker !== undefined) {
+        o.marker.state.nextSegment = nextSegment
+        saveMarker(o.marker)
+      }
+      o.onBatch?.(nextSegment, imported)
+    })()
+    writing.catch(() => {}) // awaited by the next flush or at the end
+    await previous
+  }
+  return {
+    get imported () { return imported },
+    add: async (msgs, nextSegment) => {
+      for (const m of msgs) buf.push(m)
+      if (buf.length >= o.batchSize) await flush(nextSegment)
+    },
+    flush,
+    written: async () => { await writing },
+    done: async () => {
+      await writing
+      await markerWrite
+      if (markerFailed !== undefined) throw markerFailed.err
+    },
+    settle: async () => {
+      await writing.catch(() => {})
+      await markerWrite
+    }
+  }
+}
+
+/**
+ * Undo a staged import whose bundle did not verify (or that failed): the store closed and removed, then the
+ * marker, then the data dir when this restore made it. Never throws (the restore's own error is what counts);
+ * what it could not remove is left with the staged marker, which a rerun finds and removes.
+ */
+async function dropStaged (dataDir: string, createdDir: boolean, store?: Store, importer?: Importer): Promise<void> {
+  try {
+    await importer?.settle()
+    await store?.close().catch(() => {})
+    await removeStaged(dataDir)
+    if (createdDir) await rmdir(dataDir).catch(() => {})
+  } catch (err) {
+    logger('could not remove the staged import in %s: %s', dataDir, (err as Error).message)
+  }
+}
+
+/** The files of a staged import (the store, its marker and their temporaries), the restore marker last. */
+async function removeStaged (dataDir: string): Promise<void> {
+  for (const e of await readdir(dataDir)) {
+    if (e === 'store' || e === 'store.json' || (e.startsWith('.store.json.') && e.endsWith('.tmp'))) await rm(join(dataDir, e), { recursive: true, force: true })
+  }
+  await fsyncDir(dataDir)
+  await rm(join(dataDir, RESTORE_MARKER_FILE), { force: true })
+  await fsyncDir(dataDir)
 }
 
 // ---------------------------------------------------------------------------------------------------------

@@ -1,12 +1,13 @@
 import assert from 'node:assert/strict'
-import { readdir, writeFile } from 'node:fs/promises'
+import { copyFile, readdir, readFile, writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
-import { readBackup } from '../../src/backup/index.ts'
+import { readBackup, readHeader, readManifestNode } from '../../src/backup/index.ts'
 import { isTokenimError } from '../../src/errors.ts'
 import { RegistryClient, startDevnet } from '../../src/chain/index.ts'
 import type { Devnet } from '../../src/chain/index.ts'
 import { generateMnemonic, readIdentityPublic } from '../../src/identity/index.ts'
-import { openCarSource, openNetworkSource, restoreBackup, verifyRestoreSource, backupKeySource } from '../../src/restore/index.ts'
+import { openCarSource, openNetworkSource, restoreBackup, verifyRestoreSource, backupKeySource, RESTORE_MARKER_FILE } from '../../src/restore/index.ts'
+import { openStore } from '../../src/store/index.ts'
 import type { BlockSource, RestoreOptions } from '../../src/restore/index.ts'
 import { deriveKeys } from '../../src/identity/index.ts'
 import { DAG_PROTOCOL } from '../../src/p2p/index.ts'
@@ -129,6 +130,74 @@ describe('restore: verify against the chain, then import', function () {
     const ids = new Set(got.map(m => m.id))
     assert.equal(ids.size, got.length)
     assert.deepEqual(got, all.filter(m => ids.has(m.id)))
+  })
+
+  it('imports while it verifies; a segment that fails after batches were written leaves the target empty and reports no success', async () => {
+    const dan = await owner({ messages: 900, conversations: 3, seed: 17 })
+    const v1 = await dan.backup(1)
+    const intact = join(await dirs.make(), 'intact.car')
+    await copyFile(v1.file, intact)
+    // the manifest's last segment, damaged: it is read after every other segment
+    const node = await withCar(v1.file, async s => await readManifestNode(s.blockstore, await readHeader({ root: v1.root, blockstore: s.blockstore })))
+    const last = node.segments[node.segments.length - 1]
+    const blocks = await carBlocks(v1.file)
+    const bad = await flipByteInBlock(v1.file, blocks.findIndex(b => b.cid.equals(last)))
+    assert.ok(bad.equals(last))
+    const dataDir = join(await dirs.make(), 'target')
+    // what the target held when the damaged segment was asked for: the store being written, a staged marker
+    let during: { entries: string[], marker: Record<string, unknown> } | undefined
+    const source = await openCarSource(v1.file)
+    const spied: BlockSource = {
+      ...source,
+      blockstore: {
+        get: (cid, opts) => {
+          if (!cid.equals(last) || during !== undefined) return source.blockstore.get(cid, opts)
+          return (async () => {
+            during = { entries: await readdir(dataDir), marker: JSON.parse(await readFile(join(dataDir, RESTORE_MARKER_FILE), 'utf8')) }
+            return await (source.blockstore.get(cid, opts) as Promise<Uint8Array>)
+          })()
+        }
+      }
+    }
+    let progress = 0
+    try {
+      await assert.rejects(restoreBackup({ dataDir, phrase: dan.phrase, password: PASSWORD, scryptN: SCRYPT_N, source: spied, chain, batchSize: 100, onProgress: () => { progress++ } }),
+        hasCode('BACKUP_TAMPERED', err => {
+          assert.match(err.message, /nothing was restored/)
+          assert.ok((err.info.problems as Array<{ cid?: string }>).some(p => p.cid === last.toString()))
+        }))
+    } finally {
+      await source.close()
+    }
+    assert.ok(progress > 0)
+    assert.ok(during !== undefined && during.entries.includes('store'), JSON.stringify(during))
+    assert.equal(during.marker.staged, true)
+    assert.ok(await isEmpty(dataDir))
+    // the intact bundle into the same dir: every message once
+    const res = await restoreCar(intact, { phrase: dan.phrase, dataDir, batchSize: 100 })
+    assert.equal(res.ok, true)
+    assert.equal(res.resumed, false)
+    assert.equal(res.imported, 900)
+    assert.deepEqual(await restoredMessages(dataDir), await dan.messages())
+  })
+
+  it('a staged import a crash left behind counts for nothing: the rerun removes it and starts over', async () => {
+    const gina = await owner({ messages: 400, conversations: 2, seed: 18 })
+    const v1 = await gina.backup(1)
+    const expected = await gina.messages()
+    const dataDir = join(await dirs.make(), 'target')
+    // as a process killed while it verified leaves the dir: a staged marker and a store holding what it
+    // had imported — here a message that is not in the backup, which must not survive
+    const store = await openStore(join(dataDir, 'store'))
+    await store.addMessages([{ ...expected[0], id: 'not-in-the-backup' }])
+    await store.close()
+    await writeFile(join(dataDir, RESTORE_MARKER_FILE), JSON.stringify({ v: 1, owner: gina.address, cid: v1.root.toString(), version: 1, started: Date.now(), nextSegment: 3, imported: 1, staged: true }))
+    const res = await restoreCar(v1.file, { phrase: gina.phrase, dataDir })
+    assert.equal(res.ok, true)
+    assert.equal(res.messages, 400)
+    assert.equal(res.imported, 400)
+    assert.deepEqual(await restoredMessages(dataDir), expected)
+    assert.ok(!(await readdir(dataDir)).includes(RESTORE_MARKER_FILE))
   })
 
   it('refuses a rollback (CAR v2, chain at v3) unless --version 2 asks for it', async () => {
