@@ -8,8 +8,9 @@ import { mkdtemp, rm } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { GroupCommit } from '../../src/messaging/batcher.ts'
-import { MSG_PROTOCOL, newMessageId } from '../../src/messaging/index.ts'
+import { MAX_FRAME_BYTES, MSG_PROTOCOL, newMessageId } from '../../src/messaging/index.ts'
 import type { TokenimNode } from '../../src/node/index.ts'
+import { framed } from '../../src/p2p/index.ts'
 import { openStore } from '../../src/store/index.ts'
 import type { StoredMessage } from '../../src/store/index.ts'
 import { NodeHarness, waitResolvable } from '../node/helpers.ts'
@@ -105,6 +106,28 @@ describe('messaging: pipelining and group commit', function () {
       const r = await alice.send(bob.address, 'after the reset')
       assert.equal(r.status, 'delivered')
       assert.equal((await alice.status()).messaging.failedAttempts, 0)
+    })
+
+    it('gives up on an envelope whose receipt does not come within the ack timeout (TimeoutError), the message stays queued', async () => {
+      const quick = await h.node({ messaging: { retryBaseMs: 60_000, ackTimeoutMs: 300 } })
+      const silent = await h.node(unlimited)
+      await waitResolvable(quick, silent)
+      // the recipient reads envelopes and never answers
+      let read = 0
+      await silent.p2p.unhandle(MSG_PROTOCOL)
+      await silent.p2p.handle(MSG_PROTOCOL, (stream) => {
+        const f = framed(stream, { maxFrameBytes: MAX_FRAME_BYTES })
+        void (async () => { while (await f.read().catch(() => null) != null) read++ })()
+      })
+      const retries: string[] = []
+      quick.messaging.on('retry', (e) => { retries.push(e.error) })
+      const r = await quick.send(silent.address, 'no answer')
+      assert.equal(r.status, 'queued')
+      assert.equal(read, 1)
+      assert.equal(retries.length, 1)
+      assert.match(retries[0], /^TimeoutError: The operation was aborted due to timeout/)
+      assert.equal((await quick.store.getOutbox(r.id))?.attempts, 1)
+      assert.equal((await quick.store.getMessage(r.id))?.status, 'queued')
     })
   })
 })
