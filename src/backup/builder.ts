@@ -195,9 +195,12 @@ async function readContacts (store: BackupSource): Promise<Contact[]> {
 export async function buildBackup (options: BuildBackupOptions): Promise<BuildBackupResult> {
   const o = checkOptions(options)
   const key = Uint8Array.from(options.backupKey)
+  // segments and (a large build's) manifest shards are sealed on a worker thread once there are many (sealer.ts)
+  const sealer = new SegmentSealer(key, { workerAfter: options.sealWorkerAfter })
   try {
-    return await build(options, o, key)
+    return await build(options, o, key, sealer)
   } finally {
+    await sealer.close()
     key.fill(0)
   }
 }
@@ -235,7 +238,7 @@ interface BuiltConversation {
 /** A segment block as written (or found): its CID and size. */
 interface Sealed { cid: CID, size: number }
 
-async function build (options: BuildBackupOptions, o: Checked, key: Uint8Array): Promise<BuildBackupResult> {
+async function build (options: BuildBackupOptions, o: Checked, key: Uint8Array, sealer: SegmentSealer): Promise<BuildBackupResult> {
   const { blockstore, signal } = options
   const onProgress = options.onProgress ?? (() => {})
   /** K for this build's HMACs and boxes (seal cache, shard boundaries, manifest boxes), imported once */
@@ -296,9 +299,10 @@ async function build (options: BuildBackupOptions, o: Checked, key: Uint8Array):
   const cache = options.sealCache
   /** new seal-cache entries, written in one batch once every block is */
   const cacheAdds: Array<[string, Uint8Array]> = []
-  const sealer = new SegmentSealer(key, { workerAfter: options.sealWorkerAfter })
   const sealAndPut = async (plain: Uint8Array, peer: string): Promise<Sealed> => {
-    const cacheKey = cache === undefined ? undefined : sealCacheKey(sk, 'segment', plain)
+    // with the worker sealing, the cache is not asked first (what a hit saves is the worker's, not this
+    // thread's) and the worker makes the new entry: a plaintext hash and two HMACs less here per segment
+    let cacheKey = cache === undefined || sealer.ready ? undefined : sealCacheKey(sk, 'segment', plain)
     if (cache !== undefined && cacheKey !== undefined) {
       const hit = decodeSealEntry(sk, cacheKey, await cache.get(cacheKey).catch(() => undefined))
       if (hit !== undefined && await blockstore.has(hit.cid)) {
@@ -308,10 +312,16 @@ async function build (options: BuildBackupOptions, o: Checked, key: Uint8Array):
         return hit
       }
     }
-    const { box, cid } = await sealer.seal(plain)
+    const sealed = await sealer.seal(plain, 'segment', undefined, cache !== undefined && cacheKey === undefined)
+    const { box, cid } = sealed
     if (box.length > MAX_SEGMENT_BLOCK) throw sourceInvalid('a sealed segment exceeds the format\'s size cap', { conversation: peer })
     await put(cid, box)
-    if (cacheKey !== undefined) cacheAdds.push([cacheKey, encodeSealEntry(sk, cacheKey, cid, box.length)])
+    if (sealed.cacheKey !== undefined && sealed.cacheEntry !== undefined) {
+      cacheAdds.push([sealed.cacheKey, sealed.cacheEntry])
+    } else if (cache !== undefined) {
+      cacheKey ??= sealCacheKey(sk, 'segment', plain)
+      cacheAdds.push([cacheKey, encodeSealEntry(sk, cacheKey, cid, box.length)])
+    }
     return { cid, size: box.length }
   }
 
@@ -391,18 +401,24 @@ async function build (options: BuildBackupOptions, o: Checked, key: Uint8Array):
   const lookUp = async (revisions: ConversationRevision[], canRead: boolean, rowOf: ((id: string) => Promise<StoredMessage | undefined>) | undefined): Promise<void> => {
     const found: Array<[ConversationRevision, CachedConversation, number]> = []
     const appended: Array<[ConversationRevision, CachedConversation, number]> = []
+    /** messages of the conversations looked up so far that are built whole: the seal worker starts once they are many */
+    let whole = 0
     for (const r of revisions) {
       throwIfAborted(signal)
       if (typeof r.rev !== 'string') continue // written before the store had tokens
       const cacheKey = conversationCacheKey(macKey as KeyObject, r.peer, convParams)
       const c = decodeConversationEntry(macKey as KeyObject, cacheKey, await (convCache as ConversationCache).get(cacheKey).catch(() => undefined))
       revs.set(r.peer, r)
-      if (c === undefined) continue
-      if (c.rev === r.rev && c.count === r.count && c.firstTs === r.firstTs && c.lastTs === r.lastTs && c.lastId === r.lastMessageId) found.push([r, c, c.segments.length])
-      else if (canRead && rowOf !== undefined && c.run !== undefined && c.run === r.run && r.count > c.count && c.firstTs === r.firstTs) {
-        // only appended to since (the same append run): its rows then are the first c.count rows now
-        const keep = keptSegments(c, r.count - c.count)
-        if (keep > 0) appended.push([r, c, keep])
+      if (c !== undefined && c.rev === r.rev && c.count === r.count && c.firstTs === r.firstTs && c.lastTs === r.lastTs && c.lastId === r.lastMessageId) {
+        found.push([r, c, c.segments.length])
+        continue
+      }
+      // only appended to since (the same append run): its rows then are the first c.count rows now
+      const keep = c !== undefined && canRead && rowOf !== undefined && c.run !== undefined && c.run === r.run && r.count > c.count && c.firstTs === r.firstTs ? keptSegments(c, r.count - c.count) : 0
+      if (c !== undefined && keep > 0) appended.push([r, c, keep])
+      else if ((whole += r.count) >= WORKER_MESSAGES) {
+        // a first backup (no entries) starts the worker here, while the rest is looked up, not after
+        sealer.warm()
       }
     }
     // ... as long as the entry's newest row is still stored: the store's writes are not synced, so a power
@@ -654,7 +670,6 @@ async function build (options: BuildBackupOptions, o: Checked, key: Uint8Array):
     throw sourceInvalid('reading the store failed', {}, err)
   } finally {
     await Promise.allSettled(inflight.map(f => f.done))
-    await sealer.close()
     await snapshot?.close().catch(() => {})
   }
 
@@ -711,22 +726,34 @@ async function build (options: BuildBackupOptions, o: Checked, key: Uint8Array):
     const stored = await hasAll(known.filter((s): s is Sealed => s !== undefined).map(s => s.cid))
     let si = 0
     for (let i = 0; i < known.length; i++) if (known[i] !== undefined && !stored[si++]) known[i] = undefined
-    for (const [i, group] of groups.entries()) {
-      throwIfAborted(signal)
+    // the shards' plaintexts first, each handed to the sealer's worker when it is running (the worker seals
+    // while the next are encoded), then the nodes in shard order
+    const parts = groups.map((group, i) => {
       const segs = group.flatMap(c => c.segments)
       const atts = new Map<string, CID>()
       for (const c of group) for (const [k, v] of c.attachments) if (!atts.has(k)) atts.set(k, v)
       const attList = [...atts.values()]
+      let box: Promise<Uint8Array> | undefined
+      if (known[i] === undefined) {
+        throwIfAborted(signal)
+        const plain = encodeShard({ type: 'shard', links: sha256(encodeLinks(segs, attList)), conversations: group.map(c => c.entry) })
+        box = sealer.ready ? sealer.seal(plain, 'shard', Infinity).then(s => s.box) : Promise.resolve(seal(sk, 'shard', plain))
+        box.catch(() => {}) // handled: awaited in order below
+      }
+      return { segs, attList, box }
+    })
+    for (const [i, group] of groups.entries()) {
+      throwIfAborted(signal)
+      const { segs, attList, box } = parts[i]
       let cid: CID
       const hit = known[i]
-      if (hit !== undefined) {
+      if (hit !== undefined || box === undefined) {
         // the block this shard seals to is stored: counted like a put that found it there
-        cid = hit.cid
+        cid = (hit as Sealed).cid
         blocks++
-        bytesTotal += hit.size
+        bytesTotal += (hit as Sealed).size
       } else {
-        const sealed = seal(sk, 'shard', encodeShard({ type: 'shard', links: sha256(encodeLinks(segs, attList)), conversations: group.map(c => c.entry) }))
-        const node = encodeShardNode({ sealed, segments: segs, attachments: attList })
+        const node = encodeShardNode({ sealed: await box, segments: segs, attachments: attList })
         if (node.length > MAX_MANIFEST_BLOCK) throw sourceInvalid('a manifest shard exceeds the format\'s size cap', { bytes: node.length })
         cid = dagCborCid(node)
         await put(cid, node)

@@ -43,7 +43,12 @@ function tagOf (key: Uint8Array | KeyObject, cacheKey: string, size: number, cid
 }
 
 export function encodeSealEntry (key: Uint8Array | KeyObject, cacheKey: string, cid: CID, size: number): Uint8Array {
-  return new Uint8Array(Buffer.concat([u32(size), tagOf(key, cacheKey, size, cid.bytes), cid.bytes]))
+  return sealEntryOf(key, cacheKey, cid.bytes, size)
+}
+
+/** {@link encodeSealEntry} given the CID's bytes (the seal worker, which makes no CID objects) */
+export function sealEntryOf (key: Uint8Array | KeyObject, cacheKey: string, cidBytes: Uint8Array, size: number): Uint8Array {
+  return new Uint8Array(Buffer.concat([u32(size), tagOf(key, cacheKey, size, cidBytes), cidBytes]))
 }
 
 /** The entry's block, or undefined when the entry is missing, malformed or not made under this key. */

@@ -16,6 +16,7 @@ import * as Digest from 'multiformats/hashes/digest'
 import { log } from '../util/log.ts'
 import { rawCid } from './blocks.ts'
 import { RAW, SHA2_256 } from './constants.ts'
+import type { BoxKind } from './constants.ts'
 import { sealAsync, sealKey } from './seal.ts'
 import type { SealReply, SealRequest } from './seal-worker.ts'
 
@@ -32,10 +33,18 @@ export const WORKER_MESSAGES = 20_000
  */
 export const DEFAULT_MAX_QUEUED = 8
 
-export interface SealedSegment { box: Uint8Array, cid: CID }
+export interface SealedSegment {
+  box: Uint8Array
+  cid: CID
+  /** asked for and sealed by the worker: the box's seal-cache key and entry (seal-cache.ts), made there */
+  cacheKey?: string
+  cacheEntry?: Uint8Array
+}
 
 interface Pending {
   plain: Uint8Array
+  kind: BoxKind
+  cache: boolean
   resolve: (s: SealedSegment) => void
   reject: (err: unknown) => void
 }
@@ -86,17 +95,23 @@ export class SegmentSealer {
     if (this.#worker === undefined && !this.#failed && !this.#closed && this.#workerAfter !== Infinity) this.#start()
   }
 
-  /** The segment's box (seal(key, 'segment', plain)) and its raw CID. */
-  async seal (plain: Uint8Array): Promise<SealedSegment> {
+  /**
+   * The box seal(key, kind, plain) and its raw CID (a segment's block; a manifest shard's box goes into its
+   * dag-cbor node). Boxes are counted toward `workerAfter` whatever their kind. `maxQueued` overrides the
+   * sealer's for this box (Infinity: to the ready worker however many wait, for a caller that has other
+   * work meanwhile). With `cache`, a box sealed by the worker comes with its seal-cache key and entry
+   * (made there: the plaintext's SHA-256 and two HMACs off this thread); one sealed here comes without.
+   */
+  async seal (plain: Uint8Array, kind: BoxKind = 'segment', maxQueued = this.#maxQueued, cache = false): Promise<SealedSegment> {
     if (this.#closed) throw new Error('the sealer is closed')
     this.#count++
     if (this.#worker === undefined && !this.#failed && this.#count > this.#workerAfter) this.#start()
-    if (this.#ready && !this.#failed && this.#pending.size < this.#maxQueued) return await this.#post(plain)
-    return await this.#here(plain)
+    if (this.#ready && !this.#failed && this.#pending.size < maxQueued) return await this.#post(plain, kind, cache)
+    return await this.#here(plain, kind)
   }
 
-  async #here (plain: Uint8Array): Promise<SealedSegment> {
-    const box = await sealAsync(this.#mac, 'segment', plain)
+  async #here (plain: Uint8Array, kind: BoxKind): Promise<SealedSegment> {
+    const box = await sealAsync(this.#mac, kind, plain)
     return { box, cid: rawCid(box) }
   }
 
@@ -118,15 +133,15 @@ export class SegmentSealer {
     worker.on('exit', (code) => { if (!this.#closed) this.#fail(new Error(`the seal worker exited (${code})`)) })
   }
 
-  #post (plain: Uint8Array): Promise<SealedSegment> {
+  #post (plain: Uint8Array, kind: BoxKind, cache: boolean): Promise<SealedSegment> {
     const id = this.#nextId++
     // a copy that owns its memory (a Buffer's slice is a view, maybe of Node's shared pool, which cannot be
     // moved), moved to the worker; `plain` stays here in case the worker fails
     const copy = new Uint8Array(plain)
     return new Promise<SealedSegment>((resolve, reject) => {
-      this.#pending.set(id, { plain, resolve, reject })
+      this.#pending.set(id, { plain, kind, cache, resolve, reject })
       try {
-        this.#worker?.postMessage({ id, plain: copy } satisfies SealRequest, [copy.buffer])
+        this.#worker?.postMessage({ id, plain: copy, ...(kind !== 'segment' ? { kind } : {}), ...(cache ? { cache: true } : {}) } satisfies SealRequest, [copy.buffer])
       } catch (err) {
         this.#fail(err)
       }
@@ -143,11 +158,16 @@ export class SegmentSealer {
     this.#pending.delete(m.id)
     if ('error' in m) {
       // sealed here: the same failure (or box) as without a worker
-      this.#here(p.plain).then(p.resolve, p.reject)
+      this.#here(p.plain, p.kind).then(p.resolve, p.reject)
       return
     }
     this.byWorker++
-    p.resolve({ box: m.box, cid: CID.createV1(RAW, Digest.create(SHA2_256, m.digest)) })
+    const sealed: SealedSegment = { box: m.box, cid: CID.createV1(RAW, Digest.create(SHA2_256, m.digest)) }
+    if (p.cache && typeof m.cacheKey === 'string' && m.cacheEntry instanceof Uint8Array) {
+      sealed.cacheKey = m.cacheKey
+      sealed.cacheEntry = m.cacheEntry
+    }
+    p.resolve(sealed)
   }
 
   /** The worker is not used again; what it held is sealed here. */
@@ -157,7 +177,7 @@ export class SegmentSealer {
     if (!this.#closed) logger('seal worker not used: %s', err instanceof Error ? err.message : String(err))
     const held = [...this.#pending.values()]
     this.#pending.clear()
-    for (const p of held) this.#here(p.plain).then(p.resolve, p.reject)
+    for (const p of held) this.#here(p.plain, p.kind).then(p.resolve, p.reject)
     const w = this.#worker
     this.#worker = undefined
     w?.terminate().catch(() => {})
@@ -175,7 +195,7 @@ export class SegmentSealer {
     this.#worker = undefined
     const held = [...this.#pending.values()]
     this.#pending.clear()
-    const left = held.map(async p => { await this.#here(p.plain).then(p.resolve, p.reject) })
+    const left = held.map(async p => { await this.#here(p.plain, p.kind).then(p.resolve, p.reject) })
     if (w !== undefined) {
       const exited = new Promise<void>(resolve => { w.once('exit', () => { resolve() }) })
       if (this.#ready) {

@@ -3,6 +3,7 @@ import { buildBackup } from '../../src/backup/index.ts'
 import { rawCid } from '../../src/backup/blocks.ts'
 import { seal } from '../../src/backup/seal.ts'
 import { SegmentSealer } from '../../src/backup/sealer.ts'
+import { encodeSealEntry, sealCacheKey } from '../../src/backup/seal-cache.ts'
 import type { SealedSegment } from '../../src/backup/sealer.ts'
 import { KEY, OWNER, makeEnv, makeHistory, prng } from './helpers.ts'
 
@@ -83,6 +84,56 @@ describe('backup: segments sealed on a worker thread (src/backup/sealer.ts)', fu
       assert.equal(sealer.byWorker, 0)
     } finally {
       await sealer.close()
+    }
+  })
+
+  it('asked for, the worker also makes the seal-cache key and entry (those made here); it seals manifest shards too', async () => {
+    const plains = plaintexts()
+    const sealer = new SegmentSealer(KEY, { workerAfter: 0, maxQueued: 64 })
+    try {
+      sealer.warm()
+      const deadline = Date.now() + 30_000
+      while (!sealer.ready) {
+        assert.ok(Date.now() < deadline, 'the worker was not ready within 30 s')
+        await new Promise(resolve => setTimeout(resolve, 5))
+      }
+      const got = await Promise.all(plains.map(p => sealer.seal(p, 'segment', undefined, true)))
+      assertSealed(got, plains)
+      assert.equal(sealer.byWorker, plains.length)
+      for (const [i, g] of got.entries()) {
+        const k = sealCacheKey(KEY, 'segment', plains[i])
+        assert.equal(g.cacheKey, k, `key ${i}`)
+        assert.deepEqual(Buffer.from(g.cacheEntry as Uint8Array), Buffer.from(encodeSealEntry(KEY, k, g.cid, g.box.length)), `entry ${i}`)
+      }
+      // not asked for: none
+      assert.equal((await sealer.seal(plains[0])).cacheKey, undefined)
+      const shards = await Promise.all(plains.map(p => sealer.seal(p, 'shard', Infinity)))
+      for (const [i, g] of shards.entries()) assert.deepEqual(Buffer.from(g.box), Buffer.from(seal(KEY, 'shard', plains[i])), `shard ${i}`)
+    } finally {
+      await sealer.close()
+    }
+  })
+
+  it('a build with its segments sealed on a worker thread fills the seal cache as one on this thread', async () => {
+    const env = await makeEnv()
+    try {
+      await env.store.addMessages(makeHistory({ conversations: 8, messages: 2400, seed: 5 }))
+      const cacheOf = (): { map: Map<string, Uint8Array>, get: (k: string) => Promise<Uint8Array | undefined>, putMany: (e: Array<[string, Uint8Array]>) => Promise<void> } => {
+        const map = new Map<string, Uint8Array>()
+        return { map, get: async k => map.get(k), putMany: async e => { for (const [k, v] of e) map.set(k, v) } }
+      }
+      const here = cacheOf()
+      const worker = cacheOf()
+      const build = async (sealWorkerAfter: number, sealCache: ReturnType<typeof cacheOf>): Promise<Awaited<ReturnType<typeof buildBackup>>> =>
+        await buildBackup({ store: env.store, blockstore: env.blockstore, owner: OWNER, version: 1, backupKey: KEY, segmentSize: 16, created: 1_700_000_000_000, sealWorkerAfter, sealCache })
+      const a = await build(Infinity, here)
+      const b = await build(0, worker)
+      assert.equal(b.root.toString(), a.root.toString())
+      assert.equal(worker.map.size, here.map.size)
+      assert.ok(here.map.size >= a.segments - 1)
+      for (const [k, v] of here.map) assert.deepEqual(Buffer.from(worker.map.get(k) ?? []), Buffer.from(v), k)
+    } finally {
+      await env.cleanup()
     }
   })
 
