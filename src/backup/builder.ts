@@ -726,9 +726,9 @@ async function build (options: BuildBackupOptions, o: Checked, key: Uint8Array, 
     const stored = await hasAll(known.filter((s): s is Sealed => s !== undefined).map(s => s.cid))
     let si = 0
     for (let i = 0; i < known.length; i++) if (known[i] !== undefined && !stored[si++]) known[i] = undefined
-    // the shards' plaintexts first, each handed to the sealer's worker when it is running (the worker seals
-    // while the next are encoded), then the nodes in shard order
-    const parts = groups.map((group, i) => {
+    // each shard's plaintext is handed to the sealer's worker when it is running, up to SHARD_WINDOW ahead
+    // of the node being written (the worker seals while the next are encoded), the nodes in shard order
+    const part = (group: BuiltConversation[], i: number): { segs: CID[], attList: CID[], box: Promise<Uint8Array> | undefined } => {
       const segs = group.flatMap(c => c.segments)
       const atts = new Map<string, CID>()
       for (const c of group) for (const [k, v] of c.attachments) if (!atts.has(k)) atts.set(k, v)
@@ -741,10 +741,13 @@ async function build (options: BuildBackupOptions, o: Checked, key: Uint8Array, 
         box.catch(() => {}) // handled: awaited in order below
       }
       return { segs, attList, box }
-    })
+    }
+    const parts: Array<ReturnType<typeof part> | undefined> = []
     for (const [i, group] of groups.entries()) {
       throwIfAborted(signal)
-      const { segs, attList, box } = parts[i]
+      while (parts.length < Math.min(groups.length, i + SHARD_WINDOW)) parts.push(part(groups[parts.length], parts.length))
+      const { segs, attList, box } = parts[i] as ReturnType<typeof part>
+      parts[i] = undefined
       let cid: CID
       const hit = known[i]
       if (hit !== undefined || box === undefined) {
@@ -829,6 +832,9 @@ const HAS_PART = 2048
 
 /** Segment blocks being written at once while the next segments are built. */
 const PUT_WINDOW = 8
+
+/** Manifest shards handed to the seal worker ahead of the one whose node is being written. */
+const SHARD_WINDOW = 64
 
 /** dag-cbor head of major type `major` with argument `n` (shortest form, as dag-cbor requires) */
 function cborHead (major: number, n: number): number[] {
