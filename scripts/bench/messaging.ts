@@ -2,6 +2,11 @@
  * Section 1: messaging between two TokenimNodes on 127.0.0.1, against the same two nodes' libp2p:
  * a raw echo protocol (same varint framing, frames of the sealed envelope's size) and ping.
  *
+ * The receiving node (bob) runs in a child process of its own (messaging-peer.ts), the sender (alice) in
+ * this one: real peers never share a CPU, and with both nodes on one thread the figure was the sum of both
+ * ends' work per message rather than what one sender gets from one receiver. The raw references are
+ * served by the same child, so they run the same way and the ratios stay like for like.
+ *
  * - throughput: `inFlight` sends outstanding at once, each resolved by its verified receipt;
  *   reference: the same number of raw echo round trips in flight, one stream per frame, and frames
  *   pipelined on one long-lived stream with the same window (tokenim pipelines on one stream per
@@ -9,23 +14,27 @@
  * - latency: one send at a time, send() → delivered (store write, stream, envelope, receipt, store
  *   update); reference: one raw echo round trip on a new stream, and a libp2p ping.
  */
+import { fork } from 'node:child_process'
+import type { ChildProcess } from 'node:child_process'
 import { mkdtemp, rm } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
+import { peerIdFromString } from '@libp2p/peer-id'
 import { createIdentity } from '../../src/identity/index.ts'
 import { sealMessage } from '../../src/messaging/index.ts'
 import { TokenimNode } from '../../src/node/index.ts'
 import { framed } from '../../src/p2p/index.ts'
 import type { P2PNode, PeerId } from '../../src/p2p/index.ts'
+import type { PeerInit, PeerReply, PeerRequest } from './messaging-peer.ts'
 import { quantile } from './results.ts'
 import type { Recorder } from './results.ts'
 import type { Scale } from './scale.ts'
-import { PASSWORD, CHEAP_KDF, until } from './util.ts'
+import { PASSWORD, CHEAP_KDF, REPO_ROOT, until } from './util.ts'
 
 const SECTION = 'messaging'
 export const ECHO_PROTOCOL = '/tokenim-bench/echo/1.0.0'
 /** the benchmark's receiver lifts the per-peer inbound budget (default: burst 64, 16/s) */
-const UNLIMITED = { capacity: 1e9, refillPerSecond: 1e9 }
+export const UNLIMITED = { capacity: 1e9, refillPerSecond: 1e9 }
 
 /** Run `total` tasks with at most `inFlight` at once; returns the elapsed ms. */
 async function pipelined (total: number, inFlight: number, task: (i: number) => Promise<void>): Promise<number> {
@@ -48,7 +57,7 @@ async function timed (n: number, task: () => Promise<void>): Promise<number[]> {
 }
 
 /** The echo handler: every frame is written back; the stream ends when the dialer closes. */
-async function serveEcho (p2p: P2PNode): Promise<void> {
+export async function serveEcho (p2p: P2PNode): Promise<void> {
   await p2p.handle(ECHO_PROTOCOL, (stream) => {
     const f = framed(stream, { maxFrameBytes: 256 * 1024 })
     void (async () => {
@@ -71,21 +80,60 @@ async function echoOnce (p2p: P2PNode, peer: PeerId, frame: Uint8Array): Promise
   await f.close()
 }
 
+/** The receiving node in its child process (messaging-peer.ts). */
+class Peer {
+  readonly child: ChildProcess
+  private readonly replies: PeerReply[] = []
+  private exited = false
+
+  constructor (init: PeerInit) {
+    this.child = fork(join(REPO_ROOT, 'scripts', 'bench', 'messaging-peer.ts'), [JSON.stringify(init)], { stdio: ['ignore', 'inherit', 'inherit', 'ipc'] })
+    this.child.on('message', (m: PeerReply) => { this.replies.push(m) })
+    this.child.on('exit', () => { this.exited = true })
+  }
+
+  /** The next reply of this type (an `error` reply or the child's exit fails it). */
+  async reply<T extends PeerReply['type']> (type: T, timeoutMs = 60_000): Promise<Extract<PeerReply, { type: T }>> {
+    let found: PeerReply | undefined
+    await until(`the bench peer's ${type}`, () => {
+      const i = this.replies.findIndex(r => r.type === type || r.type === 'error')
+      if (i >= 0) found = this.replies.splice(i, 1)[0]
+      return found !== undefined || this.exited
+    }, timeoutMs)
+    if (found?.type === 'error') throw new Error(`bench peer: ${found.message}`)
+    if (found === undefined) throw new Error(`the bench peer exited (${String(this.child.exitCode ?? this.child.signalCode)})`)
+    return found as Extract<PeerReply, { type: T }>
+  }
+
+  async received (): Promise<number> {
+    this.child.send({ type: 'status' } satisfies PeerRequest)
+    return (await this.reply('status')).received
+  }
+
+  /** Stop its node and wait for it to exit (killed if it does not within 30 s). */
+  async stop (): Promise<void> {
+    if (this.exited) return
+    if (this.child.connected) this.child.send({ type: 'stop' } satisfies PeerRequest)
+    await until('the bench peer to exit', () => this.exited, 30_000).catch(() => {
+      this.child.kill('SIGKILL')
+    })
+  }
+}
+
 export async function benchMessaging (scale: Scale, rec: Recorder): Promise<void> {
   const root = await mkdtemp(join(tmpdir(), 'tokenim-bench-msg-'))
   const nodes: TokenimNode[] = []
+  let peer: Peer | undefined
   try {
     for (const name of ['alice', 'bob']) await createIdentity(join(root, name), { password: PASSWORD, scryptN: CHEAP_KDF })
-    const messaging = { rateLimit: UNLIMITED }
-    const alice = await TokenimNode.open({ dataDir: join(root, 'alice'), password: PASSWORD, messaging })
+    const alice = await TokenimNode.open({ dataDir: join(root, 'alice'), password: PASSWORD, messaging: { rateLimit: UNLIMITED } })
     await alice.start()
     nodes.push(alice)
-    const bob = await TokenimNode.open({ dataDir: join(root, 'bob'), password: PASSWORD, messaging, bootstrap: alice.multiaddrs().slice(0, 1) })
-    await bob.start()
-    nodes.push(bob)
+    peer = new Peer({ dataDir: join(root, 'bob'), password: PASSWORD, bootstrap: alice.multiaddrs()[0].toString(), sender: alice.address })
+    const ready = await peer.reply('ready')
+    const bob = { address: ready.address }
     await until('the two nodes to find each other by address', async () =>
-      await alice.resolve(bob.address, { timeoutMs: 3_000 }).then(() => true, () => false) &&
-      await bob.resolve(alice.address, { timeoutMs: 3_000 }).then(() => true, () => false))
+      await alice.resolve(bob.address, { timeoutMs: 3_000 }).then(() => true, () => false))
 
     const text = 'x'.repeat(1024)
     // a first attempt that fails leaves the message queued: it counts once delivered by a retry
@@ -102,8 +150,7 @@ export async function benchMessaging (scale: Scale, rec: Recorder): Promise<void
     if (bobKey === undefined) throw new Error('bob is not resolved')
     const envelopeBytes = sealMessage({ from: alice.address, to: bob.address, body: { text } }, alice.identity.keys.messaging, bobKey).bytes.length + 4
     const frame = new Uint8Array(envelopeBytes).fill(0x61)
-    await serveEcho(bob.p2p)
-    const bobPeer = bob.p2p.peerId
+    const bobPeer = peerIdFromString(ready.peerId)
     const echo = async (): Promise<void> => { await echoOnce(alice.p2p, bobPeer, frame) }
 
     // warm up both paths (JIT, connection, caches)
@@ -116,7 +163,7 @@ export async function benchMessaging (scale: Scale, rec: Recorder): Promise<void
     const rawMs = await pipelined(n, scale.inFlight, echo)
     const singleStreamMs = await pipelinedOneStream(alice.p2p, bobPeer, frame, n, scale.inFlight)
     const delivered = (await alice.status()).messaging.delivered
-    const received = (await bob.status()).messaging.received
+    const received = await peer.received()
     if (received < n + scale.warmup) throw new Error(`bob stored ${received} of ${n + scale.warmup} messages`)
     const tokenimRate = n / (tokenimMs / 1000)
     const rawRate = n / (rawMs / 1000)
@@ -176,8 +223,9 @@ export async function benchMessaging (scale: Scale, rec: Recorder): Promise<void
       const kinds = [...new Set(retries.map(e => e.replace(/[0-9a-f]{8}-[0-9a-f-]{27}/g, 'ID').slice(0, 160)))]
       rec.note(`messaging: ${retries.length} delivery attempts failed and were retried (default backoff from 2 s): ${kinds.slice(0, 3).join(' | ')}`)
     }
-    rec.note(`messaging: the receiver's per-peer inbound budget was lifted for the bench (default burst 64, then 16 frames/s per peer, which caps one sender at 16 msg/s sustained by design); ${scale.inFlight} sends in flight (a sender pipelines up to 64 unanswered envelopes on its stream to a recipient; the raw references use the same window)`)
+    rec.note(`messaging: the receiving node ran in a child process of its own (as real peers do, each on its own CPU), and so did the raw references' echo and ping handlers; the receiver's per-peer inbound budget was lifted for the bench (default burst 64, then 16 frames/s per peer, which caps one sender at 16 msg/s sustained by design); ${scale.inFlight} sends in flight (a sender pipelines up to 64 unanswered envelopes on its stream to a recipient; the raw references use the same window)`)
   } finally {
+    await peer?.stop()
     for (const node of nodes.reverse()) await node.stop().catch(() => {})
     await rm(root, { recursive: true, force: true })
   }
