@@ -257,11 +257,12 @@ export function segmentPlaces (m: Manifest): SegmentPlace[] {
 
 /**
  * Open one segment block (already hash-checked) and check it against its place in the manifest. A segment
- * that fails to authenticate under the key that opened the manifest is BACKUP_TAMPERED.
+ * that fails to authenticate under the key that opened the manifest is BACKUP_TAMPERED. `opened`: the
+ * box's plaintext as seal.ts `open` gave it under this key (a BoxOpener's worker), not opened again.
  */
-export function checkSegment (key: SealKey, manifest: Manifest, place: SegmentPlace, cid: CID, box: Uint8Array): Segment {
+export function checkSegment (key: SealKey, manifest: Manifest, place: SegmentPlace, cid: CID, box: Uint8Array, opened?: Uint8Array): Segment {
   try {
-    return checkSegmentAt(key, manifest, place, cid, box)
+    return checkSegmentAt(key, manifest, place, cid, box, opened)
   } catch (err) {
     // the CID's text only for an error: cid.toString() caches a ~1.7 KB rope on the CID, and a reader keeps
     // its segment CIDs for a whole restore (~40 MB at 1,000,000 messages)
@@ -270,12 +271,12 @@ export function checkSegment (key: SealKey, manifest: Manifest, place: SegmentPl
   }
 }
 
-function checkSegmentAt (key: SealKey, manifest: Manifest, place: SegmentPlace, cid: CID, box: Uint8Array): Segment {
+function checkSegmentAt (key: SealKey, manifest: Manifest, place: SegmentPlace, cid: CID, box: Uint8Array, opened?: Uint8Array): Segment {
   const info = place.conversation.segments[place.seq]
   const where = { block: 'segment', conversation: place.conversation.peer, segment: place.seq, index: place.index }
   let plain: Uint8Array
   try {
-    plain = open(key, 'segment', box, MAX_SEGMENT_PLAINTEXT, where)
+    plain = opened ?? open(key, 'segment', box, MAX_SEGMENT_PLAINTEXT, where)
   } catch (err) {
     if (isTokenimError(err, BackupErrorCode.DECRYPT_FAILED)) {
       throw backupError(BackupErrorCode.BACKUP_TAMPERED, `segment ${place.seq} of conversation ${place.conversation.peer} (${cid.toString()}) does not authenticate`, { ...where, reason: 'aead' })

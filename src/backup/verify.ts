@@ -8,12 +8,13 @@ import { isTokenimError } from '../errors.ts'
 import { attachmentCid } from './builder.ts'
 import { readBlock } from './blocks.ts'
 import type { AbortOptions, BlockGetter } from './blocks.ts'
-import { MAX_OTHER_BLOCK, MAX_SEGMENT_BLOCK } from './constants.ts'
+import { MAX_OTHER_BLOCK, MAX_SEGMENT_BLOCK, MAX_SEGMENT_PLAINTEXT } from './constants.ts'
 import { BackupErrorCode } from './errors.ts'
 import { checkExpectations, checkRootOption, checkSegment, openManifest, readHeader, readManifestNode, resolveKey, segmentPlaces } from './reader.ts'
 import type { BackupKeySource, SegmentPlace } from './reader.ts'
 import { compareMessages } from './schema.ts'
 import type { BackupHeader, Manifest, ManifestNode, Segment } from './schema.ts'
+import { BoxOpener, OPENER_MIN_BOXES } from './opener.ts'
 import { checkBoxFrame, sealKey } from './seal.ts'
 import type { SealKey } from './seal.ts'
 
@@ -49,6 +50,12 @@ export interface VerifyBackupOptions extends AbortOptions {
   backupKey?: BackupKeySource
   /** also check that each attachment's root block is present and intact (default false) */
   attachments?: boolean
+  /**
+   * Segment boxes opened on a worker thread while this one checks the ones before them (full mode): by
+   * default a BoxOpener of its own from OPENER_MIN_BOXES segments (closed at the end), or this one (under
+   * the same key; the caller closes it), or none (false). The same checks, results and problems either way.
+   */
+  opener?: BoxOpener | false
   onProgress?: (p: VerifyProgress) => void
   /**
    * Called with each segment that passed every check of this pass (full mode), by its index in the
@@ -104,6 +111,12 @@ function toProblem (err: unknown, extra: Partial<BackupProblem> = {}): BackupPro
   return { code: 'INTERNAL', message: String((err as Error)?.message ?? err), ...extra }
 }
 
+/** A segment block read (and, with a worker, the promise of its plaintext), or why it could not be. */
+type SegmentRead = { box: Uint8Array, plain?: Promise<Uint8Array | undefined> } | { err: unknown }
+
+/** Segments read and handed to the box opener's worker ahead of the one being checked. */
+const READ_AHEAD = 8
+
 function isFatal (err: unknown): boolean {
   return isTokenimError(err, BackupErrorCode.ABORTED) || isTokenimError(err, BackupErrorCode.INVALID_ARGUMENT)
 }
@@ -156,11 +169,13 @@ export async function verifyBackup (options: VerifyBackupOptions): Promise<Verif
 
   // 3. the manifest (full mode)
   let key: SealKey | undefined
+  let rawKey: Uint8Array | undefined
   let manifest: Manifest | undefined
   if (options.backupKey !== undefined) {
     try {
+      rawKey = await resolveKey(options.backupKey, header.kdf)
       // K as a KeyObject once: node:crypto's per-call checks of raw key bytes cost ~30 µs per HMAC, two a box
-      key = sealKey(await resolveKey(options.backupKey, header.kdf))
+      key = sealKey(rawKey)
       manifest = openManifest(key, header, node)
       result.conversations = manifest.conversations.length
       if (problems.length === 0) options.onManifest?.({ header, node, manifest, key })
@@ -170,44 +185,71 @@ export async function verifyBackup (options: VerifyBackupOptions): Promise<Verif
   }
   const places = manifest !== undefined ? segmentPlaces(manifest) : undefined
   const placesOk = places !== undefined && places.length === node.segments.length
+  // with a worker opening the boxes, up to READ_AHEAD segments are read and handed to it ahead of the one
+  // being checked; each is still checked, and its problems reported, in the manifest's order
+  const ownOpener = options.opener === undefined && placesOk && rawKey !== undefined && node.segments.length >= OPENER_MIN_BOXES
+    ? new BoxOpener(rawKey)
+    : undefined
+  const opener = placesOk && key !== undefined ? ownOpener ?? (options.opener !== false ? options.opener : undefined) : undefined
+  const ahead = opener !== undefined ? READ_AHEAD : 1
+  const reads = new Map<number, Promise<SegmentRead>>()
+  let nextRead = 0
+  const read = (i: number, where: Record<string, unknown>): void => {
+    reads.set(i, readBlock(bs, node.segments[i], MAX_SEGMENT_BLOCK, { signal, where }).then(
+      box => ({ box, plain: opener?.open('segment', box, MAX_SEGMENT_PLAINTEXT) }),
+      (err: unknown) => ({ err })))
+  }
+  const whereOf = (i: number): Record<string, unknown> => {
+    const place: SegmentPlace | undefined = placesOk ? places[i] : undefined
+    return place !== undefined
+      ? { block: 'segment', conversation: place.conversation.peer, segment: place.seq, index: i }
+      : { block: 'segment', index: i }
+  }
 
   // 4. every segment
   const linked = new Set(node.attachments.map(c => c.toString()))
   let messages = 0
   let prev: { ts: number, id: string, conv: string } | undefined
-  for (let i = 0; i < node.segments.length; i++) {
-    const cid = node.segments[i]
-    const place: SegmentPlace | undefined = placesOk ? places[i] : undefined
-    const where = place !== undefined
-      ? { block: 'segment', conversation: place.conversation.peer, segment: place.seq, index: i }
-      : { block: 'segment', index: i }
-    try {
-      const box = await readBlock(bs, cid, MAX_SEGMENT_BLOCK, { signal, where })
-      result.bytes += box.length
-      if (key !== undefined && manifest !== undefined && place !== undefined) {
-        const seg = checkSegment(key, manifest, place, cid, box)
-        messages += seg.msgs.length
-        const before = problems.length
-        if (prev !== undefined && prev.conv === seg.conv && compareMessages(prev, seg.msgs[0]) >= 0) {
-          problems.push({ code: BackupErrorCode.BACKUP_MALFORMED, message: `segment ${place.seq} of conversation ${seg.conv} is out of order with the one before`, ...where, cid: cid.toString() })
-        }
-        const last = seg.msgs[seg.msgs.length - 1]
-        prev = { ts: last.ts, id: last.id, conv: seg.conv }
-        for (const m of seg.msgs) {
-          if (m.attachment === undefined) continue
-          const a = attachmentCid(m.attachment.cid)
-          if (a !== undefined && !linked.has(a.toString())) {
-            problems.push({ code: BackupErrorCode.BACKUP_MALFORMED, message: `message ${m.id} has an attachment the manifest does not link`, ...where, cid: cid.toString(), id: m.id })
+  try {
+    for (let i = 0; i < node.segments.length; i++) {
+      const cid = node.segments[i]
+      const place: SegmentPlace | undefined = placesOk ? places[i] : undefined
+      const where = whereOf(i)
+      for (; nextRead < node.segments.length && nextRead < i + ahead; nextRead++) read(nextRead, whereOf(nextRead))
+      try {
+        const got = await (reads.get(i) as Promise<SegmentRead>)
+        reads.delete(i)
+        if ('err' in got) throw got.err
+        const box = got.box
+        result.bytes += box.length
+        if (key !== undefined && manifest !== undefined && place !== undefined) {
+          // the worker's plaintext of this box, else (not taken, not opened there) opened here
+          const seg = checkSegment(key, manifest, place, cid, box, got.plain !== undefined ? await got.plain : undefined)
+          messages += seg.msgs.length
+          const before = problems.length
+          if (prev !== undefined && prev.conv === seg.conv && compareMessages(prev, seg.msgs[0]) >= 0) {
+            problems.push({ code: BackupErrorCode.BACKUP_MALFORMED, message: `segment ${place.seq} of conversation ${seg.conv} is out of order with the one before`, ...where, cid: cid.toString() })
           }
+          const last = seg.msgs[seg.msgs.length - 1]
+          prev = { ts: last.ts, id: last.id, conv: seg.conv }
+          for (const m of seg.msgs) {
+            if (m.attachment === undefined) continue
+            const a = attachmentCid(m.attachment.cid)
+            if (a !== undefined && !linked.has(a.toString())) {
+              problems.push({ code: BackupErrorCode.BACKUP_MALFORMED, message: `message ${m.id} has an attachment the manifest does not link`, ...where, cid: cid.toString(), id: m.id })
+            }
+          }
+          if (problems.length === before) await options.onSegment?.(i, seg, box.length)
+        } else {
+          checkBoxFrame(box, { ...where, cid: cid.toString() })
         }
-        if (problems.length === before) await options.onSegment?.(i, seg, box.length)
-      } else {
-        checkBoxFrame(box, { ...where, cid: cid.toString() })
+      } catch (err) {
+        fail(err, { ...where, cid: cid.toString() })
       }
-    } catch (err) {
-      fail(err, { ...where, cid: cid.toString() })
+      onProgress({ segments: i + 1, totalSegments: node.segments.length, problems: problems.length })
     }
-    onProgress({ segments: i + 1, totalSegments: node.segments.length, problems: problems.length })
+  } finally {
+    await ownOpener?.close()
   }
   if (manifest !== undefined) result.messages = key !== undefined ? messages : manifest.totals.messages
 
