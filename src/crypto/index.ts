@@ -5,9 +5,11 @@ export { aeadEncrypt, aeadDecrypt, AEAD_KEY_LENGTH, AEAD_NONCE_LENGTH, AEAD_TAG_
 export {
   x25519GenerateKeyPair,
   x25519EphemeralKeyPair,
+  x25519EphemeralKeyPairAsync,
   x25519KeyPairFromSeed,
   x25519PublicKey,
   x25519SharedSecret,
+  x25519SharedSecretAsync,
   x25519PrivateKeyObject,
   x25519PublicKeyObject,
   X25519_KEY_LENGTH

@@ -8,7 +8,7 @@
  * or the JWK export skips that (17 and 2 µs). Private keys keep the DER path (they are made once, and a
  * PEM string holding a private key could not be wiped).
  */
-import { createPrivateKey, createPublicKey, diffieHellman, generateKeyPairSync } from 'node:crypto'
+import { createPrivateKey, createPublicKey, diffieHellman, generateKeyPair, generateKeyPairSync } from 'node:crypto'
 import type { KeyObject } from 'node:crypto'
 import { assertBytes, cryptoError, CryptoErrorCode } from './errors.ts'
 
@@ -67,6 +67,26 @@ export function x25519EphemeralKeyPair (): { privateKey: KeyObject, publicKey: U
   return { privateKey, publicKey: rawPublicFromKeyObject(publicKey) }
 }
 
+/**
+ * {@link x25519EphemeralKeyPair}, made on libuv's thread pool: ~20 µs of the calling thread instead of
+ * ~60, the scalar multiplication on another core when one is free.
+ */
+export async function x25519EphemeralKeyPairAsync (): Promise<{ privateKey: KeyObject, publicKey: Uint8Array }> {
+  return await new Promise((resolve, reject) => {
+    generateKeyPair('x25519', {}, (err, publicKey, privateKey) => {
+      if (err !== null) {
+        reject(err)
+        return
+      }
+      try {
+        resolve({ privateKey, publicKey: rawPublicFromKeyObject(publicKey) })
+      } catch (e) {
+        reject(e)
+      }
+    })
+  })
+}
+
 /** A fresh random X25519 key pair (raw bytes). */
 export function x25519GenerateKeyPair (): X25519KeyPair {
   const { privateKey, publicKey } = generateKeyPairSync('x25519')
@@ -105,8 +125,30 @@ export function x25519SharedSecret (privateKey: Uint8Array | KeyObject, publicKe
     // OpenSSL refuses an all-zero result itself
     throw lowOrder()
   }
+  return checkedSecret(secret)
+}
+
+/**
+ * {@link x25519SharedSecret} with the scalar multiplication on libuv's thread pool (~12 µs of the calling
+ * thread instead of ~55): the same key parsing (here, before it resolves), checks and errors.
+ */
+export async function x25519SharedSecretAsync (privateKey: Uint8Array | KeyObject, publicKey: Uint8Array | KeyObject): Promise<Uint8Array> {
+  const priv = privateKey instanceof Uint8Array ? x25519PrivateKeyObject(privateKey) : privateKey
+  const pub = publicKey instanceof Uint8Array ? x25519PublicKeyObject(publicKey) : publicKey
+  const secret = await new Promise<Buffer>((resolve, reject) => {
+    try {
+      diffieHellman({ privateKey: priv, publicKey: pub }, (err, s) => { if (err === null) resolve(s); else reject(lowOrder()) })
+    } catch {
+      reject(lowOrder())
+    }
+  })
+  return checkedSecret(secret)
+}
+
+/** the secret as a Uint8Array view, refused when all zero (a low-order public key) */
+function checkedSecret (secret: Buffer): Uint8Array {
   let acc = 0
-  for (const b of secret) acc |= b
+  for (let i = 0; i < secret.length; i++) acc |= secret[i]
   if (acc === 0) throw lowOrder()
   return new Uint8Array(secret.buffer, secret.byteOffset, secret.byteLength)
 }

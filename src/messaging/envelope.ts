@@ -36,7 +36,9 @@ import {
   hmacSha256,
   secretKey,
   x25519EphemeralKeyPair,
-  x25519SharedSecret
+  x25519EphemeralKeyPairAsync,
+  x25519SharedSecret,
+  x25519SharedSecretAsync
 } from '../crypto/index.ts'
 import { isTokenimError } from '../errors.ts'
 import type { AttachmentRef } from '../store/index.ts'
@@ -196,10 +198,31 @@ export interface OpenedMessage {
 // sealing and opening
 
 /**
- * Encrypt a message from `input.from` (our key pair `self`) to `input.to` (their messaging key
- * `recipientKey`, from their device record).
+ * The ephemeral part of sealing, made ahead by the caller ({@link sealEphemeral}): a fresh key pair's
+ * public key and X25519(its private key, the recipient's key). For ONE message: {@link sealMessage} zeroes
+ * `sharedSecret` and refuses a zeroed one, since two messages sealed with one ephemeral key would share
+ * their AES-GCM key and nonce.
  */
-export function sealMessage (input: SealInput, self: MessagingKeyPair, recipientKey: Uint8Array, session: SessionKeys = {}): SealedMessage {
+export interface SealEphemeral {
+  publicKey: Uint8Array
+  sharedSecret: Uint8Array
+}
+
+/**
+ * A {@link SealEphemeral} for `recipientKey` with both scalar multiplications (the key pair's and the DH)
+ * on libuv's thread pool: the same values {@link sealMessage} makes itself, with ~30 µs of the calling
+ * thread instead of ~115. `pair`: a fresh key pair made ahead (never used for anything else).
+ */
+export async function sealEphemeral (recipientKey: Uint8Array | KeyObject, pair?: Promise<{ privateKey: KeyObject, publicKey: Uint8Array }>): Promise<SealEphemeral> {
+  const eph = await (pair ?? x25519EphemeralKeyPairAsync())
+  return { publicKey: eph.publicKey, sharedSecret: await x25519SharedSecretAsync(eph.privateKey, recipientKey) }
+}
+
+/**
+ * Encrypt a message from `input.from` (our key pair `self`) to `input.to` (their messaging key
+ * `recipientKey`, from their device record). `ephemeral`: made ahead ({@link SealEphemeral}), else here.
+ */
+export function sealMessage (input: SealInput, self: MessagingKeyPair, recipientKey: Uint8Array, session: SessionKeys = {}, ephemeral?: SealEphemeral): SealedMessage {
   const from = argAddress(input.from, 'from')
   const to = argAddress(input.to, 'to')
   if (from === to) throw argError('cannot send a message to oneself')
@@ -209,12 +232,23 @@ export function sealMessage (input: SealInput, self: MessagingKeyPair, recipient
   if (!isTime(ts)) throw argError('ts must be a non-negative integer (ms)')
   checkKey(self.publicKey, 'own public key')
   checkKey(recipientKey, 'recipient key')
+  if (ephemeral !== undefined && (!isKey(ephemeral.publicKey) || !isKey(ephemeral.sharedSecret) || ephemeral.sharedSecret.every(b => b === 0))) {
+    throw argError('the ephemeral key must be fresh (32-byte public key and an unused shared secret)')
+  }
   const plaintext = encodeBody(input.body)
 
-  const eph = x25519EphemeralKeyPair()
-  const header: EnvelopeHeader = { v: 1, t: 'msg', id, from, to, ts, epk: eph.publicKey, spk: self.publicKey }
+  let epk: Uint8Array, dhEs: Uint8Array
+  if (ephemeral !== undefined) {
+    epk = ephemeral.publicKey
+    dhEs = ephemeral.sharedSecret
+  } else {
+    const eph = x25519EphemeralKeyPair()
+    epk = eph.publicKey
+    dhEs = x25519SharedSecret(eph.privateKey, session.peerKeyObject ?? recipientKey)
+  }
+  const header: EnvelopeHeader = { v: 1, t: 'msg', id, from, to, ts, epk, spk: self.publicKey }
   const dhSs = session.staticSecret ?? x25519SharedSecret(session.privateKeyObject ?? self.privateKey, recipientKey)
-  const { key, nonce } = messageKey(x25519SharedSecret(eph.privateKey, session.peerKeyObject ?? recipientKey), dhSs, eph.publicKey, self.publicKey, recipientKey)
+  const { key, nonce } = messageKey(dhEs, dhSs, epk, self.publicKey, recipientKey)
   if (dhSs !== session.staticSecret) dhSs.fill(0)
   const ct = aeadEncrypt(key, nonce, plaintext, headerBytes(header))
   key.fill(0)
@@ -233,6 +267,24 @@ export interface OpenOptions extends SessionKeys {
   keys: MessagingKeyPair
   /** the messaging key in the claimed sender's verified device record */
   senderKey: Uint8Array
+  /** X25519(our private key, envelope.epk), made ahead ({@link openingSecret}); zeroed here */
+  ephemeralSecret?: Uint8Array
+}
+
+/**
+ * X25519(our private key, envelope.epk) for {@link openMessage}'s `ephemeralSecret`, the scalar
+ * multiplication on libuv's thread pool: the same checks as openMessage, in the same order, with the same
+ * errors (WRONG_RECIPIENT, FORGED_SENDER, MALFORMED_FRAME for a bad epk).
+ */
+export async function openingSecret (envelope: Envelope, options: OpenOptions): Promise<Uint8Array> {
+  checkRecipient(envelope, options.self)
+  checkSender(envelope, options.senderKey)
+  try {
+    return await x25519SharedSecretAsync(options.privateKeyObject ?? options.keys.privateKey, envelope.epk)
+  } catch (err) {
+    if (isTokenimError(err)) throw malformed('invalid X25519 public key', { id: envelope.id })
+    throw err
+  }
 }
 
 /**
@@ -242,14 +294,11 @@ export interface OpenOptions extends SessionKeys {
  */
 export function openMessage (envelope: Envelope, options: OpenOptions): OpenedMessage {
   checkRecipient(envelope, options.self)
-  checkKey(options.senderKey, 'sender key')
-  if (!constantTimeEqual(envelope.spk, options.senderKey)) {
-    throw new MessagingError(MessagingErrorCode.FORGED_SENDER, 'the envelope was not sealed with the sender\'s published messaging key', { id: envelope.id, from: envelope.from })
-  }
+  checkSender(envelope, options.senderKey)
   let dhEs: Uint8Array, dhSs: Uint8Array
   const own = options.privateKeyObject ?? options.keys.privateKey
   try {
-    dhEs = x25519SharedSecret(own, envelope.epk)
+    dhEs = options.ephemeralSecret ?? x25519SharedSecret(own, envelope.epk)
     dhSs = options.staticSecret ?? x25519SharedSecret(own, options.senderKey)
   } catch (err) {
     if (isTokenimError(err)) throw malformed('invalid X25519 public key', { id: envelope.id })
@@ -269,6 +318,14 @@ export function openMessage (envelope: Envelope, options: OpenOptions): OpenedMe
     key.fill(0)
   }
   return { id: envelope.id, from: envelope.from, to: envelope.to, ts: envelope.ts, body: decodeBody(plaintext) }
+}
+
+/** `FORGED_SENDER` unless the envelope was sealed with `senderKey` (the key in the sender's device record). */
+export function checkSender (envelope: Envelope, senderKey: Uint8Array): void {
+  checkKey(senderKey, 'sender key')
+  if (!constantTimeEqual(envelope.spk, senderKey)) {
+    throw new MessagingError(MessagingErrorCode.FORGED_SENDER, 'the envelope was not sealed with the sender\'s published messaging key', { id: envelope.id, from: envelope.from })
+  }
 }
 
 /** `WRONG_RECIPIENT` unless the envelope is addressed to `self`. */

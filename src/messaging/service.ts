@@ -22,7 +22,7 @@
 import { EventEmitter } from 'node:events'
 import type { KeyObject } from 'node:crypto'
 import type { Connection, Stream } from '@libp2p/interface'
-import { x25519PrivateKeyObject, x25519PublicKeyObject } from '../crypto/index.ts'
+import { x25519EphemeralKeyPairAsync, x25519PrivateKeyObject, x25519PublicKeyObject } from '../crypto/index.ts'
 import { isTokenimError } from '../errors.ts'
 import { framed, P2PErrorCode } from '../p2p/index.ts'
 import type { P2PNode, PeerId, ResolvedPeer, Resolver } from '../p2p/index.ts'
@@ -35,8 +35,10 @@ import {
   encodeFrame,
   MAX_FRAME_BYTES,
   MSG_PROTOCOL,
+  openingSecret,
   openMessage,
   receiptMacKeys,
+  sealEphemeral,
   sealMessage,
   staticSecret,
   verifyReceipt
@@ -64,6 +66,8 @@ export const MAX_FRAMES_PER_STREAM = Infinity
 export const MAX_INBOUND_IN_FLIGHT = 64
 /** Static-static secrets kept (per peer messaging key). */
 const MAX_SESSIONS = 1024
+/** Fresh ephemeral key pairs made ahead on the thread pool for sealing (a channel's window). */
+const EPHEMERALS_AHEAD = 64
 /** After a peer identifies, wait this long (its record is being fetched) before retrying its messages. */
 const IDENTIFY_RETRY_DELAY_MS = 300
 
@@ -169,6 +173,9 @@ export class MessagingService extends EventEmitter<MessagingEvents> {
   /** our static private key as a KeyObject; per peer key (hex), LRU: X25519(ours, theirs), their key object, the receipt MAC keys */
   private readonly ownKey: KeyObject
   private readonly sessions = new Map<string, { ss: Uint8Array, peer: KeyObject, receipts: ReceiptMacKeys }>()
+  /** fresh ephemeral key pairs being made or made (each handed out once; see nextEphemeral) */
+  private ephemerals: Array<Promise<{ privateKey: KeyObject, publicKey: Uint8Array }>> = []
+  private refilling = false
   /** the open outbound channel per recipient address, channels being dialled, and all live ones */
   private readonly channels = new Map<string, { ch: OutboundChannel, peer: ResolvedPeer }>()
   private readonly dialing = new Map<string, Promise<{ ch: OutboundChannel, peer: ResolvedPeer }>>()
@@ -235,6 +242,7 @@ export class MessagingService extends EventEmitter<MessagingEvents> {
     this.liveChannels.clear()
     for (const { ss } of this.sessions.values()) ss.fill(0)
     this.sessions.clear()
+    this.ephemerals = []
     this.limiter.clear()
     this.peerAddresses.clear()
     this.identified.clear()
@@ -266,7 +274,10 @@ export class MessagingService extends EventEmitter<MessagingEvents> {
     const cached = this.c.resolver.cached(recipient)
     const body = { text, ...(options.attachment !== undefined ? { attachment: options.attachment } : {}) }
     if (cached !== undefined) {
-      envelope = sealMessage({ id, ts, from: this.address, to: recipient, body }, this.c.keys, cached.messagingKey, this.session(cached.messagingKey)).bytes
+      const session = this.session(cached.messagingKey)
+      // both scalar multiplications on the thread pool (the same envelope; made here if that fails)
+      const ephemeral = session.peerKeyObject === undefined ? undefined : await sealEphemeral(session.peerKeyObject, this.nextEphemeral()).catch(() => undefined)
+      envelope = sealMessage({ id, ts, from: this.address, to: recipient, body }, this.c.keys, cached.messagingKey, session, ephemeral).bytes
     } else {
       // validate sizes and shape now rather than at the first delivery
       sealMessage({ id, ts, from: this.address, to: recipient, body }, this.c.keys, this.c.keys.publicKey)
@@ -515,6 +526,28 @@ export class MessagingService extends EventEmitter<MessagingEvents> {
     return { staticSecret: s.ss, privateKeyObject: this.ownKey, peerKeyObject: s.peer, receiptKeys: s.receipts }
   }
 
+  /**
+   * A fresh ephemeral key pair, made ahead on the thread pool, never handed out twice. The pool is topped
+   * up in a later turn of the event loop, so the key-pair jobs queue behind this turn's DH jobs (libuv's
+   * pool is first in, first out) and, in a burst, run while the recipient works on the previous window.
+   */
+  private nextEphemeral (): Promise<{ privateKey: KeyObject, publicKey: Uint8Array }> {
+    const next = this.ephemerals.shift() ?? x25519EphemeralKeyPairAsync()
+    if (!this.refilling && this.running) {
+      this.refilling = true
+      setImmediate(() => {
+        this.refilling = false
+        if (!this.running) return
+        while (this.ephemerals.length < EPHEMERALS_AHEAD) {
+          const pair = x25519EphemeralKeyPairAsync()
+          pair.catch(() => {}) // its taker sees the error (and seals without it)
+          this.ephemerals.push(pair)
+        }
+      })
+    }
+    return next
+  }
+
   private async sealStored (id: string, recipientKey: Uint8Array): Promise<Uint8Array> {
     const msg = await this.c.store.getMessage(id)
     if (msg === undefined) throw new MessagingError(MessagingErrorCode.DELIVERY_FAILED, 'the queued message is missing from the store', { id })
@@ -659,8 +692,9 @@ export class MessagingService extends EventEmitter<MessagingEvents> {
       }
       senderKey = sender.messagingKey
     }
-    const session = this.session(senderKey)
-    const opened = openMessage(envelope, { self: this.address, keys: this.c.keys, senderKey, ...session })
+    const options = { self: this.address, keys: this.c.keys, senderKey, ...this.session(senderKey) }
+    // X25519 with the ephemeral key on the thread pool (the same checks and errors as openMessage's own)
+    const opened = openMessage(envelope, { ...options, ephemeralSecret: await openingSecret(envelope, options) })
     const receivedAt = Date.now()
     const message: StoredMessage = {
       id: opened.id,
@@ -685,7 +719,7 @@ export class MessagingService extends EventEmitter<MessagingEvents> {
       this.stats.duplicates++
       this.log('duplicate %s from %s via %s: acknowledged again, not stored', opened.id, opened.from, remote)
     }
-    const receipt = createReceipt({ id: opened.id, from: opened.from, to: opened.to, ts: receivedAt }, { keys: this.c.keys, peerKey: senderKey, ...session })
+    const receipt = createReceipt({ id: opened.id, from: opened.from, to: opened.to, ts: receivedAt }, { ...options, peerKey: senderKey })
     return encodeFrame(receipt)
   }
 

@@ -15,10 +15,12 @@ import {
   TEST_SCRYPT_COST,
   validateKdfParams,
   x25519EphemeralKeyPair,
+  x25519EphemeralKeyPairAsync,
   x25519GenerateKeyPair,
   x25519KeyPairFromSeed,
   x25519PublicKey,
-  x25519SharedSecret
+  x25519SharedSecret,
+  x25519SharedSecretAsync
 } from '../../src/crypto/index.ts'
 
 const hex = (b: Uint8Array): string => Buffer.from(b).toString('hex')
@@ -162,6 +164,19 @@ describe('crypto/x25519', () => {
     ]) {
       assert.throws(() => x25519SharedSecret(priv, unhex(p)), code('INVALID_X25519_KEY'), p)
     }
+  })
+
+  it('on the thread pool: the same secrets (RFC 7748), ephemeral pairs that agree, the same refusals', async () => {
+    assert.equal(hex(await x25519SharedSecretAsync(unhex(alicePriv), unhex(bobPub))), shared)
+    const e = await x25519EphemeralKeyPairAsync()
+    const b = x25519GenerateKeyPair()
+    assert.equal(e.publicKey.length, 32)
+    assert.deepEqual(await x25519SharedSecretAsync(e.privateKey, b.publicKey), x25519SharedSecret(b.privateKey, e.publicKey))
+    assert.notDeepEqual((await x25519EphemeralKeyPairAsync()).publicKey, e.publicKey)
+    for (const p of ['0000000000000000000000000000000000000000000000000000000000000000', 'e0eb7a7c3b41b8ae1656e3faf19fc46ada098deb9c32b1fd866205165f49b800']) {
+      await assert.rejects(x25519SharedSecretAsync(b.privateKey, unhex(p)), code('INVALID_X25519_KEY'), p)
+    }
+    await assert.rejects(x25519SharedSecretAsync(b.privateKey, new Uint8Array(33)), code('INVALID_CRYPTO_INPUT'))
   })
 
   it('rejects wrong key sizes', () => {

@@ -16,8 +16,10 @@ import {
   MAX_FRAME_BYTES,
   messageIdTime,
   newMessageId,
+  openingSecret,
   openMessage,
   receiptMacKeys,
+  sealEphemeral,
   sealMessage,
   staticSecret,
   verifyReceipt
@@ -137,6 +139,31 @@ describe('messaging/envelope', () => {
     it('rejects low-order ephemeral keys as malformed', () => {
       const { bytes } = seal()
       rejects(() => open(mutate(bytes, m => { m.epk = new Uint8Array(32) })), 'MALFORMED_FRAME')
+    })
+
+    it('seals and opens with the X25519 work done ahead on the thread pool: the same format, checks and errors', async () => {
+      const recipientKey = bob.publicKey
+      const ephemeral = await sealEphemeral(recipientKey)
+      const { envelope, bytes } = sealMessage({ from: ALICE, to: BOB, body: { text: 'made ahead' } }, alice, recipientKey, {}, ephemeral)
+      assert.deepEqual(envelope.epk, ephemeral.publicKey)
+      assert.equal(open(bytes).body.text, 'made ahead')
+      // an ephemeral is for one message: its secret is zeroed once used, and refused then
+      assert.ok(ephemeral.sharedSecret.every(b => b === 0))
+      rejects(() => sealMessage({ from: ALICE, to: BOB, body: { text: 'again' } }, alice, recipientKey, {}, ephemeral), 'INVALID_MESSAGE_ARGUMENT')
+      // opening with the secret made ahead: the same result as openMessage alone
+      const options = { self: BOB, keys: bob, senderKey: alice.publicKey }
+      const env = decodeEnvelope(seal('opened ahead').bytes)
+      assert.deepEqual(openMessage(env, { ...options, ephemeralSecret: await openingSecret(env, options) }), openMessage(env, options))
+      // and the same refusals, in the same order
+      const cases: Array<[Envelope, typeof options, string]> = [
+        [decodeEnvelope(sealMessage({ from: ALICE, to: CAROL, body: { text: 'x' } }, alice, bob.publicKey).bytes), options, 'WRONG_RECIPIENT'],
+        [env, { ...options, senderKey: mallory.publicKey }, 'FORGED_SENDER'],
+        [decodeEnvelope(mutate(seal().bytes, m => { m.epk = new Uint8Array(32) })), options, 'MALFORMED_FRAME']
+      ]
+      for (const [e, o, code] of cases) {
+        rejects(() => openMessage(e, o), code)
+        await assert.rejects(openingSecret(e, o), (err: unknown) => isTokenimError(err, code))
+      }
     })
 
     it('refuses to seal oversized text or bad arguments', () => {
