@@ -21,11 +21,12 @@ import {
 import { BackupErrorCode, backupError, invalidArgument, throwIfAborted } from './errors.ts'
 import {
   checkSegmentMessage, compareMessages, encode, encodeContacts, encodeHeader, encodeIndex, encodeLinks, encodeManifest, encodeManifestNode,
-  encodeMessage, encodeSegment, encodeShard, encodeShardNode, encodeTopLinks, encodeTopNode, toSegmentMessage
+  encodeMessage, encodeShard, encodeShardNode, encodeTopLinks, encodeTopNode, toSegmentMessage
 } from './schema.ts'
 import type { Manifest, ManifestConversation, SegmentMessage, ShardSummary } from './schema.ts'
 import { seal, sealKey } from './seal.ts'
 import { SegmentSealer, WORKER_MESSAGES } from './sealer.ts'
+import { transcodeRow } from './transcode.ts'
 import { decodeSealEntry, encodeSealEntry, sealCacheKey } from './seal-cache.ts'
 import type { SealCache } from './seal-cache.ts'
 import {
@@ -61,6 +62,13 @@ export interface BackupSource {
     messages? (conversation: string, q?: { since?: number }): AsyncIterable<StoredMessage>
     /** a message by id (a conversation is built on its cached segments only when the entry's newest row is still stored) */
     getMessage? (id: string): Promise<StoredMessage | undefined>
+    /**
+     * every message row's stored bytes, in allMessages' order, in batches, and a row's decoding (as
+     * allMessages gives it): a build that takes nothing from the conversation cache reads these, and makes
+     * the plain rows' segment messages from their bytes (transcode.ts)
+     */
+    messageRecords? (): AsyncIterable<Uint8Array[]>
+    decodeMessageRecord? (bytes: Uint8Array): StoredMessage
     close (): Promise<void>
   }
 }
@@ -238,6 +246,9 @@ interface BuiltConversation {
 /** A segment block as written (or found): its CID and size. */
 interface Sealed { cid: CID, size: number }
 
+/** What the builder keeps of a message waiting for its segment (its encoding is kept beside it). */
+type Row = Pick<SegmentMessage, 'id' | 'ts'>
+
 async function build (options: BuildBackupOptions, o: Checked, key: Uint8Array, sealer: SegmentSealer): Promise<BuildBackupResult> {
   const { blockstore, signal } = options
   const onProgress = options.onProgress ?? (() => {})
@@ -258,7 +269,7 @@ async function build (options: BuildBackupOptions, o: Checked, key: Uint8Array, 
 
   let conv: ManifestConversation | undefined
   let cur: BuiltConversation | undefined
-  let buf: SegmentMessage[] = []
+  let buf: Row[] = []
   /** each message of buf, dag-cbor encoded once: its size counts toward segmentBytes, its bytes go into the segment */
   let bufEnc: Uint8Array[] = []
   let bufBytes = 0
@@ -325,10 +336,10 @@ async function build (options: BuildBackupOptions, o: Checked, key: Uint8Array, 
     return { cid, size: box.length }
   }
 
-  const writeSegment = async (msgs: SegmentMessage[], encoded: Uint8Array[], full: boolean): Promise<void> => {
+  const writeSegment = async (msgs: Row[], encoded: Uint8Array[], full: boolean): Promise<void> => {
     if (conv === undefined || msgs.length === 0) return
     cur?.meta.push({ lastId: msgs[msgs.length - 1].id, msgBytes: encoded.reduce((n, e) => n + e.length, 0), plain: 0, full })
-    const plain = encodeSegmentOf(conv.peer, conv.segments.length, msgs, encoded)
+    const plain = encodeSegmentOf(conv.peer, conv.segments.length, encoded)
     if (plain.length > MAX_SEGMENT_PLAINTEXT) throw sourceInvalid('a segment exceeds the format\'s size cap (a message is too large)', { conversation: conv.peer })
     const done = sealAndPut(plain, conv.peer)
     done.catch(() => {}) // handled: awaited in order by settlePuts (or settled in the finally below)
@@ -613,26 +624,22 @@ async function build (options: BuildBackupOptions, o: Checked, key: Uint8Array, 
     }
     /** a hit the source did not pass over: its messages are passed over here */
     let ignoring: string | undefined
-    for await (const raw of source.allMessages(hits.size + partials.size > 0 ? { skip } : undefined)) {
-      throwIfAborted(signal)
-      const peer = typeof raw?.conversation === 'string' ? raw.conversation : ''
-      if (peer === ignoring) continue
-      if (conv === undefined || peer !== conv.peer) {
-        await flushTail()
-        await takePassed(peer)
-        ignoring = undefined
-        if (hits.has(peer) && !seenPeers.has(peer)) {
-          await takeHit(peer)
-          ignoring = peer
-          conv = undefined
-          cur = undefined
-          continue
-        }
-        if (partials.has(peer) && !seenPeers.has(peer)) await startPartial(peer) // a source that did not skip
+    /** the next row is of another conversation than the current one: false when its rows are passed over */
+    const enter = async (peer: string, id: unknown): Promise<boolean> => {
+      await flushTail()
+      await takePassed(peer)
+      ignoring = undefined
+      if (hits.has(peer) && !seenPeers.has(peer)) {
+        await takeHit(peer)
+        ignoring = peer
+        conv = undefined
+        cur = undefined
+        return false
       }
+      if (partials.has(peer) && !seenPeers.has(peer)) await startPartial(peer) // a source that did not skip
       if (conv === undefined || peer !== conv.peer) {
         if (seenPeers.has(peer)) throw sourceInvalid('the store did not stream messages grouped by conversation', { conversation: peer })
-        if (!/^0x[0-9a-f]{40}$/.test(peer)) throw sourceInvalid('a message has an invalid conversation address', { id: typeof raw?.id === 'string' ? raw.id.slice(0, 128) : undefined })
+        if (!/^0x[0-9a-f]{40}$/.test(peer)) throw sourceInvalid('a message has an invalid conversation address', { id: typeof id === 'string' ? id.slice(0, 128) : undefined })
         seenPeers.add(peer)
         conv = { peer, count: 0, firstTs: 0, lastTs: 0, lastId: '', segments: [] }
         conversations.push(conv)
@@ -640,15 +647,18 @@ async function build (options: BuildBackupOptions, o: Checked, key: Uint8Array, 
         built.push(cur)
         last = undefined
       }
-      const m = checked(raw, peer)
-      if (cur?.from !== undefined && compareMessages(m, cur.from) <= 0) continue // a kept segment's (a source that did not skip)
+      return true
+    }
+    /** a checked message of the current conversation and its encoding into the buffer; true: a segment is full */
+    const append = (m: Row & { attachment?: SegmentMessage['attachment'] }, enc: Uint8Array): boolean => {
+      const c = conv as ManifestConversation
       if (last !== undefined && compareMessages(last, m) >= 0) {
-        throw sourceInvalid('the store did not stream a conversation in strict (ts, id) order', { conversation: peer, id: m.id })
+        throw sourceInvalid('the store did not stream a conversation in strict (ts, id) order', { conversation: c.peer, id: m.id })
       }
-      if (conv.count === 0) conv.firstTs = m.ts
-      conv.count++
-      conv.lastTs = m.ts
-      conv.lastId = m.id
+      if (c.count === 0) c.firstTs = m.ts
+      c.count++
+      c.lastTs = m.ts
+      c.lastId = m.id
       last = { ts: m.ts, id: m.id }
       messages++
       if (m.attachment !== undefined) {
@@ -656,11 +666,43 @@ async function build (options: BuildBackupOptions, o: Checked, key: Uint8Array, 
         if (a !== undefined && !attachments.has(a.toString())) attachments.set(a.toString(), a)
         if (a !== undefined && cur !== undefined && !cur.attachments.has(a.toString())) cur.attachments.set(a.toString(), a)
       }
-      const enc = encodeMessage(m)
       buf.push(m)
       bufEnc.push(enc)
       bufBytes += enc.length
-      if (buf.length + (cur?.pendN ?? 0) >= o.segmentSize || bufBytes + (cur?.pendB ?? 0) >= o.segmentBytes) await flushFull()
+      return buf.length + (cur?.pendN ?? 0) >= o.segmentSize || bufBytes + (cur?.pendB ?? 0) >= o.segmentBytes
+    }
+    const records = hits.size + partials.size === 0 && typeof snapshot?.messageRecords === 'function' && typeof snapshot.decodeMessageRecord === 'function'
+      ? { rows: snapshot.messageRecords(), decode: snapshot.decodeMessageRecord.bind(snapshot) }
+      : undefined
+    if (records !== undefined) {
+      // every row is built (nothing taken from the conversation cache): from the rows' stored bytes, each
+      // plain row's segment message made straight from them (transcode.ts), any other decoded as below
+      for await (const rows of records.rows) {
+        throwIfAborted(signal)
+        for (const bytes of rows) {
+          const t = transcodeRow(bytes, conv?.peer)
+          if (t !== undefined) {
+            if ((conv === undefined || t.conversation !== conv.peer) && !(await enter(t.conversation, t.id))) continue
+            if (append(t, t.enc)) await flushFull()
+            continue
+          }
+          const raw = records.decode(bytes)
+          const peer = typeof raw?.conversation === 'string' ? raw.conversation : ''
+          if ((conv === undefined || peer !== conv.peer) && !(await enter(peer, raw?.id))) continue
+          const m = checked(raw, peer)
+          if (append(m, encodeMessage(m))) await flushFull()
+        }
+      }
+    } else {
+      for await (const raw of source.allMessages(hits.size + partials.size > 0 ? { skip } : undefined)) {
+        throwIfAborted(signal)
+        const peer = typeof raw?.conversation === 'string' ? raw.conversation : ''
+        if (peer === ignoring) continue
+        if ((conv === undefined || peer !== conv.peer) && !(await enter(peer, raw?.id))) continue
+        const m = checked(raw, peer)
+        if (cur?.from !== undefined && compareMessages(m, cur.from) <= 0) continue // a kept segment's (a source that did not skip)
+        if (append(m, encodeMessage(m))) await flushFull()
+      }
     }
     await flushTail()
     await takePassed(undefined)
@@ -861,8 +903,8 @@ const SEG_TYPE = Uint8Array.from([0x64, 0x74, 0x79, 0x70, 0x65, 0x67, 0x73, 0x65
  * compares with encodeSegment at every length boundary of seq, conv and msgs). One allocation of its
  * own: the plaintext is handed to the sealer (and copied to its worker) whole.
  */
-export function encodeSegmentOf (conv: string, seq: number, msgs: SegmentMessage[], encoded: Uint8Array[]): Uint8Array {
-  if (!Number.isSafeInteger(seq) || seq < 0) return encodeSegment({ type: 'segment', conv, seq, msgs }) // never: the builder counts from 0
+export function encodeSegmentOf (conv: string, seq: number, encoded: Uint8Array[]): Uint8Array {
+  if (!Number.isSafeInteger(seq) || seq < 0) throw invalidArgument('a segment\'s seq is a non-negative integer') // never: the builder counts from 0
   const seqHead = cborHead(0, seq)
   const convBytes = Buffer.from(conv, 'utf8')
   const convHead = cborHead(3, convBytes.length)

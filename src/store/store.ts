@@ -296,6 +296,38 @@ class Reader {
   }
 
   /**
+   * Every message row's stored bytes (its record as written, not decoded), in key order (conversation by
+   * conversation, each by ts and id), in batches of up to READ_AHEAD rows, the next LevelDB read under way
+   * while one batch is taken: for a reader that makes its own form of the rows (a backup's segment
+   * messages, src/backup/transcode.ts) and decodes only the rows it cannot ({@link decodeMessageRecord}).
+   */
+  async * messageRecords (snapshot?: Snapshot): AsyncGenerator<Uint8Array[]> {
+    const it = this.s.msg.values<string, Uint8Array>({ ...SCAN_OPTIONS, valueEncoding: 'view', snapshot })
+    let next: Promise<Uint8Array[]> | undefined = it.nextv(READ_AHEAD)
+    try {
+      while (next !== undefined) {
+        const rows: Uint8Array[] = await next
+        next = rows.length === 0 ? undefined : it.nextv(READ_AHEAD)
+        next?.catch(() => {}) // awaited next round, or left to close() when the reader stops
+        if (rows.length > 0) yield rows
+      }
+    } catch (err) {
+      throw toStoreError(err, this.path)
+    } finally {
+      await it.close().catch(() => {})
+    }
+  }
+
+  /** A row's bytes from {@link messageRecords} as messages() gives it (the same decoding, the same error). */
+  decodeMessageRecord (bytes: Uint8Array): StoredMessage {
+    try {
+      return cborCodec.decode(bytes) as StoredMessage
+    } catch (err) {
+      throw toStoreError(Object.assign(new Error(`Could not decode value: ${(err as Error).message}`), { code: 'LEVEL_DECODE_ERROR', cause: err }), this.path)
+    }
+  }
+
+  /**
    * Every message, as messages(undefined, {}), except the conversations `skip` names: `skip` is asked
    * once per conversation, when its first row is reached, and for a yes the iterator seeks past the
    * conversation's rows (they are never read further or decoded); for `{ after }` it seeks past the
@@ -493,6 +525,9 @@ export class StoreSnapshot {
   messages (conversation?: string, q: MessageQuery = {}): AsyncIterable<StoredMessage> { return this.#r.messages(conversation, q, this.#snap) }
   /** every message (see Store.allMessages; `skip` passes over whole conversations) */
   allMessages (options: { skip?: SkipConversation } = {}): AsyncIterable<StoredMessage> { return this.#r.allMessages(this.#snap, options.skip) }
+  /** every message row's stored bytes, in batches (see Reader.messageRecords), and their decoding */
+  messageRecords (): AsyncIterable<Uint8Array[]> { return this.#r.messageRecords(this.#snap) }
+  decodeMessageRecord (bytes: Uint8Array): StoredMessage { return this.#r.decodeMessageRecord(bytes) }
   conversations (): Promise<ConversationSummary[]> { return this.#r.conversations(this.#snap) }
   conversation (peer: string): Promise<ConversationSummary | undefined> { return this.#r.conversation(peer, this.#snap) }
   /** every summary with its change token, in address order (see Store.revisions) */
