@@ -2,7 +2,8 @@ import assert from 'node:assert/strict'
 import { buildBackup } from '../../src/backup/index.ts'
 import { rawCid } from '../../src/backup/blocks.ts'
 import { seal } from '../../src/backup/seal.ts'
-import { SegmentSealer } from '../../src/backup/sealer.ts'
+import { RawCids, SegmentSealer } from '../../src/backup/sealer.ts'
+import { sha256 } from '../../src/crypto/index.ts'
 import { encodeSealEntry, sealCacheKey } from '../../src/backup/seal-cache.ts'
 import type { SealedSegment } from '../../src/backup/sealer.ts'
 import { KEY, OWNER, makeEnv, makeHistory, prng } from './helpers.ts'
@@ -51,6 +52,28 @@ describe('backup: segments sealed on a worker thread (src/backup/sealer.ts)', fu
     }
     assert.equal(sealer.ready, false)
     await assert.rejects(sealer.seal(plains[0]))
+  })
+
+  it('raw CIDs are rawCid()\'s, their bytes, multihash and digest views of slabs shared by many', () => {
+    const cids = new RawCids()
+    const made = []
+    for (let i = 0; i < 2100; i++) { // past two slabs
+      const block = Uint8Array.of(i & 0xff, i >> 8, 7)
+      const cid = cids.of(sha256(block))
+      const want = rawCid(block)
+      assert.ok(cid.equals(want), `cid ${i}`)
+      assert.equal(cid.toString(), want.toString())
+      assert.deepEqual(Buffer.from(cid.multihash.bytes), Buffer.from(want.multihash.bytes))
+      assert.deepEqual(Buffer.from(cid.multihash.digest), Buffer.from(want.multihash.digest))
+      assert.equal(cid.multihash.bytes.buffer, cid.bytes.buffer)
+      assert.equal(cid.multihash.digest.buffer, cid.bytes.buffer)
+      made.push(cid)
+    }
+    assert.equal(made[0].bytes.buffer, made[1000].bytes.buffer, 'one slab for many CIDs')
+    assert.ok(made[0].bytes.buffer.byteLength >= 36 * 1000)
+    assert.notEqual(made[0].bytes.buffer, made[2099].bytes.buffer)
+    assert.ok(made[0].equals(rawCid(Uint8Array.of(0, 0, 7))), 'earlier CIDs unchanged by later ones')
+    assert.throws(() => cids.of(new Uint8Array(31)))
   })
 
   it('warm() starts the worker before the first segment; never with workerAfter Infinity', async () => {
