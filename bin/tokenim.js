@@ -1,14 +1,24 @@
-#!/usr/bin/env -S node --max-semi-space-size=16 --heap-growing-percent=50
+#!/usr/bin/env -S MALLOC_ARENA_MAX=2 MALLOC_MMAP_THRESHOLD_=65536 node --max-semi-space-size=16 --heap-growing-percent=50
 // Entry point of the `tokenim` command. In the repository Node runs the TypeScript sources
 // directly (type stripping, Node >= 22.13); Node refuses to strip types inside node_modules, so
 // when tokenim is installed as a package we load the sources through tsx instead.
 //
-// Heap flags (package.json's `tokenim` script passes them too; scripts/bench/rss.ts runs its children
-// with them): --max-semi-space-size=16 (MiB): V8 otherwise lets the young generation grow to 2 × 64 MiB
-// during a backup or restore, ~100 MB more RSS that holds only garbage between scavenges (CPU time
-// measured the same). --heap-growing-percent=50: the old generation is collected when it has grown by
-// half its live size, not by up to 4×: a restore of 1,000,000 messages peaked at 385 MB instead of
-// 613 MB, for ~6% more CPU. A heap size flag must be given when Node starts.
+// The #! line (env -S: no second process) sets glibc's malloc and V8's heap sizing; package.json's
+// `tokenim` script does the same, and scripts/bench/rss.ts starts its children with this line's
+// environment and flags (keep the line within 127 bytes, all that Linux before 5.1 reads of it).
+// Both are read only when the process starts.
+// - MALLOC_ARENA_MAX=2, MALLOC_MMAP_THRESHOLD_=65536 (glibc; other C libraries ignore them): glibc
+//   gives each thread that allocates (libuv's pool running LevelDB's reads and writes, the seal worker,
+//   V8's helpers) an arena of its own, up to 8 per core, and raises its mmap threshold as large blocks
+//   are freed, so freed memory of a backup's pipeline stayed in ~10 arenas, split by small live
+//   blocks: at 1,000,000 messages ~225 MB of malloc'd memory at the peak, ~70 MB of it in use. One
+//   arena for the other threads, and blocks of 64 KiB and more mapped on their own (returned when
+//   freed): see docs/PERFORMANCE.md, Session 4.
+// - --max-semi-space-size=16 (MiB): V8 otherwise lets the young generation grow to 2 × 64 MiB during
+//   a backup or restore, ~100 MB more RSS that holds only garbage between scavenges (CPU time measured
+//   the same). --heap-growing-percent=50: the old generation is collected when it has grown by half
+//   its live size, not by up to 4×: a restore of 1,000,000 messages peaked at 385 MB instead of 613 MB,
+//   for ~6% more CPU.
 const [major, minor] = process.versions.node.split('.').map(Number)
 if (major < 22 || (major === 22 && minor < 13)) {
   console.error(`tokenim needs Node.js >= 22.13 (this is ${process.versions.node}); run scripts/ensure-node.sh`)

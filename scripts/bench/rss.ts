@@ -3,9 +3,9 @@
  * its own child process (scripts/bench/rss-child.ts reports its `maxRSS`). The backup writes a CAR
  * file (not anchored); the restore reads it back (`--allow-unanchored`, no chain). Reference: the
  * child's RSS right after loading the modules its command loads, so the ratio shows what the pipeline
- * adds. The children run with the Node flags of the `tokenim` command (bin/tokenim.js's `#!` line), so
- * the figure is what the CLI gets. `--rss-messages N` (or TOKENIM_BENCH_RSS_MESSAGES) runs it at any
- * scale with N messages (100 per conversation).
+ * adds. The children run with the Node flags and the environment (glibc's malloc tunables) of the
+ * `tokenim` command (bin/tokenim.js's `#!` line), so the figure is what the CLI gets. `--rss-messages N`
+ * (or TOKENIM_BENCH_RSS_MESSAGES) runs it at any scale with N messages (100 per conversation).
  */
 import { readFileSync } from 'node:fs'
 import { mkdtemp, rm, writeFile } from 'node:fs/promises'
@@ -32,11 +32,16 @@ export function rssMessages (argv: string[], scale: Scale): number {
   return n
 }
 
-/** The Node flags of the `tokenim` command: what bin/tokenim.js's `#!/usr/bin/env -S node …` line passes. */
-export function cliNodeFlags (): string[] {
-  const first = readFileSync(join(REPO_ROOT, 'bin', 'tokenim.js'), 'utf8').split('\n', 1)[0]
-  const m = /^#!\S*env\s+(?:-S\s+)?node((?:\s+--\S+)*)\s*$/.exec(first)
-  return m === null ? [] : m[1].trim().split(/\s+/).filter(f => f !== '')
+/**
+ * How the `tokenim` command starts Node: bin/tokenim.js's `#!/usr/bin/env -S [NAME=value …] node [--flag …]`
+ * line, its environment assignments (glibc's malloc tunables) and its Node flags.
+ */
+export function cliLaunch (line = readFileSync(join(REPO_ROOT, 'bin', 'tokenim.js'), 'utf8').split('\n', 1)[0]): { env: Record<string, string>, flags: string[] } {
+  const m = /^#!\S*env\s+(?:-S\s+)?((?:[A-Za-z_][A-Za-z0-9_]*=\S*\s+)*)node((?:\s+--\S+)*)\s*$/.exec(line)
+  if (m === null) return { env: {}, flags: [] }
+  const env: Record<string, string> = {}
+  for (const a of m[1].trim().split(/\s+/).filter(a => a !== '')) env[a.slice(0, a.indexOf('='))] = a.slice(a.indexOf('=') + 1)
+  return { env, flags: m[2].trim().split(/\s+/).filter(f => f !== '') }
 }
 
 export async function benchRss (scale: Scale, rec: Recorder): Promise<void> {
@@ -65,9 +70,10 @@ export async function benchRss (scale: Scale, rec: Recorder): Promise<void> {
       await node.stop()
     }
     const car = join(root, 'backup.car')
-    const flags = cliNodeFlags()
+    // the children start as the `tokenim` command does: its Node flags and its environment (malloc tunables)
+    const { env, flags } = cliLaunch()
     const child = async (args: string[]): Promise<{ maxRssBytes: number, baseRssBytes: number, ms: number, messages: number, peakHeapBytes: number, peakArrayBuffersBytes: number }> => {
-      const res = await run(process.execPath, [...flags, join(REPO_ROOT, 'scripts', 'bench', 'rss-child.ts'), ...args], { timeoutMs: 3_600_000 })
+      const res = await run(process.execPath, [...flags, join(REPO_ROOT, 'scripts', 'bench', 'rss-child.ts'), ...args], { env: { ...process.env, ...env }, timeoutMs: 3_600_000 })
       if (res.code !== 0) throw new Error(`rss-child ${args[0]} exited ${String(res.code)}: ${res.stderr.trim().slice(-400)}`)
       return JSON.parse(res.stdout.trim().split('\n').pop() ?? '{}')
     }
@@ -81,7 +87,7 @@ export async function benchRss (scale: Scale, rec: Recorder): Promise<void> {
         unit: 'MB',
         reference: { name: 'same child after loading its modules', value: m.baseRssBytes / MB },
         targets: [{ of: 'value', op: '<=', limit: 400 }],
-        note: `${what} took ${Math.round(m.ms)} ms in the child (node ${flags.join(' ') || 'without flags'}); peak V8 heap ${Math.round(m.peakHeapBytes / MB)} MB, peak ArrayBuffers ${Math.round(m.peakArrayBuffersBytes / MB)} MB`
+        note: `${what} took ${Math.round(m.ms)} ms in the child (${Object.entries(env).map(([k, v]) => `${k}=${v} `).join('')}node ${flags.join(' ') || 'without flags'}); peak V8 heap ${Math.round(m.peakHeapBytes / MB)} MB, peak ArrayBuffers ${Math.round(m.peakArrayBuffersBytes / MB)} MB`
       })
     }
   } finally {

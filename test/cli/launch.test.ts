@@ -1,0 +1,59 @@
+/**
+ * How the `tokenim` command starts Node: bin/tokenim.js's `#!/usr/bin/env -S NAME=value … node --flag …`
+ * line sets glibc's malloc tunables and V8's heap flags (see the comment in bin/tokenim.js), and the RSS
+ * bench's children (scripts/bench/rss.ts) start the same way.
+ */
+import assert from 'node:assert/strict'
+import { spawn } from 'node:child_process'
+import { readFile } from 'node:fs/promises'
+import { cliLaunch } from '../../scripts/bench/rss.ts'
+import { BIN, childEnv, children } from './helpers.ts'
+
+async function output (cmd: string, args: string[]): Promise<{ code: number | null, stdout: string, stderr: string }> {
+  const child = spawn(cmd, args, { env: childEnv(), stdio: ['ignore', 'pipe', 'pipe'] })
+  children.add(child)
+  let stdout = ''
+  let stderr = ''
+  child.stdout.setEncoding('utf8').on('data', (d: string) => { stdout += d })
+  child.stderr.setEncoding('utf8').on('data', (d: string) => { stderr += d })
+  const code = await new Promise<number | null>((resolve, reject) => {
+    child.on('error', reject)
+    child.on('close', resolve)
+  })
+  children.delete(child)
+  return { code, stdout, stderr }
+}
+
+describe('tokenim launch line', function () {
+  this.timeout(30_000)
+
+  it('parses the #! line: environment assignments, then node and its flags', () => {
+    assert.deepEqual(cliLaunch('#!/usr/bin/env -S A=1 B=x:y=2 node --f=1 --g'), { env: { A: '1', B: 'x:y=2' }, flags: ['--f=1', '--g'] })
+    assert.deepEqual(cliLaunch('#!/usr/bin/env -S node --f'), { env: {}, flags: ['--f'] })
+    assert.deepEqual(cliLaunch('#!/usr/bin/env node'), { env: {}, flags: [] })
+  })
+
+  it('sets malloc tunables and heap flags, and the bench children get them', () => {
+    const { env, flags } = cliLaunch()
+    assert.match(env.MALLOC_ARENA_MAX ?? '', /^\d+$/)
+    assert.match(env.MALLOC_MMAP_THRESHOLD_ ?? '', /^\d+$/)
+    assert.ok(flags.includes('--max-semi-space-size=16'), flags.join(' '))
+    assert.ok(flags.includes('--heap-growing-percent=50'), flags.join(' '))
+  })
+
+  it('env -S runs node with them (as the kernel runs the #! line), and bin/tokenim.js runs as an executable', async () => {
+    const line = (await readFile(BIN, 'utf8')).split('\n', 1)[0]
+    assert.ok(line.length <= 127, 'within the #! line that Linux before 5.1 reads (127 bytes)')
+    const [interpreter, arg] = [line.slice(2, line.indexOf(' ')), line.slice(line.indexOf(' ') + 1)]
+    // the kernel passes everything after the interpreter as one argument, then the script and its arguments
+    const probe = await output(interpreter, [arg, '-e', 'console.log(JSON.stringify({ a: process.env.MALLOC_ARENA_MAX, m: process.env.MALLOC_MMAP_THRESHOLD_, f: process.execArgv }))'])
+    assert.equal(probe.code, 0, probe.stderr)
+    const seen = JSON.parse(probe.stdout) as { a: string, m: string, f: string[] }
+    const { env, flags } = cliLaunch()
+    assert.deepEqual([seen.a, seen.m], [env.MALLOC_ARENA_MAX, env.MALLOC_MMAP_THRESHOLD_])
+    assert.deepEqual(seen.f.filter(a => a.startsWith('--')), flags)
+    const help = await output(BIN, ['--help'])
+    assert.equal(help.code, 0, help.stderr)
+    assert.match(help.stdout, /backup/)
+  })
+})
