@@ -14,7 +14,7 @@
  * over MAX_TEXT bytes) returns undefined and the caller reads the row the usual way (decode, check,
  * encode), which then gives the same message or the same error as before.
  */
-import { isUtf8 } from 'node:buffer'
+import { isAscii, isUtf8 } from 'node:buffer'
 
 export interface TranscodedRow {
   /** the row's conversation (`conversation`), id and ts, for the builder's grouping, order and cuts */
@@ -101,6 +101,12 @@ function isLowerAddress (b: Uint8Array, at: number, n: number): boolean {
 
 // the head being read: its value (a length or an integer), or -1 for anything this path leaves alone
 let pos = 0
+/**
+ * the last addresses checked on a row's two sides (its conversation's peer, and the owner's): not checked
+ * again while they stay the same (they start as a valid address, so an unchecked one never matches)
+ */
+const lastPeer = Uint8Array.from('0x' + '0'.repeat(40), c => c.charCodeAt(0))
+const lastOther = Uint8Array.from(lastPeer)
 
 /** the argument of the head at b[pos] of major type `major` (definite, below 2^53), or -1 */
 function head (b: Uint8Array, major: number): number {
@@ -268,23 +274,39 @@ export function transcodeRow (b: Uint8Array, conversation?: string): TranscodedR
   // the checks of checkSegmentMessage, on the bytes
   if (idN < 1 || idN > MAX_ID) return undefined
   for (let i = idAt; i < idAt + idN; i++) if (b[i] < 0x21 || b[i] > 0x7e) return undefined
-  if (!isLowerAddress(b, fromAt, fromN) || !isLowerAddress(b, toAt, toN)) return undefined
   let incoming: boolean
   if (dirN === 2 && same(b, dirAt, IN)) incoming = true
   else if (dirN === 3 && same(b, dirAt, OUT)) incoming = false
   else return undefined
-  // the row's conversation is the peer: `from` of an incoming message, `to` of an outgoing one
-  if (convN !== ADDRESS || !sameRange(b, convAt, incoming ? fromAt : toAt, ADDRESS)) return undefined
+  // the row's conversation is the peer: `from` of an incoming message, `to` of an outgoing one; the other
+  // address is (in a store) the owner's, the same in every row: checked once while it stays the same
+  const peerAt = incoming ? fromAt : toAt
+  const otherAt = incoming ? toAt : fromAt
+  if (fromN !== ADDRESS || toN !== ADDRESS || convN !== ADDRESS || !sameRange(b, convAt, peerAt, ADDRESS)) return undefined
+  if (!same(b, peerAt, lastPeer)) {
+    if (!isLowerAddress(b, peerAt, ADDRESS)) return undefined
+    lastPeer.set(b.subarray(peerAt, peerAt + ADDRESS))
+  }
+  if (!same(b, otherAt, lastOther)) {
+    if (!isLowerAddress(b, otherAt, ADDRESS)) return undefined
+    lastOther.set(b.subarray(otherAt, otherAt + ADDRESS))
+  }
   let statusOk = false
   for (const s of STATUSES) if (statusN === s.length && same(b, statusAt, s)) statusOk = true
   if (!statusOk) return undefined
   if (textN > MAX_TEXT) return undefined
   // the text as the store's decoder reads it: ASCII, or valid UTF-8 without a leading byte-order mark
   // (its string then encodes back to these very bytes)
-  let k = textAt
   const textEnd = textAt + textN
-  while (k < textEnd && b[k] < 0x80) k++
-  if (k < textEnd) {
+  let plain: boolean
+  if (textN < 32) {
+    let k = textAt
+    while (k < textEnd && b[k] < 0x80) k++
+    plain = k === textEnd
+  } else {
+    plain = isAscii(b.subarray(textAt, textEnd))
+  }
+  if (!plain) {
     if (textN >= 3 && b[textAt] === 0xef && b[textAt + 1] === 0xbb && b[textAt + 2] === 0xbf) return undefined
     if (!isUtf8(b.subarray(textAt, textEnd))) return undefined
   }
