@@ -75,3 +75,28 @@ export class GroupCommit<T, R> {
     batch.forEach((item, i) => { item.resolve(results[i]) })
   }
 }
+
+/**
+ * Jobs started in one turn of the event loop (thread-pool crypto) are handed back together, once all of
+ * them have settled, each with its own result. The work after them (sealing or opening, the store's group
+ * commit, the coalesced stream write) then stays batched as it was when this crypto ran synchronously:
+ * results coming back one by one from the pool had cut the group commits from ~62 items to ~14.
+ */
+export class TurnBatch {
+  private jobs?: Array<Promise<unknown>>
+  private gate: Promise<void> = Promise.resolve()
+
+  async join<T> (job: Promise<T>): Promise<T> {
+    job.catch(() => {}) // its caller sees the rejection below
+    if (this.jobs === undefined) {
+      const jobs: Array<Promise<unknown>> = this.jobs = []
+      this.gate = new Promise<void>(resolve => { setImmediate(resolve) }).then(async () => {
+        this.jobs = undefined
+        await Promise.allSettled(jobs)
+      })
+    }
+    this.jobs.push(job)
+    await this.gate
+    return await job
+  }
+}

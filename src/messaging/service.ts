@@ -44,7 +44,7 @@ import {
   verifyReceipt
 } from './envelope.ts'
 import type { MessageAttachment, MessagingKeyPair, Receipt, ReceiptMacKeys, SessionKeys } from './envelope.ts'
-import { GroupCommit } from './batcher.ts'
+import { GroupCommit, TurnBatch } from './batcher.ts'
 import { FrameWriter, isChannelClosed, OutboundChannel } from './channel.ts'
 import { MessagingError, MessagingErrorCode } from './errors.ts'
 import { newMessageId } from './ids.ts'
@@ -176,6 +176,8 @@ export class MessagingService extends EventEmitter<MessagingEvents> {
   /** fresh ephemeral key pairs being made or made (each handed out once; see nextEphemeral) */
   private ephemerals: Array<Promise<{ privateKey: KeyObject, publicKey: Uint8Array }>> = []
   private refilling = false
+  /** the thread-pool crypto of one turn, settled together (see TurnBatch) */
+  private readonly together = new TurnBatch()
   /** the open outbound channel per recipient address, channels being dialled, and all live ones */
   private readonly channels = new Map<string, { ch: OutboundChannel, peer: ResolvedPeer }>()
   private readonly dialing = new Map<string, Promise<{ ch: OutboundChannel, peer: ResolvedPeer }>>()
@@ -276,7 +278,7 @@ export class MessagingService extends EventEmitter<MessagingEvents> {
     if (cached !== undefined) {
       const session = this.session(cached.messagingKey)
       // both scalar multiplications on the thread pool (the same envelope; made here if that fails)
-      const ephemeral = session.peerKeyObject === undefined ? undefined : await sealEphemeral(session.peerKeyObject, this.nextEphemeral()).catch(() => undefined)
+      const ephemeral = session.peerKeyObject === undefined ? undefined : await this.together.join(sealEphemeral(session.peerKeyObject, this.nextEphemeral())).catch(() => undefined)
       envelope = sealMessage({ id, ts, from: this.address, to: recipient, body }, this.c.keys, cached.messagingKey, session, ephemeral).bytes
     } else {
       // validate sizes and shape now rather than at the first delivery
@@ -694,7 +696,7 @@ export class MessagingService extends EventEmitter<MessagingEvents> {
     }
     const options = { self: this.address, keys: this.c.keys, senderKey, ...this.session(senderKey) }
     // X25519 with the ephemeral key on the thread pool (the same checks and errors as openMessage's own)
-    const opened = openMessage(envelope, { ...options, ephemeralSecret: await openingSecret(envelope, options) })
+    const opened = openMessage(envelope, { ...options, ephemeralSecret: await this.together.join(openingSecret(envelope, options)) })
     const receivedAt = Date.now()
     const message: StoredMessage = {
       id: opened.id,

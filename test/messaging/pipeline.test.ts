@@ -7,7 +7,7 @@ import assert from 'node:assert/strict'
 import { mkdtemp, rm } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
-import { GroupCommit } from '../../src/messaging/batcher.ts'
+import { GroupCommit, TurnBatch } from '../../src/messaging/batcher.ts'
 import { MAX_FRAME_BYTES, MSG_PROTOCOL, newMessageId } from '../../src/messaging/index.ts'
 import type { TokenimNode } from '../../src/node/index.ts'
 import { framed } from '../../src/p2p/index.ts'
@@ -35,6 +35,28 @@ describe('messaging: pipelining and group commit', function () {
       assert.deepEqual(mixed.map(r => r.status), ['fulfilled', 'rejected', 'fulfilled'])
       assert.deepEqual(batches, [[4, -1, 5], [4], [-1], [5]])
       await gc.idle()
+    })
+  })
+
+  describe('TurnBatch', () => {
+    it('hands back the jobs joined in one turn together, each with its own result; a later turn is not held', async () => {
+      const tb = new TurnBatch()
+      const order: string[] = []
+      let finishSlow: (v: string) => void = () => {}
+      const slow = new Promise<string>(resolve => { finishSlow = resolve })
+      const a = tb.join(Promise.resolve('a')).then(v => { order.push(v) })
+      const b = tb.join(slow).then(v => { order.push(v) })
+      const c = tb.join(Promise.reject(new Error('c failed'))).catch((err: Error) => { order.push(err.message) })
+      await new Promise(resolve => { setImmediate(resolve) })
+      await new Promise(resolve => { setImmediate(resolve) })
+      // a and c settled long ago, but their batch waits for b
+      assert.deepEqual(order, [])
+      // a job of a later turn is handed back without waiting for the earlier batch
+      assert.equal(await tb.join(Promise.resolve('d')), 'd')
+      assert.deepEqual(order, [])
+      finishSlow('b')
+      await Promise.all([a, b, c])
+      assert.deepEqual(order, ['a', 'b', 'c failed'])
     })
   })
 
