@@ -279,6 +279,8 @@ export class MessagingService extends EventEmitter<MessagingEvents> {
       const session = this.session(cached.messagingKey)
       // both scalar multiplications on the thread pool (the same envelope; made here if that fails)
       const ephemeral = session.peerKeyObject === undefined ? undefined : await this.together.join(sealEphemeral(session.peerKeyObject, this.nextEphemeral())).catch(() => undefined)
+      // stop() may have begun meanwhile: it waits only for the sends already handed to the store
+      this.requireRunning()
       envelope = sealMessage({ id, ts, from: this.address, to: recipient, body }, this.c.keys, cached.messagingKey, session, ephemeral).bytes
     } else {
       // validate sizes and shape now rather than at the first delivery

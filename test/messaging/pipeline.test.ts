@@ -7,6 +7,7 @@ import assert from 'node:assert/strict'
 import { mkdtemp, rm } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
+import { isTokenimError } from '../../src/errors.ts'
 import { GroupCommit, TurnBatch } from '../../src/messaging/batcher.ts'
 import { MAX_FRAME_BYTES, MSG_PROTOCOL, newMessageId } from '../../src/messaging/index.ts'
 import type { TokenimNode } from '../../src/node/index.ts'
@@ -128,6 +129,16 @@ describe('messaging: pipelining and group commit', function () {
       const r = await alice.send(bob.address, 'after the reset')
       assert.equal(r.status, 'delivered')
       assert.equal((await alice.status()).messaging.failedAttempts, 0)
+    })
+
+    it('refuses a send that stop() overtakes while its envelope is sealed (MESSAGING_NOT_STARTED); nothing is stored', async () => {
+      const late = await h.node(unlimited)
+      await waitResolvable(late, bob)
+      const sending = late.messaging.send(bob.address, 'too late')
+      await late.messaging.stop()
+      await assert.rejects(sending, (err: unknown) => isTokenimError(err, 'MESSAGING_NOT_STARTED'))
+      assert.equal(await late.store.outboxSize(), 0)
+      assert.deepEqual(await late.messages(bob.address), [])
     })
 
     it('gives up on an envelope whose receipt does not come within the ack timeout (TimeoutError), the message stays queued', async () => {
