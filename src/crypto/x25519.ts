@@ -137,7 +137,9 @@ export async function x25519SharedSecretAsync (privateKey: Uint8Array | KeyObjec
   const pub = publicKey instanceof Uint8Array ? x25519PublicKeyObject(publicKey) : publicKey
   const secret = await new Promise<Buffer>((resolve, reject) => {
     try {
-      diffieHellman({ privateKey: priv, publicKey: pub }, (err, s) => { if (err === null) resolve(s); else reject(lowOrder()) })
+      const answered = diffieHellman({ privateKey: priv, publicKey: pub }, (err, s) => { if (err === null) resolve(s); else reject(lowOrder()) }) as unknown
+      // Node before 23.11 has no callback form: it ignores the callback and answers here (on this thread)
+      if (answered instanceof Uint8Array) resolve(answered as Buffer)
     } catch {
       reject(lowOrder())
     }
