@@ -19,9 +19,11 @@
 //   the same). --heap-growing-percent=50: the old generation is collected when it has grown by half
 //   its live size, not by up to 4×: a restore of 1,000,000 messages peaked at 385 MB instead of 613 MB,
 //   for ~6% more CPU.
+// Node >= 22.18 on the 22 line, else >= 23.8: type stripping on by default (22.18 / 23.6) and node:zlib's
+// zstd (22.15 / 23.8); scripts/ensure-node.sh checks the same.
 const [major, minor] = process.versions.node.split('.').map(Number)
-if (major < 22 || (major === 22 && minor < 13)) {
-  console.error(`tokenim needs Node.js >= 22.13 (this is ${process.versions.node}); run scripts/ensure-node.sh`)
+if (major < 22 || (major === 22 && minor < 18) || (major === 23 && minor < 8)) {
+  console.error(`tokenim needs Node.js >= 22.18 (22.x) or >= 23.8 (this is ${process.versions.node}); run scripts/ensure-node.sh`)
   process.exit(1)
 }
 const main = new URL('../src/cli/main.ts', import.meta.url)

@@ -1,5 +1,7 @@
 #!/usr/bin/env bash
-# Make sure a Node.js >= 22.13 is first on PATH (Hardhat 3 and libp2p 3 need it).
+# Make sure a Node.js >= 22.18 (22.x) or >= 23.8 is first on PATH: Hardhat 3 and libp2p 3 need >= 22.13,
+# running the TypeScript sources without a build step needs type stripping on by default (22.18 / 23.6),
+# and backups use node:zlib's zstd (22.15 / 23.8).
 # Source it (`. scripts/ensure-node.sh`) so the PATH change reaches the caller; running it
 # also works and prints the bin directory to put on PATH.
 #
@@ -10,7 +12,7 @@
 
 tokenim_node_ok() {
   command -v node >/dev/null 2>&1 || return 1
-  node -e 'const [a,b]=process.versions.node.split(".").map(Number);process.exit(a>22||(a===22&&b>=13)?0:1)'
+  node -e 'const [a,b]=process.versions.node.split(".").map(Number);process.exit(a>23||(a===23&&b>=8)||(a===22&&b>=18)?0:1)'
 }
 
 tokenim_ensure_node() {
@@ -36,7 +38,7 @@ tokenim_ensure_node() {
   fi
   export PATH="$prefix/bin:$PATH"
   hash -r 2>/dev/null || true
-  tokenim_node_ok || { echo "ensure-node: node on PATH is still older than 22.13" >&2; return 1; }
+  tokenim_node_ok || { echo "ensure-node: node on PATH is still older than 22.18 / 23.8" >&2; return 1; }
 }
 
 if [ "${BASH_SOURCE[0]}" = "$0" ]; then
