@@ -9,18 +9,15 @@
  * phases then ran on top of those pages (docs/PERFORMANCE.md, Session 4).
  *
  * Node offers that collection only to a process started with --expose-gc; {@link releaseHeap} takes V8's
- * `gc` once from a new context (the flag set at run time, which affects only contexts made after it) and
- * runs it only when the heap holds at least `minHeapBytes` (a full collection costs ~0.1–0.5 s at that size;
- * below it there is little to give back).
+ * `gc` once from a new context (the flag set at run time, which affects only contexts made after it). The
+ * heap's own figures do not show the kept pages (`total_heap_size` falls with the objects), so callers
+ * decide by the size of their work: a full collection costs ~0.1–0.5 s with a large heap.
  */
 import { getHeapStatistics, setFlagsFromString } from 'node:v8'
 import { runInNewContext } from 'node:vm'
 import { log } from './log.ts'
 
 const logger = log('util:memory')
-
-/** Heap size (committed) below which {@link releaseHeap} does nothing. */
-export const RELEASE_HEAP_FROM = 128 * 1024 * 1024
 
 type Gc = (options: { type: 'major', execution: 'sync', flavor: 'last-resort' }) => void
 let gcFn: Gc | null | undefined
@@ -43,15 +40,11 @@ function gcOf (): Gc | null {
   return gcFn
 }
 
-/**
- * Collect with memory reduction when the heap has at least `minHeapBytes` committed (default
- * {@link RELEASE_HEAP_FROM}); whether it ran. Synchronous: call it between phases, not in a hot loop.
- */
-export function releaseHeap (minHeapBytes = RELEASE_HEAP_FROM): boolean {
-  const before = getHeapStatistics().total_heap_size
-  if (before < minHeapBytes) return false
+/** A memory-reducing collection now (synchronous: between phases, not in a hot loop); whether it ran. */
+export function releaseHeap (): boolean {
   const gc = gcOf()
   if (gc === null) return false
+  const before = getHeapStatistics().total_heap_size
   const t0 = performance.now()
   gc({ type: 'major', execution: 'sync', flavor: 'last-resort' })
   logger('heap %d -> %d MB in %d ms', Math.round(before / 1e6), Math.round(getHeapStatistics().total_heap_size / 1e6), Math.round(performance.now() - t0))

@@ -55,6 +55,12 @@ const SEAL_CACHE = 'seal-cache'
 const CONVERSATION_CACHE = 'conversation-cache'
 export const META_FINGERPRINT = 'backup.fingerprint'
 
+/**
+ * Blocks in a version from which V8's heap is given back after the build and after the pin (src/util/memory.ts:
+ * ~0.1–0.5 s each at 1,000,000 messages, ~36,000 blocks; a version of 100,000 messages has ~3,600).
+ */
+export const RELEASE_HEAP_BLOCKS = 10_000
+
 /** Chain errors that leave a version pending (retry later) rather than failing the backup. */
 const RETRYABLE_CHAIN = new Set(['CHAIN_UNREACHABLE', 'CHAIN_TIMEOUT', 'INSUFFICIENT_FUNDS', 'CHAIN_ERROR', 'WRONG_CHAIN_ID', 'NO_REGISTRY', 'CHAIN_ABORTED', 'NO_SIGNER'])
 
@@ -496,9 +502,9 @@ export async function runBackup (options: RunBackupOptions): Promise<RunBackupRe
       await written.flush()
       key.key.fill(0)
       if (kdf !== null) await store.setMeta(META_KDF, kdf)
-      // a large build leaves V8's heap grown (~150 MB at 1,000,000 messages, ~45 MB live): its pages are given
-      // back before the pin and the CAR phases grow it again (src/util/memory.ts)
-      releaseHeap()
+      // a large build leaves V8's heap grown (~150 MB at 1,000,000 messages, ~45 MB live), and the pin of a
+      // large DAG grows it again: their pages are given back before the next phase (src/util/memory.ts)
+      if (built.blocks >= RELEASE_HEAP_BLOCKS) releaseHeap()
       progress('pin', lastBuild)
       const root = built.root
       const metadata = { tokenimBackupVersion: version }
@@ -530,7 +536,7 @@ export async function runBackup (options: RunBackupOptions): Promise<RunBackupRe
     await store.putBackup(rec)
 
     if (out !== undefined) {
-      releaseHeap()
+      if (built.blocks >= RELEASE_HEAP_BLOCKS) releaseHeap()
       progress('car', lastBuild)
       try {
         await writeCar(built.root, offline(helia, deps.localBlocks), out, { signal })
