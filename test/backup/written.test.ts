@@ -149,7 +149,11 @@ describe('backup job: batched block writes and the pin walk', function () {
     assert.deepEqual(walked.map(String).sort(), (await dagOf(node, v2.root)).map(String).sort())
     assert.ok(v2.blocksNew < walked.length / 2, 'most of the version was stored before')
 
+    assert.ok(again.known().bytes(v2.root) !== undefined, 'the root is kept for the pin walk')
     await pins.add(v2.root, { metadata: { tokenimBackupVersion: 2 }, known: again.known() })
+    // the pin dropped them once its walk was done (not held while it wrote its records)
+    assert.equal(again.known().bytes(v2.root), undefined)
+    assert.equal(again.known().has?.(v2.root), false)
     await pins.rm(v1.root)
     await node.helia.gc()
     assert.equal((await dagOf(node, v2.root)).length, walked.length)

@@ -85,6 +85,23 @@ describe('p2p: bulk pins in Helia\'s records (localPins)', function () {
     assert.deepEqual(ls.sort(), [[r1.toString(), Infinity, 1], [r2.toString(), Infinity, 2]].sort())
   })
 
+  it('tells the caller once when its known blocks are no longer needed, after the walk and before the records', async () => {
+    const { blocks, r1 } = await versions()
+    const n = await h.node()
+    await n.localBlocks().putBatch(blocks)
+    const pins = pinsOf(n)
+    const byKey = new Map(blocks.map(b => [b.cid.toString(), b.bytes]))
+    const events: string[] = []
+    const known = {
+      bytes: (cid: CID) => { events.push('bytes'); return byKey.get(cid.toString()) },
+      done: () => { events.push('done') }
+    }
+    assert.equal(await pins.add(r1, { known }), 7)
+    assert.equal(events.filter(e => e === 'done').length, 1)
+    assert.equal(events[events.length - 1], 'done', 'no block asked for after it')
+    assert.equal(await n.helia.pins.isPinned(r1), true)
+  })
+
   it('walks each block once; takes the linked blocks from memory, else one read per level; reads no raw block, asks in bulk whether they are stored', async () => {
     const { blocks, r1, s } = await versions()
     const n = await h.node()

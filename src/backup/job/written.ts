@@ -194,7 +194,18 @@ export class WrittenBlocks implements BlockStore {
 
   /** The kept blocks, for the node's bulk pin (`P2PNode.localPins().add(root, { known })`). */
   known (): KnownBlocks {
-    return { bytes: (cid) => this.written(cid), has: (cid) => this.present.has(blockKey(cid)) }
+    return { bytes: (cid) => this.written(cid), has: (cid) => this.present.has(blockKey(cid)), done: () => { this.forgetKept() } }
+  }
+
+  /**
+   * Drop the kept blocks and the record of which are stored (the pin's walk is done with them: up to
+   * the budget's bytes and a key per block, held while the pin then writes its records); queued blocks
+   * stay queued.
+   */
+  forgetKept (): void {
+    this.blocks.clear()
+    this.bytes = 0
+    this.present = new Set()
   }
 
   /** Forget every block (after the pin, or after a failed build: queued blocks are then never written). */
