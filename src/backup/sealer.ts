@@ -157,8 +157,10 @@ export class SegmentSealer {
     try {
       worker = new Worker(this.#workerUrl, {
         workerData: { key: this.#key },
-        // it holds a few segments at a time: a small heap keeps its memory small
-        resourceLimits: { maxYoungGenerationSizeMb: 4, maxOldGenerationSizeMb: 64 }
+        // it holds a few segments at a time: a small heap keeps its memory small (at 1,000,000 messages young
+        // 4 / old 64 MB gave a backup's peak RSS 377 MB, 1 / 16 MB 363 MB, the same minutes; a worker out of
+        // heap only stops taking segments: they are sealed here)
+        resourceLimits: { maxYoungGenerationSizeMb: 1, maxOldGenerationSizeMb: 16 }
       })
     } catch (err) {
       this.#fail(err)
