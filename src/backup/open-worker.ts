@@ -4,7 +4,7 @@
  * plaintext, its memory moved to the caller. A box it cannot open is answered `failed` (no reason): the
  * calling thread opens that box itself and meets the error there, as it would without a worker.
  */
-import { parentPort, workerData } from 'node:worker_threads'
+import { MessagePort as Port, parentPort, workerData } from 'node:worker_threads'
 import type { MessagePort } from 'node:worker_threads'
 import type { BoxKind } from './constants.ts'
 import { open, sealKey } from './seal.ts'
@@ -12,13 +12,15 @@ import { open, sealKey } from './seal.ts'
 export type OpenRequest = { id: number, kind: BoxKind, box: Uint8Array, max: number } | { close: true }
 export type OpenReply = { ready: true } | { id: number, plain: Uint8Array } | { id: number, failed: true }
 
-function serve (port: MessagePort, key: Uint8Array): void {
+/** requests come from the parent; answers go to `port` (the opener reads them synchronously) */
+function serve (requests: MessagePort, port: MessagePort, key: Uint8Array): void {
   // imported once: HMACs under a KeyObject skip node's per-call key checks (seal.ts SealKey)
   const mac = sealKey(key)
   key.fill(0)
-  port.on('message', (m: OpenRequest) => {
+  requests.on('message', (m: OpenRequest) => {
     if ('close' in m) {
       port.close()
+      requests.close()
       return
     }
     let plain: Uint8Array
@@ -36,7 +38,7 @@ function serve (port: MessagePort, key: Uint8Array): void {
 }
 
 if (parentPort !== null) {
-  const data = workerData as { key?: unknown } | null
-  if (data?.key instanceof Uint8Array && data.key.length === 32) serve(parentPort, data.key)
+  const data = workerData as { key?: unknown, port?: unknown } | null
+  if (data?.key instanceof Uint8Array && data.key.length === 32 && data.port instanceof Port) serve(parentPort, data.port, data.key)
   else parentPort.close()
 }

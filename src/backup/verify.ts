@@ -111,8 +111,8 @@ function toProblem (err: unknown, extra: Partial<BackupProblem> = {}): BackupPro
   return { code: 'INTERNAL', message: String((err as Error)?.message ?? err), ...extra }
 }
 
-/** A segment block read (and, with a worker, the promise of its plaintext), or why it could not be. */
-type SegmentRead = { box: Uint8Array, plain?: Promise<Uint8Array | undefined> } | { err: unknown }
+/** A segment block read (and, with a worker, its ticket there), or why it could not be. */
+type SegmentRead = { box: Uint8Array, ticket: number } | { err: unknown }
 
 /** Segments read and handed to the box opener's worker ahead of the one being checked. */
 const READ_AHEAD = 8
@@ -196,7 +196,7 @@ export async function verifyBackup (options: VerifyBackupOptions): Promise<Verif
   let nextRead = 0
   const read = (i: number, where: Record<string, unknown>): void => {
     reads.set(i, readBlock(bs, node.segments[i], MAX_SEGMENT_BLOCK, { signal, where }).then(
-      box => ({ box, plain: opener?.open('segment', box, MAX_SEGMENT_PLAINTEXT) }),
+      box => ({ box, ticket: opener?.submit('segment', box, MAX_SEGMENT_PLAINTEXT) ?? 0 }),
       (err: unknown) => ({ err })))
   }
   const whereOf = (i: number): Record<string, unknown> => {
@@ -223,8 +223,9 @@ export async function verifyBackup (options: VerifyBackupOptions): Promise<Verif
         const box = got.box
         result.bytes += box.length
         if (key !== undefined && manifest !== undefined && place !== undefined) {
-          // the worker's plaintext of this box, else (not taken, not opened there) opened here
-          const seg = checkSegment(key, manifest, place, cid, box, got.plain !== undefined ? await got.plain : undefined)
+          // the worker's plaintext of this box if it is there, else (not taken, not answered yet, not opened
+          // there) opened here
+          const seg = checkSegment(key, manifest, place, cid, box, opener?.take(got.ticket))
           messages += seg.msgs.length
           const before = problems.length
           if (prev !== undefined && prev.conv === seg.conv && compareMessages(prev, seg.msgs[0]) >= 0) {

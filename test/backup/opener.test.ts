@@ -19,6 +19,17 @@ async function ready (opener: BoxOpener): Promise<BoxOpener> {
   return opener
 }
 
+/** the worker's answer to a ticket, once it is there (polled, with a deadline) */
+async function answer (opener: BoxOpener, ticket: number): Promise<Uint8Array | undefined> {
+  assert.ok(ticket > 0, 'the worker took the box')
+  const deadline = Date.now() + 30_000
+  while (!opener.answered(ticket)) {
+    if (Date.now() > deadline) throw new Error('the open worker did not answer')
+    await sleep(5)
+  }
+  return opener.take(ticket)
+}
+
 function flip (bytes: Uint8Array, at: number): Uint8Array {
   const out = Uint8Array.from(bytes)
   out[at] ^= 0x01
@@ -33,26 +44,31 @@ describe('backup: segment boxes opened on a worker thread (BoxOpener)', function
     try {
       const plains = Array.from({ length: 20 }, (_, i) => new TextEncoder().encode(`segment ${i} `.repeat(50 + i)))
       const boxes = plains.map(p => seal(KEY, 'segment', p))
-      // up to maxWaiting (16) at a time; beyond it the caller opens the box itself
-      const first = boxes.slice(0, 16).map(b => opener.open('segment', b, MAX_SEGMENT_PLAINTEXT))
-      assert.equal(opener.open('segment', boxes[16], MAX_SEGMENT_PLAINTEXT), undefined)
-      const got = [...await Promise.all(first)]
-      for (const b of boxes.slice(16)) got.push(await opener.open('segment', b, MAX_SEGMENT_PLAINTEXT))
+      // up to maxWaiting (16) at a time, answers not yet taken included; beyond it the caller opens the box
+      const first = boxes.slice(0, 16).map(b => opener.submit('segment', b, MAX_SEGMENT_PLAINTEXT))
+      assert.equal(opener.submit('segment', boxes[16], MAX_SEGMENT_PLAINTEXT), 0)
+      const got: Array<Uint8Array | undefined> = []
+      for (const t of first) got.push(await answer(opener, t))
+      for (const b of boxes.slice(16)) got.push(await answer(opener, opener.submit('segment', b, MAX_SEGMENT_PLAINTEXT)))
       got.forEach((g, i) => { assert.deepEqual(g, open(KEY, 'segment', boxes[i], MAX_SEGMENT_PLAINTEXT)) })
       assert.equal(opener.opened, 20)
       // the caller keeps its box (a copy went to the worker)
       assert.deepEqual(open(KEY, 'segment', boxes[0], MAX_SEGMENT_PLAINTEXT), plains[0])
       // tampered, sealed under another key, another kind, over the limit: not opened there (the caller opens
       // it and meets the error)
-      assert.equal(await opener.open('segment', flip(boxes[1], 40), MAX_SEGMENT_PLAINTEXT), undefined)
-      assert.equal(await opener.open('segment', seal(OTHER_KEY, 'segment', plains[1]), MAX_SEGMENT_PLAINTEXT), undefined)
-      assert.equal(await opener.open('manifest', boxes[2], MAX_SEGMENT_PLAINTEXT), undefined)
-      assert.equal(await opener.open('segment', boxes[3], 10), undefined)
+      assert.equal(await answer(opener, opener.submit('segment', flip(boxes[1], 40), MAX_SEGMENT_PLAINTEXT)), undefined)
+      assert.equal(await answer(opener, opener.submit('segment', seal(OTHER_KEY, 'segment', plains[1]), MAX_SEGMENT_PLAINTEXT)), undefined)
+      assert.equal(await answer(opener, opener.submit('manifest', boxes[2], MAX_SEGMENT_PLAINTEXT)), undefined)
+      assert.equal(await answer(opener, opener.submit('segment', boxes[3], 10)), undefined)
+      // a ticket taken before its answer: undefined (the caller opens the box), and the late answer is dropped
+      const early = opener.submit('segment', boxes[4], MAX_SEGMENT_PLAINTEXT)
+      assert.equal(opener.take(early), undefined)
+      assert.equal(opener.take(0), undefined)
     } finally {
       await opener.close()
     }
     assert.equal(opener.ready, false)
-    assert.equal(opener.open('segment', seal(KEY, 'segment', new Uint8Array(10)), MAX_SEGMENT_PLAINTEXT), undefined)
+    assert.equal(opener.submit('segment', seal(KEY, 'segment', new Uint8Array(10)), MAX_SEGMENT_PLAINTEXT), 0)
   })
 
   it('a worker that cannot start takes nothing (the caller opens every box)', async () => {
@@ -60,7 +76,7 @@ describe('backup: segment boxes opened on a worker thread (BoxOpener)', function
     try {
       await sleep(300) // time to fail (it never becomes ready, however long)
       assert.equal(opener.ready, false)
-      assert.equal(opener.open('segment', seal(KEY, 'segment', new Uint8Array(10)), MAX_SEGMENT_PLAINTEXT), undefined)
+      assert.equal(opener.submit('segment', seal(KEY, 'segment', new Uint8Array(10)), MAX_SEGMENT_PLAINTEXT), 0)
     } finally {
       await opener.close()
     }
