@@ -1,4 +1,4 @@
-#!/usr/bin/env -S MALLOC_ARENA_MAX=2 MALLOC_MMAP_THRESHOLD_=65536 node --max-semi-space-size=16 --heap-growing-percent=50
+#!/usr/bin/env -S MALLOC_ARENA_MAX=2 node --max-semi-space-size=16 --heap-growing-percent=50
 // Entry point of the `tokenim` command. In the repository Node runs the TypeScript sources
 // directly (type stripping, Node >= 22.13); Node refuses to strip types inside node_modules, so
 // when tokenim is installed as a package we load the sources through tsx instead.
@@ -7,13 +7,12 @@
 // `tokenim` script does the same, and scripts/bench/rss.ts starts its children with this line's
 // environment and flags (keep the line within 127 bytes, all that Linux before 5.1 reads of it).
 // Both are read only when the process starts.
-// - MALLOC_ARENA_MAX=2, MALLOC_MMAP_THRESHOLD_=65536 (glibc; other C libraries ignore them): glibc
-//   gives each thread that allocates (libuv's pool running LevelDB's reads and writes, the seal worker,
-//   V8's helpers) an arena of its own, up to 8 per core, and raises its mmap threshold as large blocks
-//   are freed, so freed memory of a backup's pipeline stayed in ~10 arenas, split by small live
-//   blocks: at 1,000,000 messages ~225 MB of malloc'd memory at the peak, ~70 MB of it in use. One
-//   arena for the other threads, and blocks of 64 KiB and more mapped on their own (returned when
-//   freed): see docs/PERFORMANCE.md, Session 4.
+// - MALLOC_ARENA_MAX=2 (glibc; other C libraries ignore it): glibc gives each thread that allocates
+//   (libuv's pool running LevelDB's reads and writes, the seal worker, V8's helpers) an arena of its own,
+//   up to 8 per core, and freed memory of a backup's pipeline stayed in ~10 arenas, split by small live
+//   blocks: ~225 MB of malloc'd memory at a 1,000,000-message backup's peak, ~70 MB of it in use. Two
+//   arenas: the main thread's and one for the others (docs/PERFORMANCE.md, Session 4; a fixed
+//   MALLOC_MMAP_THRESHOLD_=65536 saved another ~8 MB for ~7 s more system CPU at that size: not used).
 // - --max-semi-space-size=16 (MiB): V8 otherwise lets the young generation grow to 2 × 64 MiB during
 //   a backup or restore, ~100 MB more RSS that holds only garbage between scavenges (CPU time measured
 //   the same). --heap-growing-percent=50: the old generation is collected when it has grown by half
