@@ -25,7 +25,7 @@ const logger = log('backup:opener')
 /** Segments from which a checker opens them on a worker (fewer: the worker's start costs more than it saves). */
 export const OPENER_MIN_BOXES = 256
 /** Boxes handed to the worker and not yet taken beyond which the next is not handed over. */
-export const DEFAULT_OPENER_MAX_WAITING = 16
+export const DEFAULT_OPENER_MAX_WAITING = 48
 
 export interface BoxOpenerOptions {
   maxWaiting?: number

@@ -114,8 +114,12 @@ function toProblem (err: unknown, extra: Partial<BackupProblem> = {}): BackupPro
 /** A segment block read (and, with a worker, its ticket there), or why it could not be. */
 type SegmentRead = { box: Uint8Array, ticket: number } | { err: unknown }
 
-/** Segments read and handed to the box opener's worker ahead of the one being checked. */
-const READ_AHEAD = 8
+/**
+ * Segments read and handed to the box opener's worker ahead of the one being checked: enough of a head
+ * start that its answers are there when they are taken on a loaded machine (8 left ~half of them late at
+ * load ~6, 32 a fifth). The builder's boxes are ~11 KB here and at most ~2 MiB.
+ */
+const READ_AHEAD = 32
 
 function isFatal (err: unknown): boolean {
   return isTokenimError(err, BackupErrorCode.ABORTED) || isTokenimError(err, BackupErrorCode.INVALID_ARGUMENT)
