@@ -40,7 +40,7 @@ describe('backup: segment boxes opened on a worker thread (BoxOpener)', function
   this.timeout(60_000)
 
   it('opens what seal.ts opens, answers a box it cannot open with undefined, and nothing once closed', async () => {
-    const opener = await ready(new BoxOpener(KEY))
+    const opener = await ready(new BoxOpener(KEY, { maxWaiting: 16 }))
     try {
       const plains = Array.from({ length: 20 }, (_, i) => new TextEncoder().encode(`segment ${i} `.repeat(50 + i)))
       const boxes = plains.map(p => seal(KEY, 'segment', p))
