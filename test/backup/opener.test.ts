@@ -60,9 +60,12 @@ describe('backup: segment boxes opened on a worker thread (BoxOpener)', function
       assert.equal(await answer(opener, opener.submit('segment', seal(OTHER_KEY, 'segment', plains[1]), MAX_SEGMENT_PLAINTEXT)), undefined)
       assert.equal(await answer(opener, opener.submit('manifest', boxes[2], MAX_SEGMENT_PLAINTEXT)), undefined)
       assert.equal(await answer(opener, opener.submit('segment', boxes[3], 10)), undefined)
-      // a ticket taken before its answer: undefined (the caller opens the box), and the late answer is dropped
+      // a ticket taken at once: the plaintext if the worker (on another core) has answered already, else
+      // undefined (the caller opens the box) and the late answer is dropped; the ticket is done either way
       const early = opener.submit('segment', boxes[4], MAX_SEGMENT_PLAINTEXT)
-      assert.equal(opener.take(early), undefined)
+      const taken = opener.take(early)
+      if (taken !== undefined) assert.deepEqual(taken, plains[4])
+      assert.equal(opener.answered(early), false)
       assert.equal(opener.take(0), undefined)
     } finally {
       await opener.close()
@@ -106,7 +109,8 @@ describe('backup: segment boxes opened on a worker thread (BoxOpener)', function
       } finally {
         await opener.close()
       }
-      assert.ok(opener.opened > 0, 'the worker opened boxes')
+      // boxes went to the worker (how many it answered in time depends on the machine's load)
+      assert.ok(opener.opened + opener.late > 0, 'the worker was handed boxes')
       return out
     }
 
