@@ -16,7 +16,7 @@ export type OpenReply = { ready: true } | { id: number, plain: Uint8Array } | { 
 function serve (requests: MessagePort, port: MessagePort, key: Uint8Array): void {
   // imported once: HMACs under a KeyObject skip node's per-call key checks (seal.ts SealKey)
   const mac = sealKey(key)
-  key.fill(0)
+  key.fill(0) // shared with the owner (util/worker-secret.ts): this wipes the only other copy
   requests.on('message', (m: OpenRequest) => {
     if ('close' in m) {
       port.close()

@@ -17,6 +17,7 @@
 import { MessageChannel, Worker, receiveMessageOnPort } from 'node:worker_threads'
 import type { MessagePort } from 'node:worker_threads'
 import { log } from '../util/log.ts'
+import { sharedSecret } from '../util/worker-secret.ts'
 import type { BoxKind } from './constants.ts'
 import type { OpenReply, OpenRequest } from './open-worker.ts'
 
@@ -50,14 +51,17 @@ export class BoxOpener {
   /** boxes handed over whose answer was not there when the caller took them (logs) */
   late = 0
 
-  /** Starts the worker with a copy of `key` (32 bytes; the worker wipes its copy once imported). */
+  /** the worker's copy of the key, in shared memory: wiped by the worker once imported, and here when it stops */
+  #workerKey: Uint8Array | undefined
+
+  /** Starts the worker with a copy of `key` (32 bytes; wiped once imported and when the worker stops). */
   constructor (key: Uint8Array, options: BoxOpenerOptions = {}) {
     this.#maxWaiting = options.maxWaiting ?? DEFAULT_OPENER_MAX_WAITING
     const { port1, port2 } = new MessageChannel()
     let worker: Worker
     try {
       worker = new Worker(options.workerUrl ?? new URL('./open-worker.ts', import.meta.url), {
-        workerData: { key: Uint8Array.from(key), port: port2 },
+        workerData: { key: this.#workerKey = sharedSecret(key), port: port2 },
         transferList: [port2],
         // it holds a few boxes at a time (their bytes outside its heap): a small heap keeps its memory small
         // (at 1,000,000 messages young 4 / old 64 MB gave a restore's peak RSS 344 MB, 1 / 16 MB 320 MB;
@@ -141,6 +145,7 @@ export class BoxOpener {
     this.#waiting.clear()
     this.#answers.clear()
     this.#port?.close()
+    this.#workerKey?.fill(0) // its answers are not used any more
     void this.#worker?.terminate().catch(() => {})
   }
 
@@ -154,6 +159,7 @@ export class BoxOpener {
     this.#worker = undefined
     this.#port?.close()
     if (worker !== undefined) await worker.terminate().catch(() => {})
+    this.#workerKey?.fill(0)
     logger('closed: %d boxes opened on the worker, %d taken back late', this.opened, this.late)
   }
 }

@@ -15,6 +15,7 @@ import { CID } from 'multiformats/cid'
 import { Digest } from 'multiformats/hashes/digest'
 import { sha256 } from '../crypto/index.ts'
 import { log } from '../util/log.ts'
+import { sharedSecret } from '../util/worker-secret.ts'
 import { RAW, SHA2_256 } from './constants.ts'
 import type { BoxKind } from './constants.ts'
 import { sealAsync, sealKey } from './seal.ts'
@@ -96,6 +97,8 @@ export interface SegmentSealerOptions {
 
 export class SegmentSealer {
   readonly #key: Uint8Array
+  /** the worker's copy of the key, in shared memory: wiped by the worker once imported, and here when it stops */
+  #workerKey: Uint8Array | undefined
   /** K imported once for the segments sealed here */
   readonly #mac: KeyObject
   readonly #workerAfter: number
@@ -115,7 +118,7 @@ export class SegmentSealer {
   /** whether segments now go to a worker */
   get ready (): boolean { return this.#ready && !this.#failed && !this.#closed }
 
-  /** `key` (32 bytes) is read until close() resolves; the worker gets a copy, wiped when it is closed. */
+  /** `key` (32 bytes) is read until close() resolves; the worker gets a copy, wiped once imported and when it stops. */
   constructor (key: Uint8Array, options: SegmentSealerOptions = {}) {
     this.#key = key
     this.#mac = sealKey(key)
@@ -156,7 +159,7 @@ export class SegmentSealer {
     let worker: Worker
     try {
       worker = new Worker(this.#workerUrl, {
-        workerData: { key: this.#key },
+        workerData: { key: this.#workerKey = sharedSecret(this.#key) },
         // it holds a few segments at a time: a small heap keeps its memory small (at 1,000,000 messages young
         // 4 / old 64 MB gave a backup's peak RSS 377 MB, 1 / 16 MB 363 MB, the same minutes; a worker out of
         // heap only stops taking segments: they are sealed here)
@@ -219,6 +222,7 @@ export class SegmentSealer {
     for (const p of held) this.#here(p.plain, p.kind).then(p.resolve, p.reject)
     const w = this.#worker
     this.#worker = undefined
+    this.#workerKey?.fill(0) // its results are not used any more
     w?.terminate().catch(() => {})
   }
 
@@ -247,6 +251,7 @@ export class SegmentSealer {
         await w.terminate().catch(() => {})
       }
     }
+    this.#workerKey?.fill(0)
     await Promise.all(left)
   }
 }

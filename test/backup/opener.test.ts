@@ -1,4 +1,6 @@
 import assert from 'node:assert/strict'
+import { on } from 'node:events'
+import { MessageChannel, Worker } from 'node:worker_threads'
 import { setTimeout as sleep } from 'node:timers/promises'
 import type { CID } from 'multiformats/cid'
 import { buildBackup, readBackup, verifyBackup } from '../../src/backup/index.ts'
@@ -6,6 +8,7 @@ import type { BuildBackupResult, VerifyBackupResult } from '../../src/backup/ind
 import { MAX_SEGMENT_PLAINTEXT } from '../../src/backup/constants.ts'
 import { BoxOpener } from '../../src/backup/opener.ts'
 import { open, seal } from '../../src/backup/seal.ts'
+import { sharedSecret } from '../../src/util/worker-secret.ts'
 import { KEY, OTHER_KEY, OWNER, collect, makeEnv, makeHistory } from './helpers.ts'
 import type { Env } from './helpers.ts'
 
@@ -72,6 +75,24 @@ describe('backup: segment boxes opened on a worker thread (BoxOpener)', function
     }
     assert.equal(opener.ready, false)
     assert.equal(opener.submit('segment', seal(KEY, 'segment', new Uint8Array(10)), MAX_SEGMENT_PLAINTEXT), 0)
+  })
+
+  it('the worker wipes the shared copy of the key once it has imported it, and still opens with it', async () => {
+    const key = sharedSecret(KEY)
+    const { port1, port2 } = new MessageChannel()
+    const worker = new Worker(new URL('../../src/backup/open-worker.ts', import.meta.url), { workerData: { key, port: port2 }, transferList: [port2] })
+    try {
+      const replies = on(port1, 'message')
+      assert.deepEqual((await replies.next()).value, [{ ready: true }])
+      assert.ok(key.every(b => b === 0), 'wiped')
+      const plain = new TextEncoder().encode('a segment')
+      worker.postMessage({ id: 1, kind: 'segment', box: seal(KEY, 'segment', plain), max: MAX_SEGMENT_PLAINTEXT })
+      const [reply] = (await replies.next()).value as [{ plain: Uint8Array }]
+      assert.deepEqual(Buffer.from(reply.plain), Buffer.from(plain))
+    } finally {
+      port1.close()
+      await worker.terminate()
+    }
   })
 
   it('a worker that cannot start takes nothing (the caller opens every box)', async () => {

@@ -1,8 +1,11 @@
 import assert from 'node:assert/strict'
+import { on } from 'node:events'
+import { Worker } from 'node:worker_threads'
 import { buildBackup } from '../../src/backup/index.ts'
 import { rawCid } from '../../src/backup/blocks.ts'
 import { seal } from '../../src/backup/seal.ts'
 import { RawCids, SegmentSealer } from '../../src/backup/sealer.ts'
+import { sharedSecret } from '../../src/util/worker-secret.ts'
 import { sha256 } from '../../src/crypto/index.ts'
 import { encodeSealEntry, sealCacheKey } from '../../src/backup/seal-cache.ts'
 import type { SealedSegment } from '../../src/backup/sealer.ts'
@@ -96,6 +99,22 @@ describe('backup: segments sealed on a worker thread (src/backup/sealer.ts)', fu
     } finally {
       await warm.close()
       await never.close()
+    }
+  })
+
+  it('the worker wipes the shared copy of the key once it has imported it, and still seals with it', async () => {
+    const key = sharedSecret(KEY)
+    const worker = new Worker(new URL('../../src/backup/seal-worker.ts', import.meta.url), { workerData: { key } })
+    try {
+      const replies = on(worker, 'message')
+      assert.deepEqual((await replies.next()).value, [{ ready: true }])
+      assert.ok(key.every(b => b === 0), 'wiped')
+      const plain = new TextEncoder().encode('a segment')
+      worker.postMessage({ id: 1, plain })
+      const [reply] = (await replies.next()).value as [{ box: Uint8Array }]
+      assert.deepEqual(Buffer.from(reply.box), Buffer.from(seal(KEY, 'segment', plain)))
+    } finally {
+      await worker.terminate()
     }
   })
 
