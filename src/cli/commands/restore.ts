@@ -116,9 +116,11 @@ export function registerRestore (program: Command): void {
     .option('--salvage', 'from a damaged backup, import every segment that verifies and list what was lost')
     .option('--block-timeout <seconds>', 'how long to wait for one block from the network (default 20)')
     .addHelpText('after', `
-Nothing is written until the whole backup has verified: every block against its hash, the root against
-the chain's anchor for the mnemonic's address, the version against the chain's latest (an older backup
-is a rollback and is refused unless you ask for it with --version), every segment decrypted and counted.
+Nothing counts as restored until the whole backup has verified: every block against its hash, the root
+against the chain's anchor for the mnemonic's address, the version against the chain's latest (an older
+backup is a rollback and is refused unless you ask for it with --version), every segment decrypted and
+counted. Into an empty data dir the messages are staged as their segments verify (one pass) and removed
+again, leaving the dir as it was, if the backup turns out damaged.
 The new keystore is encrypted with the password (--password-file / TOKENIM_PASSWORD / prompt); a new
 device key is made; the device record is published when the node next starts (tokenim daemon).
 An interrupted restore (even killed) is continued by running the same command again.
