@@ -34,6 +34,25 @@ export interface CreateIdentityOptions {
   /** keystore scrypt N (default 2^17); tests pass a cheap value */
   scryptN?: number
   onProgress?: (fraction: number) => void
+  /** the keystore made ahead by {@link prepareKeystore} for this phrase and password (no scrypt here then) */
+  keystore?: PreparedKeystore
+}
+
+/** A keystore file's content, made ahead of writing it. */
+export interface PreparedKeystore {
+  address: string
+  json: string
+}
+
+/**
+ * The keystore for `phrase` under `password`, validated and encrypted (scrypt: ~128 MiB for ~1 s at the
+ * default cost) but not written: a caller that must not write yet, and whose own work will need memory
+ * later (a restore), pays for the KDF first and writes with `createIdentity({ keystore })` afterwards.
+ */
+export async function prepareKeystore (options: { phrase: string, password: string, scryptN?: number, onProgress?: (fraction: number) => void }): Promise<PreparedKeystore> {
+  const phrase = parseMnemonic(options.phrase)
+  const json = await encryptKeystore(phrase, options.password, { scryptN: options.scryptN, onProgress: options.onProgress })
+  return { address: deriveKeys(phrase).address, json }
 }
 
 export interface CreatedIdentity {
@@ -81,8 +100,11 @@ export async function createIdentity (dataDir: string, options: CreateIdentityOp
   const generated = options.phrase === undefined
   const phrase = generated ? generateMnemonic(options.words ?? 12) : parseMnemonic(options.phrase as string)
   // the slow part (scrypt) and all validation happen before any write
-  const json = await encryptKeystore(phrase, options.password, { scryptN: options.scryptN, onProgress: options.onProgress })
+  const json = options.keystore?.json ?? await encryptKeystore(phrase, options.password, { scryptN: options.scryptN, onProgress: options.onProgress })
   const address = deriveKeys(phrase).address
+  if (options.keystore !== undefined && options.keystore.address !== address) {
+    throw identityError(IdentityErrorCode.IDENTITY_MISMATCH, 'the prepared keystore is for another mnemonic; nothing was changed', { keystore: options.keystore.address, mnemonic: address })
+  }
 
   await ensurePrivateDir(dataDir)
   const deviceKey = await loadOrCreateDeviceKey(dataDir)

@@ -12,6 +12,7 @@ import {
   identityExists,
   openIdentity,
   parseMnemonic,
+  prepareKeystore,
   readIdentityPublic,
   readKeystoreAddress,
   unlockKeystore
@@ -141,6 +142,19 @@ describe('identity/identity', () => {
     assert.equal(opened.peerId, created.peerId)
     assert.equal(opened.deviceKey.type, 'Ed25519')
     assert.deepEqual(opened.keys.messaging, deriveKeys(PHRASE).messaging)
+  })
+
+  it('a keystore prepared ahead (prepareKeystore) writes nothing; createIdentity writes it, and it opens with the password', async () => {
+    const keystore = await prepareKeystore({ phrase: PHRASE, password: 'pw', ...CHEAP })
+    assert.equal(keystore.address, ADDRESS)
+    assert.equal(await identityExists(dir), false)
+    await assert.rejects(createIdentity(dir, { phrase: 'legal winner thank year wave sausage worth useful legal winner thank yellow', password: 'pw', keystore }), code('IDENTITY_MISMATCH'))
+    assert.equal(await identityExists(dir), false, 'nothing written for the wrong phrase')
+    const created = await createIdentity(dir, { phrase: PHRASE, password: 'pw', keystore })
+    assert.equal(created.address, ADDRESS)
+    assert.equal(await readFile(join(dir, 'keystore.json'), 'utf8'), keystore.json)
+    assert.equal((await openIdentity(dir, 'pw')).address, ADDRESS)
+    await assert.rejects(prepareKeystore({ phrase: 'not a mnemonic', password: 'pw', ...CHEAP }))
   })
 
   it('generates a mnemonic when none is given and returns it once', async () => {
