@@ -347,15 +347,15 @@ export async function restoreBackup (o: RestoreOptions): Promise<RestoreResult> 
   // a rerun of the same import starts at the marker's segment: the verify pass keeps only what is left
   const startSegment = target.kind === 'resume' ? target.marker.nextSegment : 0
 
-  // a new identity's keystore is encrypted now, written once the bundle has verified: its scrypt takes
-  // ~128 MiB for ~1 s at the default cost, which on top of the import's memory was the restore's peak
-  // (1,000,000 messages: 454 MB, against 343 MB with a cheap KDF)
-  const keystore = await identityExists(o.dataDir) ? undefined : await prepareKeystore({ phrase: o.phrase, password: o.password, scryptN: o.scryptN })
-
   // 2. which bundle: the chain's word
   const anchor = await resolveAnchor({ chain: o.chain, owner, version: o.version, carRoot: o.source.root, blockstore: o.source.blockstore, allowUnanchored: o.allowUnanchored, signal })
   const warnings = [...o.source.warnings, ...anchor.warnings]
   const root = anchor.root
+
+  // a new identity's keystore is encrypted now (once the chain has named a bundle to restore), written once
+  // the bundle has verified: its scrypt takes ~128 MiB for ~1 s at the default cost, which on top of the
+  // import's memory was the restore's peak (1,000,000 messages: 454 MB, against 343 MB with a cheap KDF)
+  const keystore = await identityExists(o.dataDir) ? undefined : await prepareKeystore({ phrase: o.phrase, password: o.password, scryptN: o.scryptN })
 
   // 3. fetch and verify everything before anything counts as written
   await o.source.prefetch(root, { signal })
