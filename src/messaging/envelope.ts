@@ -1,25 +1,38 @@
 /**
- * Wire format and end-to-end encryption of `/tokenim/msg/1.0.0`.
+ * Wire format and end-to-end encryption of `/tokenim/msg/1.1.0` (and `/tokenim/msg/1.0.0`, its first version).
  *
  * Every frame is one dag-cbor map, sent with an unsigned-varint length prefix, at most
- * {@link MAX_FRAME_BYTES}. Two frame types, both versioned (`v: 1`):
+ * {@link MAX_FRAME_BYTES}. Two frame types:
  *
- * - message envelope `{ v: 1, t: 'msg', id, from, to, ts, epk, spk, ct }`
+ * - message envelope, v2 (written by this code to peers that speak `/tokenim/msg/1.1.0`)
+ *   `{ v: 2, t: 'msg', id, from, to, ts, epk, n, spk, ct }`, or v1 (to peers that speak only 1.0.0)
+ *   `{ v: 1, t: 'msg', id, from, to, ts, epk, spk, ct }`
  *   - `id`: UUIDv7 text; `from`/`to`: lowercase 0x addresses; `ts`: sender's clock (unix ms)
- *   - `epk`: the sender's ephemeral X25519 public key (32 bytes, fresh per message)
+ *   - `epk`: the sender's ephemeral X25519 public key (32 bytes): v1 fresh per message; v2 the key of a
+ *     sending epoch, one per recipient key for up to {@link EPOCH_MAX_MESSAGES} messages or
+ *     {@link EPOCH_MAX_AGE_MS}, whichever comes first, never written to disk
+ *   - `n` (v2): the message's number in its epoch (0, 1, 2, …; never twice under one `epk`)
  *   - `spk`: the sender's static messaging public key (32 bytes; must equal the key in the sender's
  *     wallet-signed device record, else `FORGED_SENDER`)
  *   - `ct`: AES-256-GCM ciphertext || 16-byte tag of the dag-cbor body `{ text, attachment? }`
  * - receipt `{ v: 1, t: 'rcpt', id, from, to, status, ts, mac }` written by the recipient (`to`) of
- *   message `id`; `mac` is HMAC-SHA256 under a key only the two parties can derive.
+ *   message `id` (for either envelope version); `mac` is HMAC-SHA256 under a key only the two parties
+ *   can derive.
  *
  * Keys of a message (sender S, recipient R, ephemeral E):
  * ```
  * ikm   = X25519(e, R) || X25519(s, R)                       // ephemeral-static || static-static
- * okm   = HKDF-SHA256(ikm, salt = "tokenim/v1/msg", info = "tokenim/v1/msg/key" || E || S || R, 44)
- * key   = okm[0..32], nonce = okm[32..44]                    // fresh E: the key is used once
- * aad   = dag-cbor({ v, t, id, from, to, ts, epk, spk })     // the header: every field but ct
+ * v1: okm   = HKDF-SHA256(ikm, salt = "tokenim/v1/msg", info = "tokenim/v1/msg/key" || E || S || R, 44)
+ *     key   = okm[0..32], nonce = okm[32..44]                // fresh E: the key is used once
+ * v2: key   = HKDF-SHA256(ikm, salt = "tokenim/v2/msg", info = "tokenim/v2/msg/epoch" || E || S || R, 32)
+ *     nonce = 0x00000000 || uint64be(n)                      // one key per epoch, a new n per message
+ * aad   = dag-cbor(the header: every field but ct)
  * ```
+ * v2 costs no X25519 per message: both ends derive the epoch key once (the receiver keeps it by E) and
+ * each message takes the next number, as TLS 1.3 takes its record sequence number. What it gives up is
+ * small: the ephemeral key (held in memory only) decrypts its epoch's messages, which the sender's store
+ * holds in plaintext anyway; against a stolen recipient key both versions protect nothing.
+ *
  * Receipt key: `HKDF-SHA256(X25519(s, R), salt = "tokenim/v1/rcpt", info = "tokenim/v1/rcpt/key" || S || R, 32)`,
  * `mac = HMAC-SHA256(key, "tokenim/v1/rcpt\n" || dag-cbor({ v, t, id, from, to, status, ts }))`.
  *
@@ -46,10 +59,25 @@ import { decodeDagCbor, encodeDagCbor, NOT_DECODED } from '../util/cbor.ts'
 import { MessagingError, MessagingErrorCode, malformed } from './errors.ts'
 import { isMessageId, newMessageId } from './ids.ts'
 
-/** The stream protocol of direct messages. */
-export const MSG_PROTOCOL = '/tokenim/msg/1.0.0'
-/** Version of the frames this code writes and the only one it reads. */
-export const ENVELOPE_VERSION = 1
+/**
+ * The stream protocol of direct messages: a listener of this version reads v1 and v2 envelopes. Dialers ask
+ * for it first and fall back to {@link MSG_PROTOCOL_V1}.
+ */
+export const MSG_PROTOCOL = '/tokenim/msg/1.1.0'
+/** The first version of the protocol: its listeners read v1 envelopes only (a dialer that lands on it sends v1). */
+export const MSG_PROTOCOL_V1 = '/tokenim/msg/1.0.0'
+/** Both, in the order a dialer asks for them. */
+export const MSG_PROTOCOLS = [MSG_PROTOCOL, MSG_PROTOCOL_V1]
+/** Version of the envelopes this code writes (to a peer that speaks {@link MSG_PROTOCOL}). */
+export const ENVELOPE_VERSION = 2
+/** Envelope versions this code reads. */
+export const ENVELOPE_VERSIONS: readonly number[] = [1, 2]
+/** Version of receipt frames (the same for both envelope versions). */
+export const RECEIPT_VERSION = 1
+/** A v2 sending epoch takes at most this many messages ... */
+export const EPOCH_MAX_MESSAGES = 65_536
+/** ... and no messages after it is this old (ms): then the sender makes a new one. */
+export const EPOCH_MAX_AGE_MS = 10 * 60_000
 /**
  * Largest frame (after the length prefix) a peer may send or receive: 256 KiB. A text message is
  * well below it; attachments travel by CID, not inside frames.
@@ -60,6 +88,8 @@ export const MAX_TEXT_LENGTH = 64 * 1024
 
 export const MSG_SALT = 'tokenim/v1/msg'
 export const MSG_KEY_INFO = 'tokenim/v1/msg/key'
+export const EPOCH_SALT = 'tokenim/v2/msg'
+export const EPOCH_KEY_INFO = 'tokenim/v2/msg/epoch'
 export const RECEIPT_SALT = 'tokenim/v1/rcpt'
 export const RECEIPT_KEY_INFO = 'tokenim/v1/rcpt/key'
 export const RECEIPT_MAC_DOMAIN = 'tokenim/v1/rcpt\n'
@@ -69,6 +99,9 @@ const GCM_TAG_LENGTH = 16
 const ADDRESS_RE = /^0x[0-9a-f]{40}$/
 const SHA256_HEX_RE = /^[0-9a-f]{64}$/
 const MSG_KEYS = ['ct', 'epk', 'from', 'id', 'spk', 't', 'to', 'ts', 'v']
+const MSG_V2_KEYS = ['ct', 'epk', 'from', 'id', 'n', 'spk', 't', 'to', 'ts', 'v']
+/** the largest epoch number a v2 envelope may carry (the nonce has room for 2^64; the epochs are far shorter) */
+const MAX_EPOCH_NUMBER = 0xffffffff
 const RCPT_KEYS = ['from', 'id', 'mac', 'status', 't', 'to', 'ts', 'v']
 const ATTACHMENT_KEYS = ['cid', 'key', 'mime', 'name', 'sha256', 'size']
 
@@ -88,8 +121,7 @@ export interface MessageBody {
   attachment?: MessageAttachment
 }
 
-export interface EnvelopeHeader {
-  v: 1
+interface HeaderFields {
   t: 'msg'
   id: string
   from: string
@@ -99,9 +131,20 @@ export interface EnvelopeHeader {
   spk: Uint8Array
 }
 
-export interface Envelope extends EnvelopeHeader {
-  ct: Uint8Array
+/** v1: a fresh ephemeral key per message */
+export interface EnvelopeHeaderV1 extends HeaderFields {
+  v: 1
 }
+
+/** v2: the ephemeral key of a sending epoch, and the message's number in it */
+export interface EnvelopeHeaderV2 extends HeaderFields {
+  v: 2
+  n: number
+}
+
+export type EnvelopeHeader = EnvelopeHeaderV1 | EnvelopeHeaderV2
+
+export type Envelope = EnvelopeHeader & { ct: Uint8Array }
 
 export interface Receipt {
   v: 1
@@ -219,10 +262,85 @@ export async function sealEphemeral (recipientKey: Uint8Array | KeyObject, pair?
 }
 
 /**
- * Encrypt a message from `input.from` (our key pair `self`) to `input.to` (their messaging key
- * `recipientKey`, from their device record). `ephemeral`: made ahead ({@link SealEphemeral}), else here.
+ * A v2 sending epoch (see the file comment): the ephemeral key E of our messages to one recipient key, the
+ * epoch key both ends derive from it, and the next message number. Made by {@link openSendEpoch}; kept in
+ * memory only, so a restart begins a new one and a number is never handed out twice under one E.
  */
-export function sealMessage (input: SealInput, self: MessagingKeyPair, recipientKey: Uint8Array, session: SessionKeys = {}, ephemeral?: SealEphemeral): SealedMessage {
+export class SendEpoch {
+  /** E */
+  readonly publicKey: Uint8Array
+  /** S: our messaging key */
+  readonly senderKey: Uint8Array
+  /** R: the recipient's messaging key */
+  readonly recipientKey: Uint8Array
+  readonly createdAt: number
+  readonly #key: KeyObject
+  #next = 0
+
+  constructor (fields: { publicKey: Uint8Array, senderKey: Uint8Array, recipientKey: Uint8Array, key: KeyObject, createdAt?: number }) {
+    this.publicKey = fields.publicKey
+    this.senderKey = fields.senderKey
+    this.recipientKey = fields.recipientKey
+    this.#key = fields.key
+    this.createdAt = fields.createdAt ?? Date.now()
+  }
+
+  /** True while it may seal another message: numbers left, and not older than {@link EPOCH_MAX_AGE_MS}. */
+  usable (now = Date.now()): boolean {
+    return this.#next < EPOCH_MAX_MESSAGES && now - this.createdAt < EPOCH_MAX_AGE_MS && now >= this.createdAt
+  }
+
+  /** How many numbers it has handed out. */
+  get used (): number {
+    return this.#next
+  }
+
+  /** The next number and the key (each number once; refused when used up or too old). */
+  take (now = Date.now()): { n: number, key: KeyObject } {
+    if (!this.usable(now)) throw argError('the sending epoch is used up or too old: open a new one')
+    return { n: this.#next++, key: this.#key }
+  }
+}
+
+/**
+ * A new {@link SendEpoch} from `self` to `recipientKey`: a fresh ephemeral key pair and X25519(e, R), both
+ * on libuv's thread pool, then the epoch key. The ephemeral private key is dropped once used.
+ */
+export async function openSendEpoch (self: MessagingKeyPair, recipientKey: Uint8Array, session: SessionKeys = {}): Promise<SendEpoch> {
+  checkKey(self.publicKey, 'own public key')
+  checkKey(recipientKey, 'recipient key')
+  const eph = await x25519EphemeralKeyPairAsync()
+  const dhEs = await x25519SharedSecretAsync(eph.privateKey, session.peerKeyObject ?? recipientKey)
+  const dhSs = session.staticSecret ?? x25519SharedSecret(session.privateKeyObject ?? self.privateKey, recipientKey)
+  const key = epochKey(dhEs, dhSs, eph.publicKey, self.publicKey, recipientKey)
+  if (dhSs !== session.staticSecret) dhSs.fill(0)
+  return new SendEpoch({ publicKey: eph.publicKey, senderKey: copy(self.publicKey), recipientKey: copy(recipientKey), key })
+}
+
+/** HKDF of v2's epoch key (zeroes dhEs), as a KeyObject */
+function epochKey (dhEs: Uint8Array, dhSs: Uint8Array, epk: Uint8Array, spk: Uint8Array, rpk: Uint8Array): KeyObject {
+  const ikm = concat(dhEs, dhSs)
+  const raw = hkdf(ikm, EPOCH_SALT, concat(EPOCH_KEY_INFO_BYTES, epk, spk, rpk), KEY_LENGTH)
+  ikm.fill(0)
+  dhEs.fill(0)
+  const key = secretKey(raw)
+  raw.fill(0)
+  return key
+}
+
+/** v2's nonce of message number n: 4 zero bytes, then n as a 64-bit big-endian integer */
+function epochNonce (n: number): Uint8Array {
+  const nonce = new Uint8Array(12)
+  new DataView(nonce.buffer).setBigUint64(4, BigInt(n))
+  return nonce
+}
+
+/**
+ * Encrypt a message from `input.from` (our key pair `self`) to `input.to` (their messaging key
+ * `recipientKey`, from their device record). With a {@link SendEpoch} for that key: a v2 envelope, the
+ * epoch's next number; else v1, with `ephemeral` made ahead ({@link SealEphemeral}) or made here.
+ */
+export function sealMessage (input: SealInput, self: MessagingKeyPair, recipientKey: Uint8Array, session: SessionKeys = {}, ephemeral?: SealEphemeral | SendEpoch): SealedMessage {
   const from = argAddress(input.from, 'from')
   const to = argAddress(input.to, 'to')
   if (from === to) throw argError('cannot send a message to oneself')
@@ -232,26 +350,38 @@ export function sealMessage (input: SealInput, self: MessagingKeyPair, recipient
   if (!isTime(ts)) throw argError('ts must be a non-negative integer (ms)')
   checkKey(self.publicKey, 'own public key')
   checkKey(recipientKey, 'recipient key')
-  if (ephemeral !== undefined && (!isKey(ephemeral.publicKey) || !isKey(ephemeral.sharedSecret) || ephemeral.sharedSecret.every(b => b === 0))) {
+  if (ephemeral instanceof SendEpoch) {
+    if (!equalKeys(ephemeral.recipientKey, recipientKey) || !equalKeys(ephemeral.senderKey, self.publicKey)) {
+      throw argError('the sending epoch is for another sender or recipient key')
+    }
+  } else if (ephemeral !== undefined && (!isKey(ephemeral.publicKey) || !isKey(ephemeral.sharedSecret) || ephemeral.sharedSecret.every(b => b === 0))) {
     throw argError('the ephemeral key must be fresh (32-byte public key and an unused shared secret)')
   }
   const plaintext = encodeBody(input.body)
 
-  let epk: Uint8Array, dhEs: Uint8Array
-  if (ephemeral !== undefined) {
-    epk = ephemeral.publicKey
-    dhEs = ephemeral.sharedSecret
+  let header: EnvelopeHeader
+  let ct: Uint8Array
+  if (ephemeral instanceof SendEpoch) {
+    const { n, key } = ephemeral.take()
+    header = { v: 2, t: 'msg', id, from, to, ts, epk: ephemeral.publicKey, n, spk: self.publicKey }
+    ct = aeadEncrypt(key, epochNonce(n), plaintext, headerBytes(header))
   } else {
-    const eph = x25519EphemeralKeyPair()
-    epk = eph.publicKey
-    dhEs = x25519SharedSecret(eph.privateKey, session.peerKeyObject ?? recipientKey)
+    let epk: Uint8Array, dhEs: Uint8Array
+    if (ephemeral !== undefined) {
+      epk = ephemeral.publicKey
+      dhEs = ephemeral.sharedSecret
+    } else {
+      const eph = x25519EphemeralKeyPair()
+      epk = eph.publicKey
+      dhEs = x25519SharedSecret(eph.privateKey, session.peerKeyObject ?? recipientKey)
+    }
+    header = { v: 1, t: 'msg', id, from, to, ts, epk, spk: self.publicKey }
+    const dhSs = session.staticSecret ?? x25519SharedSecret(session.privateKeyObject ?? self.privateKey, recipientKey)
+    const { key, nonce } = messageKey(dhEs, dhSs, epk, self.publicKey, recipientKey)
+    if (dhSs !== session.staticSecret) dhSs.fill(0)
+    ct = aeadEncrypt(key, nonce, plaintext, headerBytes(header))
+    key.fill(0)
   }
-  const header: EnvelopeHeader = { v: 1, t: 'msg', id, from, to, ts, epk, spk: self.publicKey }
-  const dhSs = session.staticSecret ?? x25519SharedSecret(session.privateKeyObject ?? self.privateKey, recipientKey)
-  const { key, nonce } = messageKey(dhEs, dhSs, epk, self.publicKey, recipientKey)
-  if (dhSs !== session.staticSecret) dhSs.fill(0)
-  const ct = aeadEncrypt(key, nonce, plaintext, headerBytes(header))
-  key.fill(0)
   const envelope: Envelope = { ...header, ct }
   const bytes = encodeFrame(envelope)
   if (bytes.length > MAX_FRAME_BYTES) {
@@ -267,8 +397,10 @@ export interface OpenOptions extends SessionKeys {
   keys: MessagingKeyPair
   /** the messaging key in the claimed sender's verified device record */
   senderKey: Uint8Array
-  /** X25519(our private key, envelope.epk), made ahead ({@link openingSecret}); zeroed here */
+  /** v1: X25519(our private key, envelope.epk), made ahead ({@link openingSecret}); zeroed here */
   ephemeralSecret?: Uint8Array
+  /** v2: the epoch key of envelope.epk and senderKey, made ahead ({@link receivingEpochKey}) or kept from an earlier envelope */
+  epochKey?: KeyObject
 }
 
 /**
@@ -288,24 +420,67 @@ export async function openingSecret (envelope: Envelope, options: OpenOptions): 
 }
 
 /**
- * Authenticate and decrypt an envelope. Throws `WRONG_RECIPIENT` (not for us), `FORGED_SENDER`
+ * The epoch key of a v2 envelope for {@link openMessage}'s `epochKey`, its X25519(r, E) on libuv's thread
+ * pool: the same checks as openMessage first (WRONG_RECIPIENT, FORGED_SENDER, MALFORMED_FRAME for a bad
+ * epk). It depends only on (E, the sender's key, ours), so a receiver may keep it for the epoch's other
+ * messages.
+ */
+export async function receivingEpochKey (envelope: EnvelopeHeaderV2, options: OpenOptions): Promise<KeyObject> {
+  const dhEs = await openingSecret(envelope as Envelope, options)
+  return receivingKey(envelope, options, dhEs)
+}
+
+function receivingKey (envelope: EnvelopeHeaderV2, options: OpenOptions, dhEs: Uint8Array): KeyObject {
+  let dhSs: Uint8Array
+  try {
+    dhSs = options.staticSecret ?? x25519SharedSecret(options.privateKeyObject ?? options.keys.privateKey, options.senderKey)
+  } catch (err) {
+    dhEs.fill(0)
+    if (isTokenimError(err)) throw malformed('invalid X25519 public key', { id: envelope.id })
+    throw err
+  }
+  const key = epochKey(dhEs, dhSs, envelope.epk, options.senderKey, options.keys.publicKey)
+  if (dhSs !== options.staticSecret) dhSs.fill(0)
+  return key
+}
+
+/**
+ * Authenticate and decrypt an envelope (v1 or v2). Throws `WRONG_RECIPIENT` (not for us), `FORGED_SENDER`
  * (sealed with a key that is not the sender's published one), `DECRYPT_FAILED` (tampered, or the
  * sender does not hold the static key it claims), `MALFORMED_FRAME` (bad body).
  */
 export function openMessage (envelope: Envelope, options: OpenOptions): OpenedMessage {
   checkRecipient(envelope, options.self)
   checkSender(envelope, options.senderKey)
-  let dhEs: Uint8Array, dhSs: Uint8Array
   const own = options.privateKeyObject ?? options.keys.privateKey
-  try {
-    dhEs = options.ephemeralSecret ?? x25519SharedSecret(own, envelope.epk)
-    dhSs = options.staticSecret ?? x25519SharedSecret(own, options.senderKey)
-  } catch (err) {
-    if (isTokenimError(err)) throw malformed('invalid X25519 public key', { id: envelope.id })
-    throw err
+  let key: Uint8Array | KeyObject
+  let nonce: Uint8Array
+  if (envelope.v === 2) {
+    if (options.epochKey !== undefined) {
+      key = options.epochKey
+    } else {
+      let dhEs: Uint8Array
+      try {
+        dhEs = x25519SharedSecret(own, envelope.epk)
+      } catch (err) {
+        if (isTokenimError(err)) throw malformed('invalid X25519 public key', { id: envelope.id })
+        throw err
+      }
+      key = receivingKey(envelope, options, dhEs)
+    }
+    nonce = epochNonce(envelope.n)
+  } else {
+    let dhEs: Uint8Array, dhSs: Uint8Array
+    try {
+      dhEs = options.ephemeralSecret ?? x25519SharedSecret(own, envelope.epk)
+      dhSs = options.staticSecret ?? x25519SharedSecret(own, options.senderKey)
+    } catch (err) {
+      if (isTokenimError(err)) throw malformed('invalid X25519 public key', { id: envelope.id })
+      throw err
+    }
+    ({ key, nonce } = messageKey(dhEs, dhSs, envelope.epk, options.senderKey, options.keys.publicKey))
+    if (dhSs !== options.staticSecret) dhSs.fill(0)
   }
-  const { key, nonce } = messageKey(dhEs, dhSs, envelope.epk, options.senderKey, options.keys.publicKey)
-  if (dhSs !== options.staticSecret) dhSs.fill(0)
   let plaintext: Uint8Array
   try {
     plaintext = aeadDecrypt(key, nonce, envelope.ct, headerBytes(envelope))
@@ -315,7 +490,7 @@ export function openMessage (envelope: Envelope, options: OpenOptions): OpenedMe
     }
     throw err
   } finally {
-    key.fill(0)
+    if (key instanceof Uint8Array) key.fill(0)
   }
   return { id: envelope.id, from: envelope.from, to: envelope.to, ts: envelope.ts, body: decodeBody(plaintext) }
 }
@@ -344,6 +519,7 @@ function messageKey (dhEs: Uint8Array, dhSs: Uint8Array, epk: Uint8Array, spk: U
 }
 
 function headerBytes (h: EnvelopeHeader): Uint8Array {
+  if (h.v === 2) return dagEncode({ v: h.v, t: h.t, id: h.id, from: h.from, to: h.to, ts: h.ts, epk: h.epk, n: h.n, spk: h.spk })
   return dagEncode({ v: h.v, t: h.t, id: h.id, from: h.from, to: h.to, ts: h.ts, epk: h.epk, spk: h.spk })
 }
 
@@ -427,6 +603,7 @@ function dagEncode (v: unknown): Uint8Array {
 /** Encode a frame (dag-cbor, canonical). Does not add the length prefix. */
 export function encodeFrame (frame: Frame): Uint8Array {
   if (frame.t === 'msg') {
+    if (frame.v === 2) return dagEncode({ v: frame.v, t: frame.t, id: frame.id, from: frame.from, to: frame.to, ts: frame.ts, epk: frame.epk, n: frame.n, spk: frame.spk, ct: frame.ct })
     return dagEncode({ v: frame.v, t: frame.t, id: frame.id, from: frame.from, to: frame.to, ts: frame.ts, epk: frame.epk, spk: frame.spk, ct: frame.ct })
   }
   return dagEncode({ v: frame.v, t: frame.t, id: frame.id, from: frame.from, to: frame.to, status: frame.status, ts: frame.ts, mac: frame.mac })
@@ -460,11 +637,11 @@ function checkFrameBytes (bytes: Uint8Array): void {
  */
 function canonicalFrame (bytes: Uint8Array): Frame | undefined {
   const m = readFlatMap(bytes)
-  if (m === undefined || m.v !== ENVELOPE_VERSION) return undefined
+  if (m === undefined) return undefined
   let frame: Frame
   try {
-    if (m.t === 'msg') frame = checkEnvelope(m)
-    else if (m.t === 'rcpt') frame = checkReceipt(m)
+    if (m.t === 'msg' && (m.v === 1 || m.v === 2)) frame = checkEnvelope(m)
+    else if (m.t === 'rcpt' && m.v === RECEIPT_VERSION) frame = checkReceipt(m)
     else return undefined
   } catch {
     return undefined
@@ -473,7 +650,7 @@ function canonicalFrame (bytes: Uint8Array): Frame | undefined {
 }
 
 /** a frame's possible keys (anything else: not read here) */
-const FRAME_KEYS = new Set([...MSG_KEYS, ...RCPT_KEYS])
+const FRAME_KEYS = new Set([...MSG_V2_KEYS, ...RCPT_KEYS])
 let rb: Buffer = Buffer.alloc(0)
 let rat = 0
 
@@ -555,11 +732,12 @@ export function decodeFrameStrictly (bytes: Uint8Array): Frame {
     throw malformed('not dag-cbor')
   }
   if (!isPlainMap(value)) throw malformed('not a map')
-  if (value.v !== ENVELOPE_VERSION) throw malformed('unsupported version', { v: typeof value.v === 'number' ? value.v : undefined })
   let frame: Frame
   if (value.t === 'msg') {
+    if (!ENVELOPE_VERSIONS.includes(value.v as number)) throw malformed('unsupported version', { v: typeof value.v === 'number' ? value.v : undefined })
     frame = checkEnvelope(value)
   } else if (value.t === 'rcpt') {
+    if (value.v !== RECEIPT_VERSION) throw malformed('unsupported version', { v: typeof value.v === 'number' ? value.v : undefined })
     frame = checkReceipt(value)
   } else {
     throw malformed('unknown frame type')
@@ -584,7 +762,8 @@ export function decodeReceipt (bytes: Uint8Array): Receipt {
 }
 
 function checkEnvelope (m: Record<string, unknown>): Envelope {
-  exactKeys(m, MSG_KEYS)
+  const v2 = m.v === 2
+  exactKeys(m, v2 ? MSG_V2_KEYS : MSG_KEYS)
   const id = field(m.id, isMessageId, 'id')
   const from = field(m.from, isAddress, 'from')
   const to = field(m.to, isAddress, 'to')
@@ -593,6 +772,10 @@ function checkEnvelope (m: Record<string, unknown>): Envelope {
   const epk = field(m.epk, isKey, 'epk')
   const spk = field(m.spk, isKey, 'spk')
   const ct = field(m.ct, (x): x is Uint8Array => x instanceof Uint8Array && x.length >= GCM_TAG_LENGTH, 'ct')
+  if (v2) {
+    const n = field(m.n, (x): x is number => isTime(x) && x <= MAX_EPOCH_NUMBER, 'n')
+    return { v: 2, t: 'msg', id, from, to, ts, epk: copy(epk), n, spk: copy(spk), ct: copy(ct) }
+  }
   return { v: 1, t: 'msg', id, from, to, ts, epk: copy(epk), spk: copy(spk), ct: copy(ct) }
 }
 
@@ -703,6 +886,10 @@ function argError (message: string): MessagingError {
   return new MessagingError(MessagingErrorCode.INVALID_MESSAGE_ARGUMENT, message)
 }
 
+function equalKeys (a: Uint8Array, b: Uint8Array): boolean {
+  return a.length === b.length && sameBytes(a, b)
+}
+
 function copy (b: Uint8Array): Uint8Array {
   return new Uint8Array(b)
 }
@@ -727,5 +914,6 @@ function utf8 (s: string): Uint8Array {
 }
 
 const MSG_KEY_INFO_BYTES = utf8(MSG_KEY_INFO)
+const EPOCH_KEY_INFO_BYTES = utf8(EPOCH_KEY_INFO)
 const RECEIPT_KEY_INFO_BYTES = utf8(RECEIPT_KEY_INFO)
 const RECEIPT_MAC_DOMAIN_BYTES = utf8(RECEIPT_MAC_DOMAIN)

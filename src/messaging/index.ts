@@ -1,12 +1,21 @@
 /**
- * End-to-end encrypted direct messages between wallet addresses over `/tokenim/msg/1.0.0`:
+ * End-to-end encrypted direct messages between wallet addresses over `/tokenim/msg/1.1.0` (and 1.0.0):
  * envelope format and crypto (envelope.ts), message ids (ids.ts).
  */
 export { MessagingError, MessagingErrorCode } from './errors.ts'
 export { newMessageId, isMessageId, messageIdTime, UUID_V7_RE } from './ids.ts'
 export {
   MSG_PROTOCOL,
+  MSG_PROTOCOL_V1,
+  MSG_PROTOCOLS,
   ENVELOPE_VERSION,
+  ENVELOPE_VERSIONS,
+  RECEIPT_VERSION,
+  EPOCH_MAX_MESSAGES,
+  EPOCH_MAX_AGE_MS,
+  SendEpoch,
+  openSendEpoch,
+  receivingEpochKey,
   MAX_FRAME_BYTES,
   MAX_TEXT_LENGTH,
   RECEIPT_STATUSES,
@@ -30,6 +39,8 @@ export {
 export type {
   Envelope,
   EnvelopeHeader,
+  EnvelopeHeaderV1,
+  EnvelopeHeaderV2,
   Receipt,
   ReceiptStatus,
   Frame,

@@ -1,6 +1,12 @@
 /**
- * The `/tokenim/msg/1.0.0` protocol: receiving (verify, dedupe, store, acknowledge) and sending
- * (outbox first, then deliver; retry with exponential backoff and jitter until a verified receipt).
+ * The `/tokenim/msg/1.1.0` protocol (and `/tokenim/msg/1.0.0`, which carries v1 envelopes only):
+ * receiving (verify, dedupe, store, acknowledge) and sending (outbox first, then deliver; retry with
+ * exponential backoff and jitter until a verified receipt).
+ *
+ * Envelopes (envelope.ts): a peer that speaks 1.1.0 is sent v2 envelopes, sealed under a sending epoch per
+ * recipient key (no X25519 per message; the receiver keeps each epoch's key); a peer whose listener speaks
+ * only 1.0.0 is sent v1 envelopes (a fresh ephemeral key each), and a v2 envelope queued for it before that
+ * was known is sealed again as v1 from the stored message.
  *
  * Stream protocol: the dialer keeps one long-lived stream per recipient (channel.ts) and pipelines
  * envelope frames on it; for each, the listener answers with one receipt frame on the same stream once
@@ -32,18 +38,23 @@ import {
   checkRecipient,
   createReceipt,
   decodeEnvelope,
+  decodeFrame,
   encodeFrame,
   MAX_FRAME_BYTES,
   MSG_PROTOCOL,
+  MSG_PROTOCOLS,
   openingSecret,
   openMessage,
+  openSendEpoch,
   receiptMacKeys,
+  receivingEpochKey,
   sealEphemeral,
   sealMessage,
+  SendEpoch,
   staticSecret,
   verifyReceipt
 } from './envelope.ts'
-import type { MessageAttachment, MessagingKeyPair, Receipt, ReceiptMacKeys, SessionKeys } from './envelope.ts'
+import type { Envelope, EnvelopeHeaderV2, MessageAttachment, MessagingKeyPair, OpenOptions, Receipt, ReceiptMacKeys, SealEphemeral, SessionKeys } from './envelope.ts'
 import { GroupCommit, TurnBatch } from './batcher.ts'
 import { FrameWriter, isChannelClosed, OutboundChannel } from './channel.ts'
 import { MessagingError, MessagingErrorCode } from './errors.ts'
@@ -64,8 +75,10 @@ export const DEFAULT_MAX_CONCURRENT_DELIVERIES = 8
 export const MAX_FRAMES_PER_STREAM = Infinity
 /** Envelopes of one inbound stream being verified and stored at once (the reader waits beyond). */
 export const MAX_INBOUND_IN_FLIGHT = 64
-/** Static-static secrets kept (per peer messaging key). */
+/** Static-static secrets kept (per peer messaging key), with our sending epoch to that key. */
 const MAX_SESSIONS = 1024
+/** Receiving epoch keys kept (per sender key and epoch key E): an epoch costs its receiver one X25519. */
+const MAX_EPOCH_KEYS = 1024
 /** Fresh ephemeral key pairs made ahead on the thread pool for sealing (a channel's window). */
 const EPHEMERALS_AHEAD = 64
 /** After a peer identifies, wait this long (its record is being fetched) before retrying its messages. */
@@ -172,15 +185,19 @@ export class MessagingService extends EventEmitter<MessagingEvents> {
   private readonly onIdentify = (evt: { peerId: PeerId }): void => { this.peerIdentified(evt.peerId) }
   /** our static private key as a KeyObject; per peer key (hex), LRU: X25519(ours, theirs), their key object, the receipt MAC keys */
   private readonly ownKey: KeyObject
-  private readonly sessions = new Map<string, { ss: Uint8Array, peer: KeyObject, receipts: ReceiptMacKeys }>()
+  private readonly sessions = new Map<string, Session>()
+  /** the v2 epoch keys of envelopes received, by sender key and E (LRU; being derived or derived) */
+  private readonly epochKeys = new Map<string, KeyObject | Promise<KeyObject>>()
+  /** recipients whose last channel landed on a 1.0.0 listener: they are sent v1 envelopes */
+  private readonly v1Peers = new Set<string>()
   /** fresh ephemeral key pairs being made or made (each handed out once; see nextEphemeral) */
   private ephemerals: Array<Promise<{ privateKey: KeyObject, publicKey: Uint8Array }>> = []
   private refilling = false
   /** the thread-pool crypto of one turn, settled together (see TurnBatch) */
   private readonly together = new TurnBatch()
   /** the open outbound channel per recipient address, channels being dialled, and all live ones */
-  private readonly channels = new Map<string, { ch: OutboundChannel, peer: ResolvedPeer }>()
-  private readonly dialing = new Map<string, Promise<{ ch: OutboundChannel, peer: ResolvedPeer }>>()
+  private readonly channels = new Map<string, OpenChannel>()
+  private readonly dialing = new Map<string, Promise<OpenChannel>>()
   private readonly liveChannels = new Set<OutboundChannel>()
   /** group commits: the receiver's message+seen writes, the sender's message+outbox writes and delivered updates */
   private readonly incoming: GroupCommit<StoredMessage, boolean>
@@ -213,10 +230,12 @@ export class MessagingService extends EventEmitter<MessagingEvents> {
     if (this.running) return
     this.running = true
     this.shutdown = new AbortController()
-    await this.c.node.handle(MSG_PROTOCOL, (stream, connection) => { this.onStream(stream, connection) }, {
-      maxInboundStreams: 16,
-      maxOutboundStreams: 64
-    })
+    for (const protocol of MSG_PROTOCOLS) {
+      await this.c.node.handle(protocol, (stream, connection) => { this.onStream(stream, connection) }, {
+        maxInboundStreams: 16,
+        maxOutboundStreams: 64
+      })
+    }
     this.c.node.events.on('peer:identify', this.onIdentify)
     this.kick('all')
   }
@@ -233,7 +252,7 @@ export class MessagingService extends EventEmitter<MessagingEvents> {
     this.identifyTimer = undefined
     this.shutdown.abort(new MessagingError(MessagingErrorCode.MESSAGING_NOT_STARTED, 'messaging is stopping'))
     for (const a of this.attempts) a.abort(this.shutdown.signal.reason)
-    await this.c.node.unhandle(MSG_PROTOCOL).catch(() => {})
+    for (const protocol of MSG_PROTOCOLS) await this.c.node.unhandle(protocol).catch(() => {})
     const closing = new MessagingError(MessagingErrorCode.MESSAGING_NOT_STARTED, 'messaging is stopping')
     for (const ch of this.liveChannels) ch.abort(closing)
     await Promise.allSettled([this.flushing, ...this.inflight.values(), ...this.inbound, ...this.dialing.values()])
@@ -244,6 +263,8 @@ export class MessagingService extends EventEmitter<MessagingEvents> {
     this.liveChannels.clear()
     for (const { ss } of this.sessions.values()) ss.fill(0)
     this.sessions.clear()
+    this.epochKeys.clear()
+    this.v1Peers.clear()
     this.ephemerals = []
     this.limiter.clear()
     this.peerAddresses.clear()
@@ -276,12 +297,10 @@ export class MessagingService extends EventEmitter<MessagingEvents> {
     const cached = this.c.resolver.cached(recipient)
     const body = { text, ...(options.attachment !== undefined ? { attachment: options.attachment } : {}) }
     if (cached !== undefined) {
-      const session = this.session(cached.messagingKey)
-      // both scalar multiplications on the thread pool (the same envelope; made here if that fails)
-      const ephemeral = session.peerKeyObject === undefined ? undefined : await this.together.join(sealEphemeral(session.peerKeyObject, this.nextEphemeral())).catch(() => undefined)
+      const ephemeral = await this.sealingKey(recipient, cached.messagingKey)
       // stop() may have begun meanwhile: it waits only for the sends already handed to the store
       this.requireRunning()
-      envelope = sealMessage({ id, ts, from: this.address, to: recipient, body }, this.c.keys, cached.messagingKey, session, ephemeral).bytes
+      envelope = sealMessage({ id, ts, from: this.address, to: recipient, body }, this.c.keys, cached.messagingKey, this.session(cached.messagingKey), ephemeral).bytes
     } else {
       // validate sizes and shape now rather than at the first delivery
       sealMessage({ id, ts, from: this.address, to: recipient, body }, this.c.keys, this.c.keys.publicKey)
@@ -298,8 +317,10 @@ export class MessagingService extends EventEmitter<MessagingEvents> {
       ...(options.attachment !== undefined ? { attachment: options.attachment } : {})
     }
     const entry: OutboxEntry = { id, to: recipient, attempts: 0, nextAttemptAt: ts, envelope }
-    // one batch with the other sends of this moment (group commit); stored before any delivery attempt
-    await this.outgoing.submit({ msg: message, entry })
+    // one batch with the other sends of this moment (group commit); stored before any delivery attempt. The
+    // stored entry holds no envelope (the message row holds what a retry seals again: its id, ts and body),
+    // which halves what a send writes; the first attempt sends the one sealed here.
+    await this.outgoing.submit({ msg: message, entry: { ...entry, envelope: NO_ENVELOPE } })
     const delivered = await raceAbort(this.deliver(id, entry), options.signal)
     return { id, status: delivered === true ? 'delivered' : 'queued' }
   }
@@ -405,12 +426,14 @@ export class MessagingService extends EventEmitter<MessagingEvents> {
     try {
       let receipt: Receipt
       for (let tries = 0; ; tries++) {
-        const { ch, peer, fresh } = await this.channelFor(entry.to, signal)
+        const { ch, peer, fresh, version } = await this.channelFor(entry.to, signal)
         this.peerAddresses.set(peer.peerId.toString(), entry.to)
         let envelope = entry.envelope
-        if (envelope.length === 0) {
-          envelope = await this.sealStored(id, peer.messagingKey)
-          await this.c.store.enqueue({ ...entry, envelope })
+        // a retry (the outbox holds no envelope: sealed again from the stored message, with the same id, ts
+        // and body, so the receiver takes it as the same message), a send whose recipient's key was not
+        // known, or a v2 envelope for a 1.0.0 listener
+        if (envelope.length === 0 || (version === 1 && envelopeVersion(envelope) !== 1)) {
+          envelope = await this.sealStored(id, entry.to, peer.messagingKey)
         }
         let reply: Receipt
         const ack = new Deadline(this.ackTimeoutMs, signal)
@@ -472,7 +495,7 @@ export class MessagingService extends EventEmitter<MessagingEvents> {
   }
 
   /** The open channel to `to`, or a new one (one dial at a time per address). */
-  private async channelFor (to: string, signal: AbortSignal): Promise<{ ch: OutboundChannel, peer: ResolvedPeer, fresh: boolean }> {
+  private async channelFor (to: string, signal: AbortSignal): Promise<OpenChannel & { fresh: boolean }> {
     const open = this.channels.get(to)
     if (open !== undefined) {
       if (open.ch.usable) return { ...open, fresh: false }
@@ -487,9 +510,13 @@ export class MessagingService extends EventEmitter<MessagingEvents> {
     return { ...opened, fresh: true }
   }
 
-  private async openChannel (to: string): Promise<{ ch: OutboundChannel, peer: ResolvedPeer }> {
+  private async openChannel (to: string): Promise<OpenChannel> {
     const signal = AbortSignal.any([this.shutdown.signal, AbortSignal.timeout(this.deliveryTimeoutMs)])
-    const { stream, peer } = await this.c.resolver.dialProtocol(to, MSG_PROTOCOL, { signal })
+    const { stream, peer } = await this.c.resolver.dialProtocol(to, MSG_PROTOCOLS, { signal })
+    // a listener that speaks only 1.0.0 reads v1 envelopes: it is sent those from now on
+    const version = stream.protocol === MSG_PROTOCOL ? 2 : 1
+    if (version === 1) this.v1Peers.add(to)
+    else this.v1Peers.delete(to)
     const f = framed(stream, { maxFrameBytes: MAX_FRAME_BYTES })
     if (!this.running) {
       f.abort(new MessagingError(MessagingErrorCode.MESSAGING_NOT_STARTED, 'messaging is stopping'))
@@ -498,17 +525,24 @@ export class MessagingService extends EventEmitter<MessagingEvents> {
     const ch: OutboundChannel = new OutboundChannel(f, {
       onGone: () => { if (this.channels.get(to)?.ch === ch) this.channels.delete(to) }
     })
-    const entry = { ch, peer }
+    const entry = { ch, peer, version } as const
     this.channels.get(to)?.ch.retire()
     this.channels.set(to, entry)
     this.liveChannels.add(ch)
     void ch.done.finally(() => { this.liveChannels.delete(ch) })
-    this.log('opened a channel to %s (%p)', to, peer.peerId)
+    this.log('opened a channel to %s (%p, %s)', to, peer.peerId, stream.protocol)
     return entry
   }
 
   /** The cached static-static secret with a peer's messaging key (see SessionKeys); {} if it cannot be made. */
   private session (peerKey: Uint8Array): SessionKeys {
+    const s = this.sessionOf(peerKey)
+    if (s === undefined) return { privateKeyObject: this.ownKey } // a bad key: the envelope functions report it as before
+    return { staticSecret: s.ss, privateKeyObject: this.ownKey, peerKeyObject: s.peer, receiptKeys: s.receipts }
+  }
+
+  /** The session of a peer's messaging key (made on first use; LRU), or undefined for a bad key. */
+  private sessionOf (peerKey: Uint8Array): Session | undefined {
     const k = Buffer.from(peerKey.buffer, peerKey.byteOffset, peerKey.byteLength).toString('hex')
     let s = this.sessions.get(k)
     if (s === undefined) {
@@ -516,10 +550,10 @@ export class MessagingService extends EventEmitter<MessagingEvents> {
         const ss = staticSecret(this.ownKey, peerKey)
         s = { ss, peer: x25519PublicKeyObject(peerKey), receipts: receiptMacKeys(ss, this.c.keys.publicKey, peerKey) }
       } catch {
-        return { privateKeyObject: this.ownKey } // a bad key: the envelope functions report it as before
+        return undefined
       }
       if (this.sessions.size >= MAX_SESSIONS) {
-        const [oldest, old] = this.sessions.entries().next().value as [string, { ss: Uint8Array }]
+        const [oldest, old] = this.sessions.entries().next().value as [string, Session]
         this.sessions.delete(oldest)
         old.ss.fill(0)
       }
@@ -527,7 +561,51 @@ export class MessagingService extends EventEmitter<MessagingEvents> {
       this.sessions.delete(k) // re-inserted below: Map order is the LRU order
     }
     this.sessions.set(k, s)
-    return { staticSecret: s.ss, privateKeyObject: this.ownKey, peerKeyObject: s.peer, receiptKeys: s.receipts }
+    return s
+  }
+
+  /**
+   * What a message to `to` (messaging key `peerKey`) is sealed with: our sending epoch to that key (a v2
+   * envelope; opened when there is none or it is used up, one opening at a time), or for a recipient
+   * known to read only v1 a fresh ephemeral key, both scalar multiplications on the thread pool (undefined
+   * if that fails: sealMessage then makes one itself).
+   */
+  private async sealingKey (to: string, peerKey: Uint8Array): Promise<SendEpoch | SealEphemeral | undefined> {
+    const s = this.sessionOf(peerKey)
+    if (s === undefined) return undefined // a bad key: sealMessage reports it
+    if (this.v1Peers.has(to)) return await this.together.join(sealEphemeral(s.peer, this.nextEphemeral())).catch(() => undefined)
+    if (s.epoch?.usable() === true) return s.epoch
+    s.opening ??= openSendEpoch(this.c.keys, peerKey, { staticSecret: s.ss, privateKeyObject: this.ownKey, peerKeyObject: s.peer })
+      .then(epoch => { s.epoch = epoch; return epoch })
+      .finally(() => { s.opening = undefined })
+    const epoch = await s.opening
+    // taken by others meanwhile: it may be used up already
+    return epoch.usable() ? epoch : await this.sealingKey(to, peerKey)
+  }
+
+  /**
+   * The epoch key of a v2 envelope from `senderKey`: kept from an earlier envelope of its epoch, else
+   * derived (X25519 on the thread pool, one derivation at a time per epoch). The envelope's checks come first.
+   */
+  private async epochKeyOf (envelope: EnvelopeHeaderV2, options: OpenOptions): Promise<KeyObject> {
+    const id = Buffer.concat([envelope.epk, options.senderKey]).toString('latin1')
+    let key = this.epochKeys.get(id)
+    if (key !== undefined) {
+      this.epochKeys.delete(id) // re-inserted below: LRU order
+      this.epochKeys.set(id, key)
+      return key instanceof Promise ? await key : key
+    }
+    const derived = this.together.join(receivingEpochKey(envelope, options))
+    if (this.epochKeys.size >= MAX_EPOCH_KEYS) this.epochKeys.delete(this.epochKeys.keys().next().value as string)
+    this.epochKeys.set(id, derived)
+    try {
+      key = await derived
+    } catch (err) {
+      if (this.epochKeys.get(id) === derived) this.epochKeys.delete(id)
+      throw err
+    }
+    if (this.epochKeys.get(id) === derived) this.epochKeys.set(id, key)
+    return key
   }
 
   /**
@@ -552,11 +630,13 @@ export class MessagingService extends EventEmitter<MessagingEvents> {
     return next
   }
 
-  private async sealStored (id: string, recipientKey: Uint8Array): Promise<Uint8Array> {
+  /** Seal a queued message from the store for `to` (after its recipient's key became known, or for a v1 listener). */
+  private async sealStored (id: string, to: string, recipientKey: Uint8Array): Promise<Uint8Array> {
     const msg = await this.c.store.getMessage(id)
     if (msg === undefined) throw new MessagingError(MessagingErrorCode.DELIVERY_FAILED, 'the queued message is missing from the store', { id })
     const body = { text: msg.text, ...(msg.attachment !== undefined ? { attachment: msg.attachment } : {}) }
-    return sealMessage({ id: msg.id, ts: msg.ts, from: this.address, to: msg.to, body }, this.c.keys, recipientKey, this.session(recipientKey)).bytes
+    const ephemeral = await this.sealingKey(to, recipientKey)
+    return sealMessage({ id: msg.id, ts: msg.ts, from: this.address, to: msg.to, body }, this.c.keys, recipientKey, this.session(recipientKey), ephemeral).bytes
   }
 
   /** Arm the retry timer for the earliest outbox entry. */
@@ -697,8 +777,11 @@ export class MessagingService extends EventEmitter<MessagingEvents> {
       senderKey = sender.messagingKey
     }
     const options = { self: this.address, keys: this.c.keys, senderKey, ...this.session(senderKey) }
-    // X25519 with the ephemeral key on the thread pool (the same checks and errors as openMessage's own)
-    const opened = openMessage(envelope, { ...options, ephemeralSecret: await this.together.join(openingSecret(envelope, options)) })
+    // v2: the epoch's key, kept or derived; v1: X25519 with the ephemeral key on the thread pool (the same
+    // checks and errors as openMessage's own)
+    const opened = envelope.v === 2
+      ? openMessage(envelope, { ...options, epochKey: await this.epochKeyOf(envelope, options) })
+      : openMessage(envelope, { ...options, ephemeralSecret: await this.together.join(openingSecret(envelope, options)) })
     const receivedAt = Date.now()
     const message: StoredMessage = {
       id: opened.id,
@@ -775,6 +858,29 @@ class Deadline {
 
 function argError (message: string): MessagingError {
   return new MessagingError(MessagingErrorCode.INVALID_MESSAGE_ARGUMENT, message)
+}
+
+/** What we keep per peer messaging key: X25519(ours, theirs), their key object, the receipt MAC keys, our sending epoch to it. */
+interface Session {
+  ss: Uint8Array
+  peer: KeyObject
+  receipts: ReceiptMacKeys
+  epoch?: SendEpoch
+  opening?: Promise<SendEpoch>
+}
+
+/** An open outbound channel, its recipient's device, and the envelope version its listener reads. */
+interface OpenChannel {
+  ch: OutboundChannel
+  peer: ResolvedPeer
+  version: 1 | 2
+}
+
+const NO_ENVELOPE = new Uint8Array(0)
+
+/** The version of an encoded envelope. */
+function envelopeVersion (bytes: Uint8Array): number {
+  return (decodeFrame(bytes) as Envelope).v
 }
 
 function equalBytes (a: Uint8Array, b: Uint8Array): boolean {

@@ -1,5 +1,5 @@
 import assert from 'node:assert/strict'
-import { createCipheriv, createDecipheriv, createHmac, hkdfSync, randomBytes } from 'node:crypto'
+import { createCipheriv, createDecipheriv, createHmac, createSecretKey, hkdfSync, randomBytes } from 'node:crypto'
 import * as dagCbor from '@ipld/dag-cbor'
 import * as cborg from 'cborg'
 import { x25519GenerateKeyPair, x25519SharedSecret } from '../../src/crypto/index.ts'
@@ -12,19 +12,24 @@ import {
   decodeReceipt,
   encodeBody,
   encodeFrame,
+  EPOCH_MAX_AGE_MS,
+  EPOCH_MAX_MESSAGES,
   isMessageId,
   MAX_FRAME_BYTES,
   messageIdTime,
   newMessageId,
   openingSecret,
   openMessage,
+  openSendEpoch,
   receiptMacKeys,
+  receivingEpochKey,
   sealEphemeral,
   sealMessage,
+  SendEpoch,
   staticSecret,
   verifyReceipt
 } from '../../src/messaging/index.ts'
-import type { Envelope, Frame, Receipt } from '../../src/messaging/index.ts'
+import type { Envelope, EnvelopeHeaderV2, Frame, Receipt } from '../../src/messaging/index.ts'
 import { decodeFrameStrictly } from '../../src/messaging/envelope.ts'
 
 const ALICE = '0x' + 'a1'.repeat(20)
@@ -36,6 +41,11 @@ function rejects (fn: () => unknown, code: string): void {
     assert.ok(isTokenimError(err, code), `expected ${code}, got ${(err as Error)?.name}: ${(err as { code?: string })?.code} ${(err as Error)?.message}`)
     return true
   })
+}
+
+/** A random 32-byte AES key (an epoch key nobody else holds). */
+function createSecretKeyForTest (): ReturnType<typeof createSecretKey> {
+  return createSecretKey(randomBytes(32))
 }
 
 /** Re-encode a decoded map with one field changed (bypassing our encoder). */
@@ -337,6 +347,154 @@ describe('messaging/envelope', () => {
         } catch (err) {
           assert.ok(isTokenimError(err), `untyped error: ${String(err)}`)
           assert.ok(['MALFORMED_FRAME', 'FRAME_TOO_LARGE', 'DECRYPT_FAILED', 'FORGED_SENDER', 'WRONG_RECIPIENT'].includes((err as { code: string }).code), (err as Error).message)
+        }
+      }
+    })
+  })
+
+
+  describe('v2 envelopes (sending epochs)', () => {
+    let epoch: SendEpoch
+    beforeEach(async () => { epoch = await openSendEpoch(alice, bob.publicKey) })
+
+    function seal2 (text = 'hello bob', e = epoch): { envelope: Envelope, bytes: Uint8Array } {
+      return sealMessage({ from: ALICE, to: BOB, body: { text } }, alice, bob.publicKey, {}, e)
+    }
+
+    it('round-trip, one epoch key for many messages, each under its own number', () => {
+      const sealed = Array.from({ length: 50 }, (_, i) => seal2(`message ${i}`))
+      sealed.forEach(({ envelope, bytes }, i) => {
+        assert.equal(envelope.v, 2)
+        assert.equal((envelope as EnvelopeHeaderV2).n, i)
+        assert.deepEqual(envelope.epk, epoch.publicKey)
+        assert.deepEqual(decodeFrame(bytes), envelope)
+        assert.equal(open(bytes).body.text, `message ${i}`)
+      })
+      assert.equal(epoch.used, 50)
+      // the same text twice: other number, other ciphertext
+      const a = seal2('same')
+      const b = seal2('same')
+      assert.notDeepEqual(a.envelope.ct, b.envelope.ct)
+    })
+
+    it('opens with the epoch key derived ahead (thread pool), with the same checks and errors as openMessage alone', async () => {
+      const options = { self: BOB, keys: bob, senderKey: alice.publicKey }
+      const env = decodeEnvelope(seal2('ahead').bytes) as Envelope & EnvelopeHeaderV2
+      const key = await receivingEpochKey(env, options)
+      assert.deepEqual(openMessage(env, { ...options, epochKey: key }), openMessage(env, options))
+      // the key serves the epoch's other messages
+      const next = decodeEnvelope(seal2('next').bytes)
+      assert.equal(openMessage(next, { ...options, epochKey: key }).body.text, 'next')
+      // a key of another epoch does not open it
+      const other = await openSendEpoch(alice, bob.publicKey)
+      const otherKey = await receivingEpochKey(decodeEnvelope(seal2('x', other).bytes) as Envelope & EnvelopeHeaderV2, options)
+      rejects(() => openMessage(next, { ...options, epochKey: otherKey }), 'DECRYPT_FAILED')
+      const toCarol = decodeEnvelope(sealMessage({ from: ALICE, to: CAROL, body: { text: 'x' } }, alice, bob.publicKey, {}, await openSendEpoch(alice, bob.publicKey)).bytes) as Envelope & EnvelopeHeaderV2
+      const cases: Array<[Envelope & EnvelopeHeaderV2, typeof options, string]> = [
+        [toCarol, options, 'WRONG_RECIPIENT'],
+        [env, { ...options, senderKey: mallory.publicKey }, 'FORGED_SENDER'],
+        [decodeEnvelope(mutate(seal2().bytes, m => { m.epk = new Uint8Array(32) })) as Envelope & EnvelopeHeaderV2, options, 'MALFORMED_FRAME']
+      ]
+      for (const [e, o, code] of cases) {
+        rejects(() => openMessage(e, o), code)
+        await assert.rejects(receivingEpochKey(e, o), (err: unknown) => isTokenimError(err, code))
+      }
+    })
+
+    it('rejects a tampered number, header field or ciphertext with DECRYPT_FAILED, and a forged sender', async () => {
+      const { bytes } = seal2()
+      seal2() // a second message: its number exists under this epoch key
+      rejects(() => open(mutate(bytes, m => { m.n = 1 })), 'DECRYPT_FAILED')
+      rejects(() => open(mutate(bytes, m => { m.id = newMessageId() })), 'DECRYPT_FAILED')
+      rejects(() => open(mutate(bytes, m => { m.ts = (m.ts as number) + 1 })), 'DECRYPT_FAILED')
+      rejects(() => open(mutate(bytes, m => { m.from = CAROL })), 'DECRYPT_FAILED')
+      rejects(() => open(mutate(bytes, m => { const ct = new Uint8Array(m.ct as Uint8Array); ct[3] ^= 1; m.ct = ct })), 'DECRYPT_FAILED')
+      // Mallory's epoch, claiming Alice: her spk is not Alice's, or (writing Alice's) her static DH differs
+      const posing = { privateKey: mallory.privateKey, publicKey: alice.publicKey }
+      const hers = sealMessage({ from: ALICE, to: BOB, body: { text: 'x' } }, posing, bob.publicKey, {}, await openSendEpoch(posing, bob.publicKey))
+      rejects(() => open(hers.bytes), 'DECRYPT_FAILED')
+      const own = sealMessage({ from: ALICE, to: BOB, body: { text: 'x' } }, mallory, bob.publicKey, {}, await openSendEpoch(mallory, bob.publicKey))
+      rejects(() => open(own.bytes), 'FORGED_SENDER')
+    })
+
+    it('refuses an epoch for other keys, and one used up or too old', async () => {
+      rejects(() => sealMessage({ from: ALICE, to: BOB, body: { text: 'x' } }, alice, mallory.publicKey, {}, epoch), 'INVALID_MESSAGE_ARGUMENT')
+      rejects(() => sealMessage({ from: ALICE, to: BOB, body: { text: 'x' } }, mallory, bob.publicKey, {}, epoch), 'INVALID_MESSAGE_ARGUMENT')
+      const fields = { publicKey: epoch.publicKey, senderKey: alice.publicKey, recipientKey: bob.publicKey, key: createSecretKeyForTest() }
+      const old = new SendEpoch({ ...fields, createdAt: Date.now() - EPOCH_MAX_AGE_MS - 1 })
+      assert.equal(old.usable(), false)
+      rejects(() => seal2('x', old), 'INVALID_MESSAGE_ARGUMENT')
+      const full = new SendEpoch(fields)
+      for (let i = 0; i < EPOCH_MAX_MESSAGES; i++) full.take()
+      assert.equal(full.usable(), false)
+      rejects(() => full.take(), 'INVALID_MESSAGE_ARGUMENT')
+      // a number is never handed out twice
+      const e = await openSendEpoch(alice, bob.publicKey)
+      const ns = Array.from({ length: 1000 }, () => e.take().n)
+      assert.equal(new Set(ns).size, 1000)
+    })
+
+    it('decodes v2 frames strictly (n required, a safe uint below 2^32, no n in v1)', () => {
+      const { bytes } = seal2()
+      const v1 = seal().bytes
+      const cases = [
+        mutate(bytes, m => { delete m.n }),
+        mutate(bytes, m => { m.n = -1 }),
+        mutate(bytes, m => { m.n = 2 ** 32 }),
+        mutate(bytes, m => { m.n = 'one' }),
+        mutate(bytes, m => { m.v = 3 }),
+        mutate(bytes, m => { m.v = 1 }),
+        mutate(v1, m => { m.n = 0 }),
+        mutate(v1, m => { m.v = 2 })
+      ]
+      for (const c of cases) rejects(() => decodeFrame(c), 'MALFORMED_FRAME')
+      assert.equal((decodeFrame(mutate(bytes, m => { m.n = 2 ** 32 - 1 })) as EnvelopeHeaderV2).n, 2 ** 32 - 1)
+    })
+
+    it('opens an envelope sealed by an independent implementation of v2, which opens ours', () => {
+      // docs: key = HKDF(X25519(e, R) || X25519(s, R), "tokenim/v2/msg", "tokenim/v2/msg/epoch" || E || S || R, 32); nonce = 0^4 || u64be(n)
+      const eph = x25519GenerateKeyPair()
+      const epochKeyOf = (e: Uint8Array, s: Uint8Array, epk: Uint8Array): Buffer => {
+        const ikm = Buffer.concat([x25519SharedSecret(e, bob.publicKey), x25519SharedSecret(s, bob.publicKey)])
+        return Buffer.from(hkdfSync('sha256', ikm, 'tokenim/v2/msg', Buffer.concat([Buffer.from('tokenim/v2/msg/epoch'), epk, alice.publicKey, bob.publicKey]), 32))
+      }
+      const nonceOf = (n: number): Buffer => { const b = Buffer.alloc(12); b.writeBigUInt64BE(BigInt(n), 4); return b }
+      const header = { v: 2, t: 'msg', id: newMessageId(), from: ALICE, to: BOB, ts: 1_700_000_000_000, epk: eph.publicKey, n: 7, spk: alice.publicKey }
+      const cipher = createCipheriv('aes-256-gcm', epochKeyOf(eph.privateKey, alice.privateKey, eph.publicKey), nonceOf(7), { authTagLength: 16 })
+      cipher.setAAD(dagCbor.encode(header))
+      const ct = Buffer.concat([cipher.update(dagCbor.encode({ text: 'from elsewhere ✓' })), cipher.final(), cipher.getAuthTag()])
+      assert.equal(open(dagCbor.encode({ ...header, ct: new Uint8Array(ct) })).body.text, 'from elsewhere ✓')
+      // ours, opened with dag-cbor and node:crypto only
+      seal2()
+      const ours = dagCbor.decode(seal2('from here ✓').bytes) as Record<string, Uint8Array> & { n: number }
+      assert.equal(ours.n, 1)
+      const ikm = Buffer.concat([x25519SharedSecret(bob.privateKey, ours.epk), x25519SharedSecret(bob.privateKey, alice.publicKey)])
+      const k = Buffer.from(hkdfSync('sha256', ikm, 'tokenim/v2/msg', Buffer.concat([Buffer.from('tokenim/v2/msg/epoch'), ours.epk, alice.publicKey, bob.publicKey]), 32))
+      const decipher = createDecipheriv('aes-256-gcm', k, nonceOf(ours.n), { authTagLength: 16 })
+      const { ct: sealed, ...head } = ours
+      decipher.setAAD(dagCbor.encode(head))
+      decipher.setAuthTag(sealed.subarray(sealed.length - 16))
+      const plain = Buffer.concat([decipher.update(sealed.subarray(0, sealed.length - 16)), decipher.final()])
+      assert.deepEqual(dagCbor.decode(plain), { text: 'from here ✓' })
+    })
+
+    it('decodes canonical v2 frames as the strict path does, and damaged ones with the same errors', () => {
+      for (const n of [0, 23, 24, 255, 256, 65_535, 65_536, 2 ** 32 - 1]) {
+        const e = new SendEpoch({ publicKey: epoch.publicKey, senderKey: alice.publicKey, recipientKey: bob.publicKey, key: createSecretKeyForTest() })
+        for (let i = 0; i < Math.min(n, 5); i++) e.take()
+        const { envelope } = seal2('t', e)
+        const frame = { ...envelope, n } as Frame
+        const bytes = encodeFrame(frame)
+        assert.deepEqual(Buffer.from(bytes), Buffer.from(dagCbor.encode({ ...frame })))
+        assert.deepEqual(decodeFrame(bytes), frame)
+        assert.deepEqual(decodeFrameStrictly(bytes), frame)
+        for (let k = 0; k < 40; k++) {
+          const b = new Uint8Array(bytes)
+          b[Math.floor(Math.random() * Math.min(b.length, 200))] ^= 1 << (k % 8)
+          let fast: unknown, strict: unknown
+          try { fast = decodeFrame(b) } catch (err) { fast = (err as { code: string }).code }
+          try { strict = decodeFrameStrictly(b) } catch (err) { strict = (err as { code: string }).code }
+          assert.deepEqual(fast, strict)
         }
       }
     })

@@ -7,7 +7,7 @@ import { framed } from '../../src/p2p/index.ts'
 import type { FramedStream, P2PNode } from '../../src/p2p/index.ts'
 import { NodeHarness, waitFor, waitResolvable } from './helpers.ts'
 
-/** Open a raw `/tokenim/msg/1.0.0` stream from `from` to `to`. */
+/** Open a raw `/tokenim/msg/1.1.0` stream from `from` to `to`. */
 async function rawStream (from: P2PNode, to: TokenimNode): Promise<FramedStream> {
   const stream = await from.dialProtocol(to.multiaddrs()[0], MSG_PROTOCOL, { signal: AbortSignal.timeout(10_000) })
   return framed(stream, { maxFrameBytes: 2 * MAX_FRAME_BYTES })
@@ -22,7 +22,7 @@ async function remoteClosed (f: FramedStream): Promise<boolean> {
   }
 }
 
-describe('node: hostile peers on /tokenim/msg/1.0.0', function () {
+describe('node: hostile peers on /tokenim/msg/1.1.0', function () {
   this.timeout(120_000)
   const h = new NodeHarness()
   let alice: TokenimNode

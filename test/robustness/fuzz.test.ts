@@ -21,7 +21,7 @@ import { decodePinRequest, decodeReceipt as decodePinReceipt, encodePinRequest, 
 import { x25519GenerateKeyPair } from '../../src/crypto/index.ts'
 import { decodeDeviceRecord, deriveKeys, devicePeerId, encodeDeviceRecord, generateMnemonic, signDeviceRecord, verifyDeviceRecord } from '../../src/identity/index.ts'
 import {
-  createReceipt, decodeBody, decodeEnvelope, decodeFrame, decodeReceipt, encodeBody, encodeFrame, openMessage, sealMessage, verifyReceipt
+  createReceipt, decodeBody, decodeEnvelope, decodeFrame, decodeReceipt, encodeBody, encodeFrame, openMessage, openSendEpoch, sealMessage, verifyReceipt
 } from '../../src/messaging/index.ts'
 import { KEY, makeEnv, makeHistory, OWNER } from '../backup/helpers.ts'
 import type { Env } from '../backup/helpers.ts'
@@ -44,7 +44,12 @@ describe('robustness: decoder fuzzing', function () {
     const bob = x25519GenerateKeyPair()
 
     it('structure-aware mutations of envelopes and receipts give typed errors only', async () => {
-      const envelopes = ['', 'hi', 'x'.repeat(3000), '✓ unicode 🚀'].map(text => sealMessage({ from: ALICE, to: BOB, body: { text } }, alice, bob.publicKey).bytes)
+      // v1 envelopes (a fresh ephemeral key each) and v2 (one sending epoch)
+      const epoch = await openSendEpoch(alice, bob.publicKey)
+      const envelopes = ['', 'hi', 'x'.repeat(3000), '✓ unicode 🚀'].flatMap(text => [
+        sealMessage({ from: ALICE, to: BOB, body: { text } }, alice, bob.publicKey).bytes,
+        sealMessage({ from: ALICE, to: BOB, body: { text } }, alice, bob.publicKey, {}, epoch).bytes
+      ])
       const attach = sealMessage({ from: ALICE, to: BOB, body: { text: 'file', attachment: { cid: 'bafkreidummy', key: 'k'.repeat(43), name: 'a.png', mime: 'image/png', size: 12, sha256: 'ab'.repeat(32) } } }, alice, bob.publicKey)
       const receipts = envelopes.map(b => encodeFrame(createReceipt({ id: decodeEnvelope(b).id, from: ALICE, to: BOB }, { keys: bob, peerKey: alice.publicKey })))
       const seeds = [...envelopes, attach.bytes, ...receipts]
