@@ -4,17 +4,21 @@
  *
  * - {@link FrameWriter} coalesces the frames written in one turn of the event loop into one
  *   `stream.send()` (one muxer frame, one Noise packet) and waits for 'drain' when the stream is full.
- * - {@link OutboundChannel} is the sender's end: `request(id, envelope)` resolves with the receipt frame
- *   for `id`. At most `maxInFlight` envelopes are unanswered at once (the others wait for a slot). When
- *   the stream fails every pending request rejects with `DELIVERY_FAILED` and the channel is gone (the
- *   service opens a new one). An idle channel closes its writing side, so the receiver ends cleanly.
+ * - {@link OutboundChannel} is the sender's end: `request(id, envelope)` resolves with the receipt for
+ *   `id`, once the channel's `verify` has accepted the receipt frame holding it (one check for a v2
+ *   receipt of many ids). At most `maxInFlight` envelopes are unanswered at once (the others wait for a
+ *   slot). When the stream fails every pending request rejects with `DELIVERY_FAILED` (a receipt that fails
+ *   `verify`: with that error) and the channel is gone (the service opens a new one). An idle channel
+ *   closes its writing side, so the receiver ends cleanly.
+ * - {@link ReceiptWriter} is the receiver's: the receipts of the messages stored in one turn of the event
+ *   loop go out as one v2 receipt per sender (1.1.0 streams), or one v1 receipt each (1.0.0 streams).
  */
 import type { Stream } from '@libp2p/interface'
 import { encodeVarint } from '../p2p/index.ts'
 import type { FramedStream } from '../p2p/index.ts'
 import { log } from '../util/log.ts'
-import { decodeReceipt } from './envelope.ts'
-import type { Receipt } from './envelope.ts'
+import { createReceipt, createReceiptBatch, decodeReceipt, encodeFrame, MAX_RECEIPT_IDS, receiptIds } from './envelope.ts'
+import type { AnyReceipt, ReceiptKeys, ReceiptStatus } from './envelope.ts'
 import { MessagingError, MessagingErrorCode } from './errors.ts'
 
 const logger = log('messaging:channel')
@@ -94,7 +98,17 @@ async function drained (stream: Stream): Promise<void> {
   })
 }
 
+/** What a request resolves with: its message's receipt, verified. */
+export interface Acknowledged {
+  id: string
+  status: ReceiptStatus
+  /** the recipient's clock when it stored the message */
+  ts: number
+}
+
 export interface ChannelInit {
+  /** checks a receipt frame before any of its ids counts as acknowledged (throws: the channel is reset) */
+  verify?: (receipt: AnyReceipt) => void
   /** unanswered envelopes at once (default 64) */
   maxInFlight?: number
   /** unanswered envelope bytes at once (default 1 MiB; one envelope may always go) */
@@ -109,7 +123,7 @@ export interface ChannelInit {
 
 interface Pending {
   bytes: number
-  resolve: (r: Receipt) => void
+  resolve: (r: Acknowledged) => void
   reject: (err: Error) => void
 }
 
@@ -124,6 +138,7 @@ export class OutboundChannel {
   private readonly idleMs: number
   private readonly maxAgeMs: number
   private readonly onGone: () => void
+  private readonly verify: (receipt: AnyReceipt) => void
   private readonly pending = new Map<string, Pending>()
   private readonly slotWaiters: Array<() => void> = []
   private idleTimer?: NodeJS.Timeout
@@ -139,6 +154,7 @@ export class OutboundChannel {
     this.idleMs = init.idleMs ?? DEFAULT_CHANNEL_IDLE_MS
     this.maxAgeMs = init.maxAgeMs ?? DEFAULT_CHANNEL_MAX_AGE_MS
     this.onGone = init.onGone ?? (() => {})
+    this.verify = init.verify ?? (() => {})
     this.done = this.readLoop()
     this.armIdle()
   }
@@ -153,10 +169,11 @@ export class OutboundChannel {
   }
 
   /**
-   * Write the envelope frame of message `id` and resolve with its receipt (decoded, not verified).
-   * Rejects with `DELIVERY_FAILED` when the stream fails or closes first, or with the signal's reason.
+   * Write the envelope frame of message `id` and resolve with its receipt, verified. Rejects with
+   * `DELIVERY_FAILED` when the stream fails or closes first, with the error of a receipt that failed to
+   * verify, or with the signal's reason.
    */
-  async request (id: string, envelope: Uint8Array, signal: AbortSignal): Promise<Receipt> {
+  async request (id: string, envelope: Uint8Array, signal: AbortSignal): Promise<Acknowledged> {
     while (!this.gone && this.pending.size > 0 &&
       (this.pending.size >= this.maxInFlight || this.inFlightBytes + envelope.byteLength > this.maxInFlightBytes)) {
       await this.slot(signal)
@@ -165,7 +182,7 @@ export class OutboundChannel {
     signal.throwIfAborted()
     if (this.pending.has(id)) throw new MessagingError(MessagingErrorCode.DELIVERY_FAILED, 'this message is already in flight on the channel', { id })
     clearTimeout(this.idleTimer)
-    const { promise, resolve, reject } = Promise.withResolvers<Receipt>()
+    const { promise, resolve, reject } = Promise.withResolvers<Acknowledged>()
     this.pending.set(id, { bytes: envelope.byteLength, resolve, reject })
     this.inFlightBytes += envelope.byteLength
     const onAbort = (): void => {
@@ -203,18 +220,31 @@ export class OutboundChannel {
           return
         }
         const receipt = decodeReceipt(bytes)
-        const p = this.pending.get(receipt.id)
-        if (p === undefined) {
-          // answered after we gave up on it (timeout): harmless
-          logger('receipt for %s that is no longer awaited', receipt.id)
-          continue
+        this.verify(receipt)
+        for (const id of receiptIds(receipt)) {
+          const p = this.pending.get(id)
+          if (p === undefined) {
+            // answered after we gave up on it (timeout): harmless
+            logger('receipt for %s that is no longer awaited', id)
+            continue
+          }
+          this.settled(id)
+          p.resolve({ id, status: receipt.status, ts: receipt.ts })
         }
-        this.settled(receipt.id)
-        p.resolve(receipt)
       }
     } catch (err) {
-      this.abort(err instanceof Error ? err : new Error(String(err)))
+      const e = err instanceof Error ? err : new Error(String(err))
+      // the requests waiting on a receipt that failed to verify get its error (FORGED_RECEIPT), not "closed"
+      if (isTokenimErrorOf(e, MessagingErrorCode.FORGED_RECEIPT)) this.rejectPending(e)
+      this.abort(e)
     }
+  }
+
+  private rejectPending (err: Error): void {
+    const pending = [...this.pending.values()]
+    this.pending.clear()
+    this.inFlightBytes = 0
+    for (const p of pending) p.reject(err)
   }
 
   private settled (id: string): void {
@@ -278,6 +308,73 @@ export class OutboundChannel {
   private closedError (): MessagingError {
     const cause = this.error
     return new MessagingError(MessagingErrorCode.DELIVERY_FAILED, `the channel is closed${cause !== undefined ? `: ${cause.message}` : ''}`, { channel: true }, { cause })
+  }
+}
+
+function isTokenimErrorOf (err: Error, code: string): boolean {
+  return err instanceof MessagingError && err.code === code
+}
+
+/** One acknowledgement for the {@link ReceiptWriter}: a stored message, and the keys of its receipt. */
+export interface Ack {
+  id: string
+  from: string
+  to: string
+  /** when it was stored */
+  ts: number
+  keys: ReceiptKeys
+}
+
+/**
+ * The receiver's receipts on one stream (see the module doc). Batched: every message acknowledged in one
+ * turn of the event loop (a group commit's messages) goes into one v2 receipt per sender — one MAC and one
+ * frame instead of one each — at most MAX_RECEIPT_IDS ids a receipt. Else one v1 receipt per message.
+ */
+export class ReceiptWriter {
+  private readonly out: FrameWriter
+  private readonly batched: boolean
+  private waiting = new Map<string, { acks: Ack[] }>()
+  private flushing?: Promise<void>
+
+  constructor (out: FrameWriter, batched: boolean) {
+    this.out = out
+    this.batched = batched
+  }
+
+  /** Acknowledge a stored message (never throws: a receipt that cannot be made aborts nothing here). */
+  ack (a: Ack): void {
+    if (!this.batched) {
+      this.out.write(encodeFrame(createReceipt({ id: a.id, from: a.from, to: a.to, ts: a.ts }, a.keys)))
+      return
+    }
+    let group = this.waiting.get(a.from)
+    if (group === undefined) {
+      group = { acks: [] }
+      this.waiting.set(a.from, group)
+    }
+    group.acks.push(a)
+    this.flushing ??= new Promise<void>(resolve => { setImmediate(resolve) }).then(() => { this.flush() })
+  }
+
+  /** Resolves once every receipt acknowledged so far is handed to the stream's writer. */
+  async flushed (): Promise<void> {
+    while (this.flushing !== undefined) await this.flushing
+    await this.out.flushed()
+  }
+
+  private flush (): void {
+    const groups = this.waiting
+    this.waiting = new Map()
+    this.flushing = undefined
+    for (const { acks } of groups.values()) {
+      for (let i = 0; i < acks.length; i += MAX_RECEIPT_IDS) {
+        const part = acks.slice(i, i + MAX_RECEIPT_IDS)
+        const first = part[0]
+        const ids = [...new Set(part.map(a => a.id))] // a duplicate sent twice in one turn: acknowledged once
+        const ts = part.reduce((t, a) => Math.max(t, a.ts), 0)
+        this.out.write(encodeFrame(createReceiptBatch({ ids, from: first.from, to: first.to, ts }, first.keys)))
+      }
+    }
   }
 }
 

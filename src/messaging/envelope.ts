@@ -15,9 +15,10 @@
  *   - `spk`: the sender's static messaging public key (32 bytes; must equal the key in the sender's
  *     wallet-signed device record, else `FORGED_SENDER`)
  *   - `ct`: AES-256-GCM ciphertext || 16-byte tag of the dag-cbor body `{ text, attachment? }`
- * - receipt `{ v: 1, t: 'rcpt', id, from, to, status, ts, mac }` written by the recipient (`to`) of
- *   message `id` (for either envelope version); `mac` is HMAC-SHA256 under a key only the two parties
- *   can derive.
+ * - receipt, v2 (on `/tokenim/msg/1.1.0` streams) `{ v: 2, t: 'rcpt', ids, from, to, status, ts, mac }`
+ *   for the messages `ids` (1 to {@link MAX_RECEIPT_IDS}, each once) that the recipient (`to`) stored in one
+ *   go, or v1 (on 1.0.0 streams) `{ v: 1, t: 'rcpt', id, from, to, status, ts, mac }` for one message; `mac`
+ *   is HMAC-SHA256 under a key only the two parties can derive.
  *
  * Keys of a message (sender S, recipient R, ephemeral E):
  * ```
@@ -34,7 +35,9 @@
  * holds in plaintext anyway; against a stolen recipient key both versions protect nothing.
  *
  * Receipt key: `HKDF-SHA256(X25519(s, R), salt = "tokenim/v1/rcpt", info = "tokenim/v1/rcpt/key" || S || R, 32)`,
- * `mac = HMAC-SHA256(key, "tokenim/v1/rcpt\n" || dag-cbor({ v, t, id, from, to, status, ts }))`.
+ * v1 `mac = HMAC-SHA256(key, "tokenim/v1/rcpt\n" || dag-cbor({ v, t, id, from, to, status, ts }))`,
+ * v2 `mac = HMAC-SHA256(key, "tokenim/v2/rcpt\n" || dag-cbor({ v, t, ids, from, to, status, ts }))`: one MAC
+ * and one frame for a window of messages instead of one each.
  *
  * All functions here are pure (no I/O); decoders are strict and every rejection is a typed
  * {@link MessagingError}.
@@ -72,8 +75,10 @@ export const MSG_PROTOCOLS = [MSG_PROTOCOL, MSG_PROTOCOL_V1]
 export const ENVELOPE_VERSION = 2
 /** Envelope versions this code reads. */
 export const ENVELOPE_VERSIONS: readonly number[] = [1, 2]
-/** Version of receipt frames (the same for both envelope versions). */
-export const RECEIPT_VERSION = 1
+/** Receipt versions this code reads (v2 on 1.1.0 streams, v1 on 1.0.0 ones). */
+export const RECEIPT_VERSIONS: readonly number[] = [1, 2]
+/** Most message ids one v2 receipt acknowledges. */
+export const MAX_RECEIPT_IDS = 1024
 /** A v2 sending epoch takes at most this many messages ... */
 export const EPOCH_MAX_MESSAGES = 65_536
 /** ... and no messages after it is this old (ms): then the sender makes a new one. */
@@ -93,6 +98,7 @@ export const EPOCH_KEY_INFO = 'tokenim/v2/msg/epoch'
 export const RECEIPT_SALT = 'tokenim/v1/rcpt'
 export const RECEIPT_KEY_INFO = 'tokenim/v1/rcpt/key'
 export const RECEIPT_MAC_DOMAIN = 'tokenim/v1/rcpt\n'
+export const RECEIPT_V2_MAC_DOMAIN = 'tokenim/v2/rcpt\n'
 
 const KEY_LENGTH = 32
 const GCM_TAG_LENGTH = 16
@@ -103,6 +109,7 @@ const MSG_V2_KEYS = ['ct', 'epk', 'from', 'id', 'n', 'spk', 't', 'to', 'ts', 'v'
 /** the largest epoch number a v2 envelope may carry (the nonce has room for 2^64; the epochs are far shorter) */
 const MAX_EPOCH_NUMBER = 0xffffffff
 const RCPT_KEYS = ['from', 'id', 'mac', 'status', 't', 'to', 'ts', 'v']
+const RCPT_V2_KEYS = ['from', 'ids', 'mac', 'status', 't', 'to', 'ts', 'v']
 const ATTACHMENT_KEYS = ['cid', 'key', 'mime', 'name', 'sha256', 'size']
 
 /** The statuses a receipt can carry (only `delivered` today). */
@@ -161,7 +168,25 @@ export interface Receipt {
   mac: Uint8Array
 }
 
-export type Frame = Envelope | Receipt
+/** A v2 receipt: the messages `ids`, stored by the recipient in one go. */
+export interface ReceiptBatch {
+  v: 2
+  t: 'rcpt'
+  /** ids of the acknowledged messages (1 to MAX_RECEIPT_IDS, each once) */
+  ids: string[]
+  /** sender of the acknowledged messages */
+  from: string
+  /** their recipient (who writes the receipt) */
+  to: string
+  status: ReceiptStatus
+  /** recipient's clock when it stored them (unix ms) */
+  ts: number
+  mac: Uint8Array
+}
+
+export type AnyReceipt = Receipt | ReceiptBatch
+
+export type Frame = Envelope | AnyReceipt
 
 /** Our X25519 messaging key pair (raw 32-byte keys). */
 export interface MessagingKeyPair {
@@ -555,34 +580,66 @@ export function createReceipt (fields: { id: string, from: string, to: string, t
 }
 
 /**
- * Check a receipt for the message `expected` that we (`expected.from`) sent: same id, from and to,
- * and a MAC only the recipient (or we) could make. Throws `FORGED_RECEIPT`.
+ * Make the v2 receipt for the messages `ids` from `from` to `to` that we (`to`, the recipient) stored.
+ * `peerKey` is the sender's messaging key.
  */
-export function verifyReceipt (receipt: Receipt, expected: { id: string, from: string, to: string }, keys: ReceiptKeys): Receipt {
-  if (receipt.id !== expected.id || receipt.from !== expected.from.toLowerCase() || receipt.to !== expected.to.toLowerCase()) {
-    throw new MessagingError(MessagingErrorCode.FORGED_RECEIPT, 'the receipt is for another message', { id: expected.id, receiptId: receipt.id })
+export function createReceiptBatch (fields: { ids: string[], from: string, to: string, ts?: number, status?: ReceiptStatus }, keys: ReceiptKeys): ReceiptBatch {
+  if (!Array.isArray(fields.ids) || fields.ids.length < 1 || fields.ids.length > MAX_RECEIPT_IDS) throw argError(`ids must list 1 to ${MAX_RECEIPT_IDS} message ids`)
+  if (!fields.ids.every(isMessageId)) throw argError('ids must be UUIDv7 strings')
+  if (new Set(fields.ids).size !== fields.ids.length) throw argError('ids must not repeat')
+  const receipt: Omit<ReceiptBatch, 'mac'> = {
+    v: 2,
+    t: 'rcpt',
+    ids: [...fields.ids],
+    from: argAddress(fields.from, 'from'),
+    to: argAddress(fields.to, 'to'),
+    status: fields.status ?? 'delivered',
+    ts: fields.ts ?? Date.now()
+  }
+  if (!isTime(receipt.ts)) throw argError('ts must be a non-negative integer (ms)')
+  return { ...receipt, mac: receiptMac(receipt, keys, 'received') }
+}
+
+/** The ids a receipt acknowledges. */
+export function receiptIds (receipt: AnyReceipt): string[] {
+  return receipt.v === 2 ? receipt.ids : [receipt.id]
+}
+
+/**
+ * Check a receipt (v1 or v2) for messages that we (`expected.from`) sent to `expected.to`: same from and
+ * to, acknowledging `expected.id` when one is given, and a MAC only the recipient (or we) could make.
+ * Throws `FORGED_RECEIPT`.
+ */
+export function verifyReceipt<R extends AnyReceipt> (receipt: R, expected: { id?: string, from: string, to: string }, keys: ReceiptKeys): R {
+  const id = expected.id ?? receiptIds(receipt)[0]
+  if ((expected.id !== undefined && !receiptIds(receipt).includes(expected.id)) || receipt.from !== expected.from.toLowerCase() || receipt.to !== expected.to.toLowerCase()) {
+    throw new MessagingError(MessagingErrorCode.FORGED_RECEIPT, 'the receipt is for another message', { id, receiptId: receiptIds(receipt)[0] })
   }
   let mac: Uint8Array
   try {
     // we sent the message: S = ours, R = theirs
     mac = receiptMac(receipt, keys, 'sent')
   } catch (err) {
-    if (isTokenimError(err)) throw new MessagingError(MessagingErrorCode.FORGED_RECEIPT, 'the receipt cannot be checked with the recipient\'s key', { id: expected.id })
+    if (isTokenimError(err)) throw new MessagingError(MessagingErrorCode.FORGED_RECEIPT, 'the receipt cannot be checked with the recipient\'s key', { id })
     throw err
   }
   if (!constantTimeEqual(mac, receipt.mac)) {
-    throw new MessagingError(MessagingErrorCode.FORGED_RECEIPT, 'the receipt does not authenticate', { id: expected.id })
+    throw new MessagingError(MessagingErrorCode.FORGED_RECEIPT, 'the receipt does not authenticate', { id })
   }
   return receipt
 }
 
-/** The MAC of a receipt for a message we `sent` (we verify it) or `received` (we write it). */
-function receiptMac (r: Omit<Receipt, 'mac'>, keys: ReceiptKeys, direction: keyof ReceiptMacKeys): Uint8Array {
+/** The MAC of a receipt for messages we `sent` (we verify it) or `received` (we write it). */
+function receiptMac (r: Omit<Receipt, 'mac'> | Omit<ReceiptBatch, 'mac'>, keys: ReceiptKeys, direction: keyof ReceiptMacKeys): Uint8Array {
   let key = keys.receiptKeys?.[direction]
   if (key === undefined) {
     const ss = keys.staticSecret ?? x25519SharedSecret(keys.privateKeyObject ?? keys.keys.privateKey, keys.peerKey)
     key = receiptMacKeys(ss, keys.keys.publicKey, keys.peerKey)[direction]
     if (ss !== keys.staticSecret) ss.fill(0)
+  }
+  if (r.v === 2) {
+    const body = dagEncode({ v: r.v, t: r.t, ids: r.ids, from: r.from, to: r.to, status: r.status, ts: r.ts })
+    return hmacSha256(key, concat(RECEIPT_V2_MAC_DOMAIN_BYTES, body))
   }
   const body = dagEncode({ v: r.v, t: r.t, id: r.id, from: r.from, to: r.to, status: r.status, ts: r.ts })
   return hmacSha256(key, concat(RECEIPT_MAC_DOMAIN_BYTES, body))
@@ -606,6 +663,7 @@ export function encodeFrame (frame: Frame): Uint8Array {
     if (frame.v === 2) return dagEncode({ v: frame.v, t: frame.t, id: frame.id, from: frame.from, to: frame.to, ts: frame.ts, epk: frame.epk, n: frame.n, spk: frame.spk, ct: frame.ct })
     return dagEncode({ v: frame.v, t: frame.t, id: frame.id, from: frame.from, to: frame.to, ts: frame.ts, epk: frame.epk, spk: frame.spk, ct: frame.ct })
   }
+  if (frame.v === 2) return dagEncode({ v: frame.v, t: frame.t, ids: frame.ids, from: frame.from, to: frame.to, status: frame.status, ts: frame.ts, mac: frame.mac })
   return dagEncode({ v: frame.v, t: frame.t, id: frame.id, from: frame.from, to: frame.to, status: frame.status, ts: frame.ts, mac: frame.mac })
 }
 
@@ -630,10 +688,13 @@ function checkFrameBytes (bytes: Uint8Array): void {
 /**
  * The frame in `bytes` when they are exactly its canonical encoding, read without dag-cbor's generic
  * decoder; else undefined. The same checks as {@link decodeFrameStrictly} (fields, types, lengths), and
- * the same proof of canonical form: the frame re-encodes to `bytes`. Such bytes are dag-cbor's encoding
- * of that frame, which dag-cbor decodes to the same map and the strict path accepts as the same frame, so
- * this only saves work; anything it does not accept (a malformed or non-canonical frame, or one it cannot
- * read) goes to the strict path, which decides and reports as before.
+ * canonical form proved while reading instead of by encoding the frame again: every head minimal, the
+ * keys in dag-cbor's order (shorter first, then bytewise) with none twice, nothing after the map, values
+ * only unsigned integers and byte or text strings (every text a frame carries is then checked to be
+ * ASCII: a key by name, the others by their patterns, so invalid UTF-8 never passes). A map read so is the
+ * unique canonical encoding of its frame — byte for byte what encodeFrame gives it, which dag-cbor decodes
+ * to the same map and the strict path accepts as the same frame — so this only saves work; anything it does
+ * not accept goes to the strict path, which decides and reports as before.
  */
 function canonicalFrame (bytes: Uint8Array): Frame | undefined {
   const m = readFlatMap(bytes)
@@ -641,12 +702,12 @@ function canonicalFrame (bytes: Uint8Array): Frame | undefined {
   let frame: Frame
   try {
     if (m.t === 'msg' && (m.v === 1 || m.v === 2)) frame = checkEnvelope(m)
-    else if (m.t === 'rcpt' && m.v === RECEIPT_VERSION) frame = checkReceipt(m)
+    else if (m.t === 'rcpt' && m.v === 1) frame = checkReceipt(m)
     else return undefined
   } catch {
     return undefined
   }
-  return sameBytes(encodeFrame(frame), bytes) ? frame : undefined
+  return frame
 }
 
 /** a frame's possible keys (anything else: not read here) */
@@ -654,7 +715,7 @@ const FRAME_KEYS = new Set([...MSG_V2_KEYS, ...RCPT_KEYS])
 let rb: Buffer = Buffer.alloc(0)
 let rat = 0
 
-/** the argument of the head just read (minor < 28, at most 2^53 - 1), or -1 */
+/** the argument of the head just read (minor < 28, at most 2^53 - 1, in its shortest form), or -1 */
 function readArgument (minor: number): number {
   if (minor < 24) return minor
   const size = minor === 24 ? 1 : minor === 25 ? 2 : minor === 26 ? 4 : minor === 27 ? 8 : 0
@@ -662,10 +723,12 @@ function readArgument (minor: number): number {
   let v: number
   if (size === 8) {
     const hi = rb.readUInt32BE(rat)
-    if (hi > 0x1fffff) return -1
+    if (hi > 0x1fffff || hi === 0) return -1
     v = hi * 0x100000000 + rb.readUInt32BE(rat + 4)
   } else {
     v = rb.readUIntBE(rat, size)
+    // a longer head than the value needs is not canonical
+    if (v < (size === 1 ? 24 : size === 2 ? 0x100 : 0x10000)) return -1
   }
   rat += size
   return v
@@ -680,9 +743,9 @@ function readString (major: number, n: number): string | Uint8Array | undefined 
 }
 
 /**
- * A map of a frame's keys to unsigned integers, text or byte strings (views into `bytes`), read
- * leniently: the caller's re-encoding decides whether the bytes were canonical. Undefined for anything
- * else (other types, unknown or non-text keys, truncated input, trailing bytes).
+ * A map of a frame's keys to unsigned integers, text or byte strings (views into `bytes`), in canonical
+ * form only (see canonicalFrame). Undefined for anything else (other types, unknown or non-text keys, a
+ * head longer than it needs, keys out of order or repeated, truncated input, trailing bytes).
  */
 function readFlatMap (bytes: Uint8Array): Record<string, unknown> | undefined {
   rb = Buffer.isBuffer(bytes) ? bytes : Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength)
@@ -693,12 +756,16 @@ function readFlatMap (bytes: Uint8Array): Record<string, unknown> | undefined {
     const count = readArgument(first & 0x1f)
     if (count < 0 || count > FRAME_KEYS.size) return undefined
     const m: Record<string, unknown> = {}
+    let prev = ''
     for (let i = 0; i < count; i++) {
       if (rat >= rb.length) return undefined
       const kh = rb[rat++]
       if (kh >> 5 !== 3) return undefined
       const key = readString(3, readArgument(kh & 0x1f))
       if (typeof key !== 'string' || !FRAME_KEYS.has(key)) return undefined
+      // dag-cbor's key order (shorter first, then bytewise: these keys are ASCII), each key once
+      if (i > 0 && !(prev.length < key.length || (prev.length === key.length && prev < key))) return undefined
+      prev = key
       if (rat >= rb.length) return undefined
       const vh = rb[rat++]
       const major = vh >> 5
@@ -737,8 +804,8 @@ export function decodeFrameStrictly (bytes: Uint8Array): Frame {
     if (!ENVELOPE_VERSIONS.includes(value.v as number)) throw malformed('unsupported version', { v: typeof value.v === 'number' ? value.v : undefined })
     frame = checkEnvelope(value)
   } else if (value.t === 'rcpt') {
-    if (value.v !== RECEIPT_VERSION) throw malformed('unsupported version', { v: typeof value.v === 'number' ? value.v : undefined })
-    frame = checkReceipt(value)
+    if (!RECEIPT_VERSIONS.includes(value.v as number)) throw malformed('unsupported version', { v: typeof value.v === 'number' ? value.v : undefined })
+    frame = value.v === 2 ? checkReceiptBatch(value) : checkReceipt(value)
   } else {
     throw malformed('unknown frame type')
   }
@@ -754,8 +821,8 @@ export function decodeEnvelope (bytes: Uint8Array): Envelope {
   return frame
 }
 
-/** Decode a frame that must be a receipt. */
-export function decodeReceipt (bytes: Uint8Array): Receipt {
+/** Decode a frame that must be a receipt (v1 or v2). */
+export function decodeReceipt (bytes: Uint8Array): AnyReceipt {
   const frame = decodeFrame(bytes)
   if (frame.t !== 'rcpt') throw malformed('expected a receipt')
   return frame
@@ -789,6 +856,19 @@ function checkReceipt (m: Record<string, unknown>): Receipt {
   const ts = field(m.ts, isTime, 'ts')
   const mac = field(m.mac, (x): x is Uint8Array => x instanceof Uint8Array && x.length === 32, 'mac')
   return { v: 1, t: 'rcpt', id, from, to, status, ts, mac: copy(mac) }
+}
+
+function checkReceiptBatch (m: Record<string, unknown>): ReceiptBatch {
+  exactKeys(m, RCPT_V2_KEYS)
+  const ids = field(m.ids, (x): x is string[] => Array.isArray(x) && x.length >= 1 && x.length <= MAX_RECEIPT_IDS && x.every(isMessageId), 'ids')
+  if (new Set(ids).size !== ids.length) throw malformed('an id is acknowledged twice', { field: 'ids' })
+  const from = field(m.from, isAddress, 'from')
+  const to = field(m.to, isAddress, 'to')
+  if (from === to) throw malformed('from and to are the same address')
+  const status = field(m.status, (x): x is ReceiptStatus => typeof x === 'string' && (RECEIPT_STATUSES as readonly string[]).includes(x), 'status')
+  const ts = field(m.ts, isTime, 'ts')
+  const mac = field(m.mac, (x): x is Uint8Array => x instanceof Uint8Array && x.length === 32, 'mac')
+  return { v: 2, t: 'rcpt', ids: [...ids], from, to, status, ts, mac: copy(mac) }
 }
 
 /** Encode a plaintext body `{ text, attachment? }` (validated). */
@@ -917,3 +997,4 @@ const MSG_KEY_INFO_BYTES = utf8(MSG_KEY_INFO)
 const EPOCH_KEY_INFO_BYTES = utf8(EPOCH_KEY_INFO)
 const RECEIPT_KEY_INFO_BYTES = utf8(RECEIPT_KEY_INFO)
 const RECEIPT_MAC_DOMAIN_BYTES = utf8(RECEIPT_MAC_DOMAIN)
+const RECEIPT_V2_MAC_DOMAIN_BYTES = utf8(RECEIPT_V2_MAC_DOMAIN)

@@ -36,10 +36,8 @@ import type { OutboxEntry, Store, StoredMessage } from '../store/index.ts'
 import { log } from '../util/log.ts'
 import {
   checkRecipient,
-  createReceipt,
   decodeEnvelope,
   decodeFrame,
-  encodeFrame,
   MAX_FRAME_BYTES,
   MSG_PROTOCOL,
   MSG_PROTOCOLS,
@@ -54,9 +52,10 @@ import {
   staticSecret,
   verifyReceipt
 } from './envelope.ts'
-import type { Envelope, EnvelopeHeaderV2, MessageAttachment, MessagingKeyPair, OpenOptions, Receipt, ReceiptMacKeys, SealEphemeral, SessionKeys } from './envelope.ts'
+import type { Envelope, EnvelopeHeaderV2, MessageAttachment, MessagingKeyPair, OpenOptions, ReceiptMacKeys, SealEphemeral, SessionKeys } from './envelope.ts'
 import { GroupCommit, TurnBatch } from './batcher.ts'
-import { FrameWriter, isChannelClosed, OutboundChannel } from './channel.ts'
+import { FrameWriter, isChannelClosed, OutboundChannel, ReceiptWriter } from './channel.ts'
+import type { Ack, Acknowledged } from './channel.ts'
 import { MessagingError, MessagingErrorCode } from './errors.ts'
 import { newMessageId } from './ids.ts'
 import { TokenBuckets } from './rate-limit.ts'
@@ -186,6 +185,8 @@ export class MessagingService extends EventEmitter<MessagingEvents> {
   /** our static private key as a KeyObject; per peer key (hex), LRU: X25519(ours, theirs), their key object, the receipt MAC keys */
   private readonly ownKey: KeyObject
   private readonly sessions = new Map<string, Session>()
+  /** a peer key's hex (the sessions' key), by the key's bytes object */
+  private readonly keyIds = new WeakMap<Uint8Array, string>()
   /** the v2 epoch keys of envelopes received, by sender key and E (LRU; being derived or derived) */
   private readonly epochKeys = new Map<string, KeyObject | Promise<KeyObject>>()
   /** recipients whose last channel landed on a 1.0.0 listener: they are sent v1 envelopes */
@@ -424,7 +425,7 @@ export class MessagingService extends EventEmitter<MessagingEvents> {
     if (this.shutdown.signal.aborted) attempt.abort(this.shutdown.signal.reason)
     const signal = attempt.signal
     try {
-      let receipt: Receipt
+      let receipt: Acknowledged
       for (let tries = 0; ; tries++) {
         const { ch, peer, fresh, version } = await this.channelFor(entry.to, signal)
         this.peerAddresses.set(peer.peerId.toString(), entry.to)
@@ -435,10 +436,10 @@ export class MessagingService extends EventEmitter<MessagingEvents> {
         if (envelope.length === 0 || (version === 1 && envelopeVersion(envelope) !== 1)) {
           envelope = await this.sealStored(id, entry.to, peer.messagingKey)
         }
-        let reply: Receipt
+        // the receipt, verified by the channel (verifyReceipt: FORGED_RECEIPT resets the stream)
         const ack = new Deadline(this.ackTimeoutMs, signal)
         try {
-          reply = await ch.request(id, envelope, ack.signal)
+          receipt = await ch.request(id, envelope, ack.signal)
         } catch (err) {
           if (!fresh && tries === 0 && isChannelClosed(err) && this.running) {
             this.log('channel to %s was closed: retrying %s on a new one', entry.to, id)
@@ -447,12 +448,6 @@ export class MessagingService extends EventEmitter<MessagingEvents> {
           throw err
         } finally {
           ack.done()
-        }
-        try {
-          receipt = verifyReceipt(reply, { id, from: this.address, to: entry.to }, { keys: this.c.keys, peerKey: peer.messagingKey, ...this.session(peer.messagingKey) })
-        } catch (err) {
-          ch.abort(err as Error)
-          throw err
         }
         break
       }
@@ -522,7 +517,10 @@ export class MessagingService extends EventEmitter<MessagingEvents> {
       f.abort(new MessagingError(MessagingErrorCode.MESSAGING_NOT_STARTED, 'messaging is stopping'))
       throw new MessagingError(MessagingErrorCode.MESSAGING_NOT_STARTED, 'messaging is stopping')
     }
+    const receiptKeys = { keys: this.c.keys, peerKey: peer.messagingKey, ...this.session(peer.messagingKey) }
     const ch: OutboundChannel = new OutboundChannel(f, {
+      // a receipt must come from this recipient's key, for messages we sent to it
+      verify: (receipt) => { verifyReceipt(receipt, { from: this.address, to }, receiptKeys) },
       onGone: () => { if (this.channels.get(to)?.ch === ch) this.channels.delete(to) }
     })
     const entry = { ch, peer, version } as const
@@ -543,7 +541,12 @@ export class MessagingService extends EventEmitter<MessagingEvents> {
 
   /** The session of a peer's messaging key (made on first use; LRU), or undefined for a bad key. */
   private sessionOf (peerKey: Uint8Array): Session | undefined {
-    const k = Buffer.from(peerKey.buffer, peerKey.byteOffset, peerKey.byteLength).toString('hex')
+    // the resolver hands out the same key bytes for a peer each time: their hex is made once per array
+    let k = this.keyIds.get(peerKey)
+    if (k === undefined) {
+      k = Buffer.from(peerKey.buffer, peerKey.byteOffset, peerKey.byteLength).toString('hex')
+      this.keyIds.set(peerKey, k)
+    }
     let s = this.sessions.get(k)
     if (s === undefined) {
       try {
@@ -703,7 +706,8 @@ export class MessagingService extends EventEmitter<MessagingEvents> {
    */
   private async serve (stream: Stream, remote: string): Promise<void> {
     const f = framed(stream, { maxFrameBytes: MAX_FRAME_BYTES })
-    const out = new FrameWriter(stream)
+    // a 1.1.0 dialer reads v2 receipts (one per sender for the messages stored together), a 1.0.0 one v1
+    const out = new ReceiptWriter(new FrameWriter(stream), stream.protocol === MSG_PROTOCOL)
     const active = new Set<Promise<void>>()
     let failure: unknown
     const fail = (err: unknown): void => {
@@ -735,7 +739,7 @@ export class MessagingService extends EventEmitter<MessagingEvents> {
         }
         if (bytes == null) break
         if (!this.limiter.take(remote)) throw new MessagingError(MessagingErrorCode.RATE_LIMITED, 'peer is sending too fast', { peer: remote })
-        const job = this.receive(bytes, remote).then(receipt => { out.write(receipt) }, fail)
+        const job = this.receive(bytes, remote).then(ack => { out.ack(ack) }, fail)
         active.add(job)
         void job.finally(() => { active.delete(job) })
       }
@@ -760,9 +764,9 @@ export class MessagingService extends EventEmitter<MessagingEvents> {
 
   /**
    * Handle one envelope frame: decode, check it is for us, authenticate its sender, store it once,
-   * and return the encoded receipt.
+   * and return what its receipt needs.
    */
-  private async receive (bytes: Uint8Array, remote: string): Promise<Uint8Array> {
+  private async receive (bytes: Uint8Array, remote: string): Promise<Ack> {
     const envelope = decodeEnvelope(bytes)
     checkRecipient(envelope, this.address)
     // the verified record we hold (no network, no peer-store update), else resolve
@@ -806,8 +810,7 @@ export class MessagingService extends EventEmitter<MessagingEvents> {
       this.stats.duplicates++
       this.log('duplicate %s from %s via %s: acknowledged again, not stored', opened.id, opened.from, remote)
     }
-    const receipt = createReceipt({ id: opened.id, from: opened.from, to: opened.to, ts: receivedAt }, { ...options, peerKey: senderKey })
-    return encodeFrame(receipt)
+    return { id: opened.id, from: opened.from, to: opened.to, ts: receivedAt, keys: { ...options, peerKey: senderKey } }
   }
 
   private requireRunning (): void {

@@ -6,6 +6,7 @@ import { x25519GenerateKeyPair, x25519SharedSecret } from '../../src/crypto/inde
 import { isTokenimError } from '../../src/errors.ts'
 import {
   createReceipt,
+  createReceiptBatch,
   decodeBody,
   decodeEnvelope,
   decodeFrame,
@@ -16,11 +17,13 @@ import {
   EPOCH_MAX_MESSAGES,
   isMessageId,
   MAX_FRAME_BYTES,
+  MAX_RECEIPT_IDS,
   messageIdTime,
   newMessageId,
   openingSecret,
   openMessage,
   openSendEpoch,
+  receiptIds,
   receiptMacKeys,
   receivingEpochKey,
   sealEphemeral,
@@ -41,6 +44,13 @@ function rejects (fn: () => unknown, code: string): void {
     assert.ok(isTokenimError(err, code), `expected ${code}, got ${(err as Error)?.name}: ${(err as { code?: string })?.code} ${(err as Error)?.message}`)
     return true
   })
+}
+
+/** The frame with the head of its first byte string of 24..255 bytes written in 2 bytes instead of 1. */
+function widenBytesHead (bytes: Uint8Array): Uint8Array {
+  const at = bytes.indexOf(0x58)
+  if (at < 0) return Uint8Array.from([...bytes, 0])
+  return Uint8Array.from([...bytes.subarray(0, at), 0x59, 0x00, ...bytes.subarray(at + 1)])
 }
 
 /** A random 32-byte AES key (an epoch key nobody else holds). */
@@ -278,7 +288,11 @@ describe('messaging/envelope', () => {
           dagCbor.encode({ ...m, x: 1 }),
           mutate(bytes, x => { delete x.ts }),
           mutate(bytes, x => { x.ts = String(x.ts) }),
-          mutate(bytes, x => { x.v = 1.5 })
+          mutate(bytes, x => { x.v = 1.5 }),
+          // heads longer than they need: the map's count, a key's length, a byte string's length
+          Uint8Array.from([0xb8, bytes[0] & 0x1f, ...bytes.subarray(1)]),
+          Uint8Array.from([bytes[0], 0x78, bytes[1] & 0x1f, ...bytes.subarray(2)]),
+          widenBytesHead(bytes)
         ]
         const ts = frame.ts
         if (ts < 2 ** 32) {
@@ -531,6 +545,53 @@ describe('messaging/envelope', () => {
       verifyReceipt(r, { id, from: ALICE, to: BOB }, { keys: alice, peerKey: bob.publicKey, receiptKeys: aliceKeys })
       // the direction matters: Alice's key for receipts she writes does not verify Bob's
       rejects(() => verifyReceipt(r, { id, from: ALICE, to: BOB }, { keys: alice, peerKey: bob.publicKey, receiptKeys: { sent: aliceKeys.received, received: aliceKeys.sent } }), 'FORGED_RECEIPT')
+    })
+
+    it('v2 receipts: one MAC for many ids, as specified; any of its ids verifies; a change to any field does not', () => {
+      const ids = Array.from({ length: 40 }, () => newMessageId())
+      const r = createReceiptBatch({ ids, from: ALICE, to: BOB, ts: 1_700_000_000_123 }, { keys: bob, peerKey: alice.publicKey })
+      assert.equal(r.v, 2)
+      assert.deepEqual(receiptIds(r), ids)
+      const decoded = decodeReceipt(encodeFrame(r))
+      assert.deepEqual(decoded, r)
+      const aliceKeys = { keys: alice, peerKey: bob.publicKey }
+      verifyReceipt(decoded, { from: ALICE, to: BOB }, aliceKeys)
+      verifyReceipt(decoded, { id: ids[17], from: ALICE, to: BOB }, aliceKeys)
+      rejects(() => verifyReceipt(decoded, { id: newMessageId(), from: ALICE, to: BOB }, aliceKeys), 'FORGED_RECEIPT')
+      // the specified MAC: HMAC(receipt key, "tokenim/v2/rcpt\n" || dag-cbor({ v, t, ids, from, to, status, ts }))
+      const ss = x25519SharedSecret(alice.privateKey, bob.publicKey)
+      const key = Buffer.from(hkdfSync('sha256', ss, 'tokenim/v1/rcpt', Buffer.concat([Buffer.from('tokenim/v1/rcpt/key'), alice.publicKey, bob.publicKey]), 32))
+      const body = dagCbor.encode({ v: 2, t: 'rcpt', ids, from: ALICE, to: BOB, status: 'delivered', ts: r.ts })
+      assert.deepEqual(Buffer.from(r.mac), createHmac('sha256', key).update('tokenim/v2/rcpt\n').update(body).digest())
+      // any change: FORGED_RECEIPT
+      for (const changed of [{ ...r, ids: ids.slice(1) }, { ...r, ids: [...ids.slice(0, 39), newMessageId()] }, { ...r, ts: r.ts + 1 }, { ...r, mac: new Uint8Array(32) }]) {
+        rejects(() => verifyReceipt(changed, { from: ALICE, to: BOB }, aliceKeys), 'FORGED_RECEIPT')
+      }
+      // written by someone without Bob's key, or for another pair
+      rejects(() => verifyReceipt(createReceiptBatch({ ids, from: ALICE, to: BOB }, { keys: mallory, peerKey: alice.publicKey }), { from: ALICE, to: BOB }, aliceKeys), 'FORGED_RECEIPT')
+      rejects(() => verifyReceipt(r, { from: ALICE, to: CAROL }, aliceKeys), 'FORGED_RECEIPT')
+      // a v1 receipt's MAC does not pass for a v2 one of the same id (the label and version differ)
+      const one = createReceipt({ id: ids[0], from: ALICE, to: BOB, ts: r.ts }, { keys: bob, peerKey: alice.publicKey })
+      rejects(() => verifyReceipt({ ...createReceiptBatch({ ids: [ids[0]], from: ALICE, to: BOB, ts: r.ts }, { keys: bob, peerKey: alice.publicKey }), mac: one.mac }, { from: ALICE, to: BOB }, aliceKeys), 'FORGED_RECEIPT')
+    })
+
+    it('v2 receipts decode strictly: 1 to MAX_RECEIPT_IDS message ids, none twice', () => {
+      const ids = [newMessageId(), newMessageId()]
+      const bytes = encodeFrame(createReceiptBatch({ ids, from: ALICE, to: BOB }, { keys: bob, peerKey: alice.publicKey }))
+      const cases = [
+        mutate(bytes, m => { m.ids = [] }),
+        mutate(bytes, m => { m.ids = [ids[0], ids[0]] }),
+        mutate(bytes, m => { m.ids = Array.from({ length: MAX_RECEIPT_IDS + 1 }, () => newMessageId()) }),
+        mutate(bytes, m => { m.ids = ['not-an-id'] }),
+        mutate(bytes, m => { m.ids = ids[0] }),
+        mutate(bytes, m => { m.id = ids[0] }),
+        mutate(bytes, m => { delete m.ids; m.id = ids[0] }),
+        cborg.encode(Object.fromEntries(Object.entries(dagCbor.decode(bytes) as Record<string, unknown>).reverse()), { mapSorter: undefined })
+      ]
+      for (const c of cases) rejects(() => decodeReceipt(c), 'MALFORMED_FRAME')
+      rejects(() => createReceiptBatch({ ids: [], from: ALICE, to: BOB }, { keys: bob, peerKey: alice.publicKey }), 'INVALID_MESSAGE_ARGUMENT')
+      rejects(() => createReceiptBatch({ ids: [ids[0], ids[0]], from: ALICE, to: BOB }, { keys: bob, peerKey: alice.publicKey }), 'INVALID_MESSAGE_ARGUMENT')
+      assert.equal(receiptIds(decodeReceipt(mutate(bytes, m => { m.ids = Array.from({ length: MAX_RECEIPT_IDS }, () => newMessageId()) }))).length, MAX_RECEIPT_IDS)
     })
 
     it('rejects forged or mismatched receipts with FORGED_RECEIPT', () => {

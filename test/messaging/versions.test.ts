@@ -11,9 +11,10 @@ import assert from 'node:assert/strict'
 import * as dagCbor from '@ipld/dag-cbor'
 import type { Stream } from '@libp2p/interface'
 import {
-  createReceipt, decodeEnvelope, decodeReceipt, encodeFrame, MAX_FRAME_BYTES, MSG_PROTOCOL, MSG_PROTOCOL_V1, MSG_PROTOCOLS, openMessage,
-  openSendEpoch, sealMessage
+  createReceipt, decodeEnvelope, decodeReceipt, receiptIds, encodeFrame, MAX_FRAME_BYTES, MSG_PROTOCOL, MSG_PROTOCOL_V1, MSG_PROTOCOLS, openMessage,
+  openSendEpoch, sealMessage, verifyReceipt
 } from '../../src/messaging/index.ts'
+import { x25519GenerateKeyPair } from '../../src/crypto/index.ts'
 import type { Envelope } from '../../src/messaging/index.ts'
 import type { TokenimNode } from '../../src/node/index.ts'
 import { framed } from '../../src/p2p/index.ts'
@@ -24,9 +25,10 @@ const unlimited = { messaging: { retryBaseMs: 200, retryMaxMs: 1_000, rateLimit:
 
 /**
  * Replace `node`'s messaging listeners by a minimal receiver on `protocols`: every envelope is decoded,
- * opened with the node's keys (so it must be genuine) and recorded, and answered with a receipt.
+ * opened with the node's keys (so it must be genuine) and recorded, and answered with a receipt (made with
+ * `receiptKeys`, by default the node's own).
  */
-async function tap (node: TokenimNode, sender: TokenimNode, protocols: string[]): Promise<Envelope[]> {
+async function tap (node: TokenimNode, sender: TokenimNode, protocols: string[], receiptKeys = node.identity.keys.messaging): Promise<Envelope[]> {
   const seen: Envelope[] = []
   for (const p of MSG_PROTOCOLS) await node.p2p.unhandle(p)
   const keys = node.identity.keys.messaging
@@ -40,7 +42,7 @@ async function tap (node: TokenimNode, sender: TokenimNode, protocols: string[])
             const envelope = decodeEnvelope(bytes)
             openMessage(envelope, { self: node.address, keys, senderKey })
             seen.push(envelope)
-            await f.write(encodeFrame(createReceipt({ id: envelope.id, from: envelope.from, to: envelope.to }, { keys, peerKey: senderKey })))
+            await f.write(encodeFrame(createReceipt({ id: envelope.id, from: envelope.from, to: envelope.to }, { keys: receiptKeys, peerKey: senderKey })))
           }
           await f.close()
         } catch (err) {
@@ -90,6 +92,24 @@ describe('messaging: envelope versions between nodes', function () {
     assert.equal((await alice.store.getMessage(first.id))?.text, 'first')
   })
 
+  it('a receipt that does not authenticate is refused: the message stays queued (FORGED_RECEIPT) and the stream is reset', async () => {
+    const [alice, erin] = await Promise.all([h.node({ messaging: { ...unlimited.messaging, retryBaseMs: 60_000 } }), h.node(unlimited)])
+    await waitResolvable(alice, erin)
+    const retries: string[] = []
+    alice.messaging.on('retry', (e) => { retries.push(e.error) })
+    // erin's listener answers with receipts made under another key
+    await tap(erin, alice, [MSG_PROTOCOL], x25519GenerateKeyPair())
+    const r = await alice.send(erin.address, 'forged receipt')
+    assert.equal(r.status, 'queued')
+    assert.equal(retries.length, 1)
+    assert.match(retries[0], /^FORGED_RECEIPT/)
+    assert.equal((await alice.store.getMessage(r.id))?.status, 'queued')
+    assert.equal((await alice.store.getOutbox(r.id))?.attempts, 1)
+    const erinPeer = erin.p2p.peerId.toString()
+    await waitFor(() => alice.p2p.libp2p.getConnections().filter(c => c.remotePeer.toString() === erinPeer)
+      .flatMap(c => c.streams).every(st => st.protocol !== MSG_PROTOCOL), 'the channel with the forged receipt reset')
+  })
+
   describe('a receiver', () => {
     let alice: TokenimNode
     let dave: TokenimNode
@@ -104,6 +124,30 @@ describe('messaging: envelope versions between nodes', function () {
       return framed(await mallory.dialProtocol(dave.multiaddrs()[0], MSG_PROTOCOL, { signal: AbortSignal.timeout(10_000) }), { maxFrameBytes: MAX_FRAME_BYTES })
     }
 
+    it('answers a 1.1.0 stream with v2 receipts (the messages stored together in one), a 1.0.0 stream with v1 ones', async () => {
+      const keys = alice.identity.keys.messaging
+      const to = dave.identity.keys.messaging.publicKey
+      const epoch = await openSendEpoch(keys, to)
+      for (const [protocol, version] of [[MSG_PROTOCOL, 2], [MSG_PROTOCOL_V1, 1]] as const) {
+        const sealed = Array.from({ length: 20 }, (_, i) => sealMessage({ from: alice.address, to: dave.address, body: { text: `${protocol} ${i}` } }, keys, to, {}, version === 2 ? epoch : undefined))
+        const f = framed(await mallory.dialProtocol(dave.multiaddrs()[0], protocol, { signal: AbortSignal.timeout(10_000) }), { maxFrameBytes: MAX_FRAME_BYTES })
+        for (const x of sealed) await f.write(x.bytes)
+        const ids = new Set<string>()
+        let frames = 0
+        while (ids.size < sealed.length) {
+          const receipt = decodeReceipt((await f.read({ signal: AbortSignal.timeout(10_000) }))!)
+          assert.equal(receipt.v, version)
+          verifyReceipt(receipt, { from: alice.address, to: dave.address }, { keys, peerKey: to })
+          for (const id of receiptIds(receipt)) ids.add(id)
+          frames++
+        }
+        await f.close()
+        assert.deepEqual(ids, new Set(sealed.map(x => x.envelope.id)))
+        if (version === 1) assert.equal(frames, 20)
+        else assert.ok(frames < 20, `${frames} v2 receipts for 20 messages`)
+      }
+    })
+
     it('opens interleaved envelopes of several epochs of one sender, and stores each message once', async () => {
       const keys = alice.identity.keys.messaging
       const to = dave.identity.keys.messaging.publicKey
@@ -112,7 +156,7 @@ describe('messaging: envelope versions between nodes', function () {
       const f = await stream()
       for (const s of sealed) await f.write(s.bytes)
       const ids = new Set<string>()
-      for (let i = 0; i < sealed.length; i++) ids.add(decodeReceipt((await f.read({ signal: AbortSignal.timeout(10_000) }))!).id)
+      while (ids.size < sealed.length) for (const id of receiptIds(decodeReceipt((await f.read({ signal: AbortSignal.timeout(10_000) }))!))) ids.add(id)
       await f.close()
       assert.deepEqual(ids, new Set(sealed.map(s => s.envelope.id)))
       const stored = await dave.messages(alice.address)
