@@ -218,7 +218,8 @@ export class MessagingService extends EventEmitter<MessagingEvents> {
     this.limiter = new TokenBuckets(init.rateLimit)
     this.ownKey = x25519PrivateKeyObject(components.keys.privateKey)
     this.incoming = new GroupCommit(async (msgs) => await this.c.store.addIncoming(msgs))
-    this.outgoing = new GroupCommit(async (items) => await this.c.store.addOutgoingMany(items))
+    // only send() submits here, with ids it has just made: none is stored (their reads are skipped)
+    this.outgoing = new GroupCommit(async (items) => await this.c.store.addOutgoingMany(items, { absent: () => true }))
     this.deliveredIds = new GroupCommit(async (ids) => await this.c.store.markDeliveredMany(ids))
   }
 

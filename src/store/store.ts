@@ -34,6 +34,7 @@ import { TokenimError } from '../errors.ts'
 import { ensurePrivateDir } from '../util/fs.ts'
 import { log } from '../util/log.ts'
 import { NOT_DECODED, decodeRecord, encodeRecord } from './cbor.ts'
+import { rowStatus, withStatus } from './row.ts'
 import { markerPathFor, readMarker, writeMarker } from './marker.ts'
 import type { StoreMarker, StoreMarkerStatus } from './marker.ts'
 import { StoreErrorCode, invalidArgument, invalidMessage, toOpenError, toStoreError } from './errors.ts'
@@ -140,6 +141,9 @@ interface SubValues { msg: StoredMessage, msgId: string, conv: ConversationRevis
 type SubValue<N extends keyof SubValues> = SubValues[N]
 type Snapshot = ReturnType<Root['snapshot']>
 type Batch = ReturnType<Root['batch']>
+
+/** read a record's stored bytes, not its decoding */
+const RAW = { valueEncoding: 'view' }
 
 /** classic-level's `sync` write option (fsync the log before the write returns); not in abstract-level's types */
 const SYNC_WRITE = { sync: true } as unknown as Parameters<Subs['meta']['put']>[2]
@@ -685,6 +689,20 @@ export class Store {
     return await this.#guard(() => sub.getMany(keys))
   }
 
+  /** Message rows' stored bytes by key (synchronous reads where the database can, as #getMany). */
+  async #rawRows (keys: string[]): Promise<Array<Uint8Array | undefined>> {
+    if (keys.length === 0) return []
+    const sub = this.#s.msg as unknown as { getMany: (keys: string[], o: object) => Promise<Array<Uint8Array | undefined>>, getSync: (key: string, o: object) => Uint8Array | undefined }
+    if ((this.#db.supports as { getSync?: boolean }).getSync === true) {
+      try {
+        return keys.map(k => sub.getSync(k, RAW))
+      } catch (err) {
+        throw toStoreError(err, this.path)
+      }
+    }
+    return await this.#guard(() => sub.getMany(keys, RAW))
+  }
+
   // ---- messages ----
 
   /** Add one message. `{ added: false }` if its id is already stored (nothing changes then). */
@@ -728,8 +746,11 @@ export class Store {
    * Several outgoing messages with their outbox entries (group commit of sends), all in ONE batch with
    * the conversation summaries. All are validated first (any invalid one: nothing written). Returns,
    * per item, whether it was added (false: its id is already stored, or repeated earlier in the call).
+   *
+   * `absent(id)` true is the caller's word that neither a message nor an outbox entry with that id is
+   * stored (ids it has just made): the id's reads are skipped, as for addMessages.
    */
-  async addOutgoingMany (items: Array<{ msg: StoredMessage, entry: OutboxEntry }>): Promise<boolean[]> {
+  async addOutgoingMany (items: Array<{ msg: StoredMessage, entry: OutboxEntry }>, options: { absent?: (id: string) => boolean } = {}): Promise<boolean[]> {
     const clean = items.map(({ msg, entry }) => {
       const m = normalizeMessage(msg)
       const e = normalizeOutboxEntry(entry)
@@ -739,14 +760,19 @@ export class Store {
       return { m, e }
     })
     if (clean.length === 0) return []
+    const absent = options.absent
     return await this.#lock.run(async () => {
-      const fresh = await this.#freshMessages(clean.map(c => c.m))
+      const fresh = await this.#freshMessages(clean.map(c => c.m), absent)
       if (fresh.length === 0) return clean.map(() => false)
       const added = new Set(fresh.map(m => m.id))
       const firsts = new Set(fresh) // the first item of each new id
       const entries = clean.filter(c => firsts.has(c.m)).map(c => c.e)
       const sums = await this.#bumpedSummaries(fresh)
-      const olds = await this.#getMany('outbox', entries.map(e => e.id))
+      const olds = new Array<OutboxEntry | undefined>(entries.length)
+      const asked: number[] = []
+      entries.forEach((e, i) => { if (absent?.(e.id) !== true) asked.push(i) })
+      const found = await this.#getMany('outbox', asked.map(i => entries[i].id))
+      asked.forEach((i, k) => { olds[i] = found[k] })
       await this.#write(b => {
         this.#putMessages(b, fresh, sums)
         entries.forEach((e, i) => { this.#putOutbox(b, e, olds[i]) })
@@ -1159,21 +1185,40 @@ export class Store {
       const olds = await this.#getMany('outbox', unique)
       const keys = await this.#getMany('msgId', unique)
       const present = keys.filter((k): k is string => k !== undefined)
-      const msgs = await this.#getMany('msg', present)
-      const byKey = new Map(present.map((k, i) => [k, msgs[i]]))
+      // the rows' bytes: an outgoing row's status is changed on them (row.ts), not by decoding and
+      // encoding the whole record; a row that path does not take is decoded as before
+      const rows = await this.#rawRows(present)
+      const updates = new Map<string, Uint8Array | StoredMessage>()
+      const touched: string[] = []
+      present.forEach((key, i) => {
+        const raw = rows[i]
+        if (raw === undefined) return
+        const rs = rowStatus(raw)
+        if (rs !== undefined) {
+          if (rs.direction !== 'out' || rs.status === 'delivered') return
+          const conversation = parseMessageKey(key)?.conversation
+          if (conversation === undefined) return // not a key the store writes: left to the decode below
+          updates.set(key, withStatus(raw, rs, 'delivered'))
+          touched.push(conversation)
+          return
+        }
+        const msg = this.#r.decodeMessageRecord(raw)
+        if (msg.direction !== 'out' || msg.status === 'delivered') return
+        updates.set(key, { ...msg, status: 'delivered' })
+        touched.push(msg.conversation)
+      })
       const changed = new Map<string, boolean>()
-      const touched = msgs.filter((m): m is StoredMessage => m !== undefined && m.direction === 'out' && m.status !== 'delivered').map(m => m.conversation)
       const sums = await this.#revised(touched)
       await this.#write(b => {
         this.#putSummaries(b, sums)
         unique.forEach((id, i) => {
           const old = olds[i]
           const key = keys[i]
-          const msg = key === undefined ? undefined : byKey.get(key)
-          const update = msg !== undefined && msg.direction === 'out' && msg.status !== 'delivered'
+          const update = key === undefined ? undefined : updates.get(key)
           if (old !== undefined) this.#delOutbox(b, old)
-          if (update && key !== undefined) b.put(key, { ...msg, status: 'delivered' }, { sublevel: this.#s.msg })
-          changed.set(id, old !== undefined || update)
+          if (update instanceof Uint8Array) b.put(key as string, update as unknown as StoredMessage, { sublevel: this.#s.msg, valueEncoding: 'view' } as object)
+          else if (update !== undefined) b.put(key as string, update, { sublevel: this.#s.msg })
+          changed.set(id, old !== undefined || update !== undefined)
         })
       })
       return ids.map(id => changed.get(id) === true)

@@ -1,6 +1,7 @@
 import assert from 'node:assert/strict'
 import * as cborg from 'cborg'
 import { NOT_DECODED, decodeRecord, encodeRecord } from '../../src/store/cbor.ts'
+import { rowStatus, withStatus } from '../../src/store/row.ts'
 import { message, makeHistory } from '../backup/helpers.ts'
 import { prng } from '../support/prng.ts'
 
@@ -71,5 +72,53 @@ describe('store: the CBOR fast path', function () {
     }
     // and is whole again after a refusal midway
     assert.deepEqual([...encodeRecord({ a: 'x' }) as Uint8Array], cborgBytes({ a: 'x' }))
+  })
+})
+
+describe('store: a message row\'s status on its bytes (row.ts)', () => {
+  it('reads direction and status, and writes the bytes encodeRecord gives the row with the new status', () => {
+    const rows: Array<Record<string, unknown>> = makeHistory({ conversations: 10, messages: 500, attachments: 0.2 }) as unknown as Array<Record<string, unknown>>
+    rows.push({ ...rows[0], receivedAt: 12 }, { ...rows[1], text: '🙂'.repeat(3000) }, { ...rows[2], status: 'delivered' })
+    for (const r of rows) {
+      const bytes = encodeRecord(r) as Uint8Array
+      const rs = rowStatus(bytes)
+      assert.ok(rs !== undefined)
+      assert.equal(rs.direction, r.direction)
+      assert.equal(rs.status, r.status)
+      for (const status of ['delivered', 'failed', 'sent']) {
+        assert.deepEqual([...withStatus(bytes, rs, status)], [...encodeRecord({ ...r, status }) as Uint8Array])
+      }
+    }
+  })
+
+  it('leaves to the decoder what it does not take', () => {
+    const r = { id: 'm1', conversation: '0x' + 'ab'.repeat(20), direction: 'out', status: 'queued', text: 'x' }
+    const cases: Array<[string, unknown]> = [
+      ['no status', { id: 'm1', direction: 'out' }],
+      ['no direction', { id: 'm1', status: 'queued' }],
+      ['status not text', { ...r, status: 1 }],
+      ['status not ASCII', { ...r, status: 'quéued' }],
+      ['status too long', { ...r, status: 'q'.repeat(24) }],
+      ['not a map', ['status', 'queued']]
+    ]
+    for (const [name, v] of cases) assert.equal(rowStatus(cborg.encode(v, { mapSorter: undefined })), undefined, name)
+    const good = encodeRecord(r) as Uint8Array
+    assert.ok(rowStatus(good) !== undefined)
+    assert.equal(rowStatus(Uint8Array.from([...good, 0])), undefined, 'trailing byte')
+    assert.equal(rowStatus(good.subarray(0, good.length - 1)), undefined, 'truncated')
+    // a key twice
+    const twice = Uint8Array.from([0xa3, ...cborg.encode('status'), ...cborg.encode('queued'), ...cborg.encode('direction'), ...cborg.encode('out'), ...cborg.encode('status'), ...cborg.encode('sent')])
+    assert.equal(rowStatus(twice), undefined, 'status twice')
+    // an indefinite-length text elsewhere in the row
+    assert.equal(rowStatus(Uint8Array.from([0xa3, ...cborg.encode('status'), ...cborg.encode('queued'), ...cborg.encode('direction'), ...cborg.encode('out'), ...cborg.encode('text'), 0x7f, 0x61, 0x61, 0xff])), undefined, 'indefinite')
+    // random damage never throws
+    const rnd = prng(9)
+    for (let i = 0; i < 3000; i++) {
+      const b = new Uint8Array(good)
+      b[Math.floor(rnd() * b.length)] = Math.floor(rnd() * 256)
+      const cut = rnd() < 0.3 ? b.subarray(0, Math.floor(rnd() * b.length)) : b
+      const rs = rowStatus(cut)
+      if (rs !== undefined) assert.ok(rs.at < rs.end && rs.end <= cut.length)
+    }
   })
 })

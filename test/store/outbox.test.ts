@@ -2,7 +2,19 @@ import assert from 'node:assert/strict'
 import { openStore } from '../../src/store/index.ts'
 import { isTokenimError } from '../../src/errors.ts'
 import type { OutboxEntry, Store } from '../../src/store/index.ts'
-import { msg, openTempStore, peer } from './helpers.ts'
+import { msg, openTempStore, peer, tamper } from './helpers.ts'
+import { Level } from 'level'
+
+/** the store key of message `id` (read behind the store's back; the store must be closed) */
+async function keyOf (path: string, id: string): Promise<string> {
+  const db = new Level<string, string>(path, { keyEncoding: 'utf8', valueEncoding: 'utf8' })
+  await db.open()
+  try {
+    return await db.sublevel<string, string>('msg-id', { keyEncoding: 'utf8', valueEncoding: 'utf8' }).get(id) as string
+  } finally {
+    await db.close()
+  }
+}
 
 function entry (id: string, nextAttemptAt: number, over: Partial<OutboxEntry> = {}): OutboxEntry {
   return { id, to: peer(1), attempts: 0, nextAttemptAt, envelope: new Uint8Array([1, 2, 3, id.length]), ...over }
@@ -53,6 +65,24 @@ describe('store: outbox and seen', () => {
       (e: unknown) => isTokenimError(e, 'INVALID_MESSAGE'))
     assert.equal(await store.getMessage(d.id), undefined)
     assert.deepEqual(await store.addOutgoingMany([]), [])
+  })
+
+  it('markDeliveredMany sets delivered on outgoing rows and keeps every other field; incoming, delivered and unknown ones are left', async () => {
+    const attachment = { cid: 'bafkreidummy', key: 'k'.repeat(43), name: 'a.png', mime: 'image/png', size: 12, sha256: 'ab'.repeat(32) }
+    const outs = [msg({ direction: 'out', text: 'plain' }), msg({ direction: 'out', text: '日本語 🙂'.repeat(200), attachment }), msg({ direction: 'out', text: 'odd row' })]
+    for (const m of outs) await store.addOutgoing(m, entry(m.id, 100))
+    const incoming = msg({ direction: 'in' })
+    await store.addMessage(incoming)
+    // a row written behind the store's back with a status that is not a text: decoded and updated as before
+    await store.close()
+    await tamper(path, 'msg', (await keyOf(path, outs[2].id)), (v) => ({ ...(v as object), status: ['queued'] }))
+    store = await openStore(path)
+    assert.deepEqual(await store.markDeliveredMany([outs[0].id, outs[1].id, outs[2].id, incoming.id, 'unknown-id']), [true, true, true, false, false])
+    for (const m of outs.slice(0, 2)) assert.deepEqual(await store.getMessage(m.id), { ...m, status: 'delivered' })
+    assert.equal((await store.getMessage(outs[2].id))?.status, 'delivered')
+    assert.deepEqual(await store.getMessage(incoming.id), incoming)
+    assert.equal(await store.outboxSize(), 0)
+    assert.deepEqual(await store.markDeliveredMany([outs[0].id]), [false])
   })
 
   it('dueOutbox by nextAttemptAt, reschedule, markDelivered', async () => {
