@@ -42,6 +42,7 @@ import { base32upper } from 'multiformats/bases/base32'
 import type { CID } from 'multiformats/cid'
 import { log } from '../util/log.ts'
 import { getBlock } from './blocks.ts'
+import { coalescingEncrypter } from './coalesce.ts'
 import { P2PError, P2PErrorCode, notStarted } from './errors.ts'
 import { localPins } from './local-pins.ts'
 import type { DagSource, LocalPins, PinRecords } from './local-pins.ts'
@@ -674,7 +675,8 @@ async function networkHelia (init: P2PNodeInit, blockstore: LevelBlockstore, dat
     privateKey: init.privateKey,
     addresses: { listen, announce: init.announce },
     transports: [tcp()],
-    connectionEncrypters: [noise()],
+    // each send on a connection in one socket write (coalesce.ts)
+    connectionEncrypters: [coalescingEncrypter(noise())],
     streamMuxers: [yamux()],
     peerDiscovery,
     // a ping slower than this (adaptive, from 10 s) counts as a dead connection; libp2p's 5 s minimum
