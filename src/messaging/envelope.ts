@@ -355,8 +355,12 @@ function epochKey (dhEs: Uint8Array, dhSs: Uint8Array, epk: Uint8Array, spk: Uin
 
 /** v2's nonce of message number n: 4 zero bytes, then n as a 64-bit big-endian integer */
 function epochNonce (n: number): Uint8Array {
+  // n < 2^32 (MAX_EPOCH_NUMBER), so the 64-bit integer's upper half is zero too
   const nonce = new Uint8Array(12)
-  new DataView(nonce.buffer).setBigUint64(4, BigInt(n))
+  nonce[8] = n >>> 24
+  nonce[9] = (n >>> 16) & 0xff
+  nonce[10] = (n >>> 8) & 0xff
+  nonce[11] = n & 0xff
   return nonce
 }
 

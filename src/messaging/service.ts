@@ -189,6 +189,8 @@ export class MessagingService extends EventEmitter<MessagingEvents> {
   private readonly keyIds = new WeakMap<Uint8Array, string>()
   /** the v2 epoch keys of envelopes received, by sender key and E (LRU; being derived or derived) */
   private readonly epochKeys = new Map<string, KeyObject | Promise<KeyObject>>()
+  /** the epoch key used last (checked first: the next envelope is most often of the same epoch) */
+  private lastEpoch?: { epk: Uint8Array, spk: Uint8Array, key: KeyObject }
   /** recipients whose last channel landed on a 1.0.0 listener: they are sent v1 envelopes */
   private readonly v1Peers = new Set<string>()
   /** fresh ephemeral key pairs being made or made (each handed out once; see nextEphemeral) */
@@ -266,6 +268,7 @@ export class MessagingService extends EventEmitter<MessagingEvents> {
     for (const { ss } of this.sessions.values()) ss.fill(0)
     this.sessions.clear()
     this.epochKeys.clear()
+    this.lastEpoch = undefined
     this.v1Peers.clear()
     this.ephemerals = []
     this.limiter.clear()
@@ -592,12 +595,17 @@ export class MessagingService extends EventEmitter<MessagingEvents> {
    * derived (X25519 on the thread pool, one derivation at a time per epoch). The envelope's checks come first.
    */
   private async epochKeyOf (envelope: EnvelopeHeaderV2, options: OpenOptions): Promise<KeyObject> {
+    // most envelopes are of the epoch the one before was of
+    const last = this.lastEpoch
+    if (last !== undefined && equalBytes(last.epk, envelope.epk) && equalBytes(last.spk, options.senderKey)) return last.key
     const id = Buffer.concat([envelope.epk, options.senderKey]).toString('latin1')
     let key = this.epochKeys.get(id)
     if (key !== undefined) {
       this.epochKeys.delete(id) // re-inserted below: LRU order
       this.epochKeys.set(id, key)
-      return key instanceof Promise ? await key : key
+      if (key instanceof Promise) return await key
+      this.lastEpoch = { epk: envelope.epk, spk: options.senderKey, key }
+      return key
     }
     const derived = this.together.join(receivingEpochKey(envelope, options))
     if (this.epochKeys.size >= MAX_EPOCH_KEYS) this.epochKeys.delete(this.epochKeys.keys().next().value as string)
@@ -609,6 +617,7 @@ export class MessagingService extends EventEmitter<MessagingEvents> {
       throw err
     }
     if (this.epochKeys.get(id) === derived) this.epochKeys.set(id, key)
+    this.lastEpoch = { epk: envelope.epk, spk: options.senderKey, key }
     return key
   }
 
