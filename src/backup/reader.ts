@@ -20,6 +20,8 @@ import type { BackupHeader, Manifest, ManifestConversation, ManifestNode, Segmen
 import type { BoxKind } from './constants.ts'
 import { open, sealKey } from './seal.ts'
 import type { SealKey } from './seal.ts'
+import { segmentRows } from './segment-rows.ts'
+import type { SegmentRows } from './segment-rows.ts'
 
 /** The backup key, or a function deriving it from the root's KDF parameters (null: no passphrase). */
 export type BackupKeySource = Uint8Array | ((kdf: KdfParams | null) => Uint8Array | Promise<Uint8Array>)
@@ -262,7 +264,7 @@ export function segmentPlaces (m: Manifest): SegmentPlace[] {
  */
 export function checkSegment (key: SealKey, manifest: Manifest, place: SegmentPlace, cid: CID, box: Uint8Array, opened?: Uint8Array): Segment {
   try {
-    return checkSegmentAt(key, manifest, place, cid, box, opened)
+    return checkSegmentAt(key, manifest, place, cid, box, opened) as Segment
   } catch (err) {
     // the CID's text only for an error: cid.toString() caches a ~1.7 KB rope on the CID, and a reader keeps
     // its segment CIDs for a whole restore (~40 MB at 1,000,000 messages)
@@ -271,7 +273,26 @@ export function checkSegment (key: SealKey, manifest: Manifest, place: SegmentPl
   }
 }
 
-function checkSegmentAt (key: SealKey, manifest: Manifest, place: SegmentPlace, cid: CID, box: Uint8Array, opened?: Uint8Array): Segment {
+/**
+ * {@link checkSegment}, giving a plain segment (see segment-rows.ts) as its messages' store rows instead of
+ * objects (a segment that path does not take comes as checkSegment gives it): the same checks, problems and
+ * errors. For a restore, which writes the rows as they are.
+ */
+export function checkSegmentRows (key: SealKey, manifest: Manifest, place: SegmentPlace, cid: CID, box: Uint8Array, opened?: Uint8Array): Segment | RowsSegment {
+  try {
+    return checkSegmentAt(key, manifest, place, cid, box, opened, true)
+  } catch (err) {
+    if (isTokenimError(err) && err.info.cid === undefined) err.info.cid = cid.toString()
+    throw err
+  }
+}
+
+/** A segment checked and read as its messages' store rows (checkSegmentRows) */
+export interface RowsSegment extends SegmentRows {
+  type: 'rows'
+}
+
+function checkSegmentAt (key: SealKey, manifest: Manifest, place: SegmentPlace, cid: CID, box: Uint8Array, opened?: Uint8Array, asRows = false): Segment | RowsSegment {
   const info = place.conversation.segments[place.seq]
   const where = { block: 'segment', conversation: place.conversation.peer, segment: place.seq, index: place.index }
   let plain: Uint8Array
@@ -283,19 +304,21 @@ function checkSegmentAt (key: SealKey, manifest: Manifest, place: SegmentPlace, 
     }
     throw err
   }
-  const seg = decodeSegment(plain, where, manifest.segmentSize)
+  const rows = asRows ? segmentRows(plain, manifest.segmentSize) : undefined
+  const seg: Segment | RowsSegment = rows !== undefined ? { type: 'rows', ...rows } : decodeSegment(plain, where, manifest.segmentSize)
+  const msgs: ReadonlyArray<{ ts: number, id: string }> = seg.type === 'rows' ? seg.rows : seg.msgs
   if (seg.conv !== place.conversation.peer || seg.seq !== place.seq) {
     throw malformed(`segment ${cid.toString()} belongs to segment ${seg.seq} of another place than the manifest says`, { ...where, reason: 'place' })
   }
-  if (seg.msgs.length !== info.count) {
+  if (msgs.length !== info.count) {
     throw backupError(BackupErrorCode.COUNT_MISMATCH,
-      `segment ${place.seq} of conversation ${place.conversation.peer} holds ${seg.msgs.length} messages, the manifest says ${info.count}`,
-      { ...where, expected: info.count, actual: seg.msgs.length })
+      `segment ${place.seq} of conversation ${place.conversation.peer} holds ${msgs.length} messages, the manifest says ${info.count}`,
+      { ...where, expected: info.count, actual: msgs.length })
   }
-  if (seg.msgs[0].ts !== info.firstTs || seg.msgs[seg.msgs.length - 1].ts !== info.lastTs) {
+  if (msgs[0].ts !== info.firstTs || msgs[msgs.length - 1].ts !== info.lastTs) {
     throw malformed(`segment ${place.seq} of conversation ${place.conversation.peer} has another time range than the manifest says`, { ...where, reason: 'time-range' })
   }
-  if (place.seq === place.conversation.segments.length - 1 && seg.msgs[seg.msgs.length - 1].id !== place.conversation.lastId) {
+  if (place.seq === place.conversation.segments.length - 1 && msgs[msgs.length - 1].id !== place.conversation.lastId) {
     throw malformed(`the last message of conversation ${place.conversation.peer} is not the one the manifest names`, { ...where, reason: 'last-id' })
   }
   return seg

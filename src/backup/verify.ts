@@ -10,8 +10,8 @@ import { readBlock } from './blocks.ts'
 import type { AbortOptions, BlockGetter } from './blocks.ts'
 import { MAX_OTHER_BLOCK, MAX_SEGMENT_BLOCK, MAX_SEGMENT_PLAINTEXT } from './constants.ts'
 import { BackupErrorCode } from './errors.ts'
-import { checkExpectations, checkRootOption, checkSegment, openManifest, readHeader, readManifestNode, resolveKey, segmentPlaces } from './reader.ts'
-import type { BackupKeySource, SegmentPlace } from './reader.ts'
+import { checkExpectations, checkRootOption, checkSegment, checkSegmentRows, openManifest, readHeader, readManifestNode, resolveKey, segmentPlaces } from './reader.ts'
+import type { BackupKeySource, RowsSegment, SegmentPlace } from './reader.ts'
 import { compareMessages } from './schema.ts'
 import type { BackupHeader, Manifest, ManifestNode, Segment } from './schema.ts'
 import { BoxOpener, OPENER_MIN_BOXES } from './opener.ts'
@@ -62,7 +62,12 @@ export interface VerifyBackupOptions extends AbortOptions {
    * manifest node's list: a caller that imports next (restore) can keep it instead of decrypting again,
    * or import it now. A promise it returns is awaited before the next segment is read (backpressure).
    */
-  onSegment?: (index: number, segment: Segment, boxBytes: number) => void | Promise<void>
+  onSegment?: (index: number, segment: Segment | RowsSegment, boxBytes: number) => void | Promise<void>
+  /**
+   * Give onSegment a plain segment as its messages' store rows (`type: 'rows'`, reader.ts checkSegmentRows)
+   * rather than decoded messages: the same checks and problems; for a restore that writes them as they are.
+   */
+  rows?: boolean
   /**
    * Called with the root, the manifest's plaintext blocks, the opened manifest and the key once they passed
    * every check (full mode): a caller that reads the segments next (restore) need not fetch, open and
@@ -229,15 +234,18 @@ export async function verifyBackup (options: VerifyBackupOptions): Promise<Verif
         if (key !== undefined && manifest !== undefined && place !== undefined) {
           // the worker's plaintext of this box if it is there, else (not taken, not answered yet, not opened
           // there) opened here
-          const seg = checkSegment(key, manifest, place, cid, box, opener?.take(got.ticket))
-          messages += seg.msgs.length
+          const plain = opener?.take(got.ticket)
+          const seg = options.rows === true ? checkSegmentRows(key, manifest, place, cid, box, plain) : checkSegment(key, manifest, place, cid, box, plain)
+          const msgs: ReadonlyArray<{ ts: number, id: string }> = seg.type === 'rows' ? seg.rows : seg.msgs
+          messages += msgs.length
           const before = problems.length
-          if (prev !== undefined && prev.conv === seg.conv && compareMessages(prev, seg.msgs[0]) >= 0) {
+          if (prev !== undefined && prev.conv === seg.conv && compareMessages(prev, msgs[0]) >= 0) {
             problems.push({ code: BackupErrorCode.BACKUP_MALFORMED, message: `segment ${place.seq} of conversation ${seg.conv} is out of order with the one before`, ...where, cid: cid.toString() })
           }
-          const last = seg.msgs[seg.msgs.length - 1]
+          const last = msgs[msgs.length - 1]
           prev = { ts: last.ts, id: last.id, conv: seg.conv }
-          for (const m of seg.msgs) {
+          // (a segment read as rows has no attachments: those are left to the decoded path)
+          for (const m of seg.type === 'rows' ? [] : seg.msgs) {
             if (m.attachment === undefined) continue
             const a = attachmentCid(m.attachment.cid)
             if (a !== undefined && !linked.has(a.toString())) {

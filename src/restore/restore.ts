@@ -20,12 +20,12 @@ import {
   checkSegment, fromSegmentMessage, openManifest, readBackup, readHeader, readManifestNode, segmentPlaces,
   verifyBackup, verifyBlock, walkDag, MAX_SEGMENT_BLOCK
 } from '../backup/index.ts'
-import type { BackupKeySource, BackupProblem, BlockGetter, OpenedManifest, VerifyProgress } from '../backup/index.ts'
+import type { BackupKeySource, BackupProblem, BlockGetter, OpenedManifest, RowsSegment, Segment, VerifyProgress } from '../backup/index.ts'
 import type { KdfParams } from '../crypto/index.ts'
 import { isTokenimError, TokenimError } from '../errors.ts'
 import { createIdentity, deriveBackupKey, deriveKeys, identityExists, openIdentity, prepareKeystore, readIdentityPublic } from '../identity/index.ts'
-import { openStore } from '../store/index.ts'
-import type { Contact, Store, StoredMessage } from '../store/index.ts'
+import { messageRecord, openStore } from '../store/index.ts'
+import type { Contact, MessageRecord, Store, StoredMessage } from '../store/index.ts'
 import { ensurePrivateDir, exists, fsyncDir, writeFileAtomic } from '../util/fs.ts'
 import { log } from '../util/log.ts'
 import { resolveAnchor } from './anchor.ts'
@@ -393,18 +393,20 @@ export async function restoreBackup (o: RestoreOptions): Promise<RestoreResult> 
         // skipped); sized for the manifest's messages, at most what its segments can hold
         if (store !== undefined) importer = startImport({ store, batchSize, handed: new IdFilter(Math.min(m.manifest.totals.messages, m.node.segments.length * m.manifest.segmentSize)) })
       },
+      // staged: a plain segment comes as its messages' store rows, written as they are (segment-rows.ts)
+      rows: staged,
       onSegment: staged
         ? async (index, seg) => {
           // nothing more once the bundle has a problem (the store is removed) or a write failed
           if (importer === undefined || problemsSeen || importFailed !== undefined) return
           try {
-            await importer.add(seg.msgs.map(m => fromSegmentMessage(seg.conv, m)), index + 1)
+            await importer.add(recordsOf(seg), index + 1)
           } catch (err) {
             // the store's failure, not the bundle's: not a problem of the report
             importFailed = { err }
           }
         }
-        : (index, seg) => { if (index >= startSegment) kept.keep(index, seg.msgs.map(m => fromSegmentMessage(seg.conv, m))) },
+        : (index, seg) => { if (index >= startSegment && seg.type === 'segment') kept.keep(index, seg.msgs.map(m => fromSegmentMessage(seg.conv, m))) },
       root,
       blockstore: o.source.blockstore,
       owner,
@@ -518,13 +520,13 @@ export async function restoreBackup (o: RestoreOptions): Promise<RestoreResult> 
           const seg = checkSegment(segmentKey, m.manifest, places[i], segs[i], box)
           msgs = seg.msgs.map(m => fromSegmentMessage(seg.conv, m))
         }
-        await imp.add(msgs, i + 1)
+        await imp.add(msgs.map(messageRecord), i + 1)
       }
       await imp.flush(segs.length)
       await imp.written()
     } else {
       const s = await salvageSegments({ root, blockstore: o.source.blockstore, key: backupKey, start, signal, digest }, async (index, msgs) => {
-        await imp.add(msgs, index + 1)
+        await imp.add(msgs.map(messageRecord), index + 1)
       })
       await imp.flush(s.total)
       await imp.written()
@@ -604,11 +606,17 @@ export async function restoreBackup (o: RestoreOptions): Promise<RestoreResult> 
 // ---------------------------------------------------------------------------------------------------------
 // import
 
+/** A checked segment's messages as the store's records: its rows as they are, or its decoded messages encoded. */
+function recordsOf (seg: Segment | RowsSegment): MessageRecord[] {
+  if (seg.type === 'rows') return seg.rows.map(r => ({ id: r.id, conversation: seg.conv, ts: r.ts, bytes: r.bytes }))
+  return seg.msgs.map(m => messageRecord(fromSegmentMessage(seg.conv, m)))
+}
+
 interface Importer {
   /** messages the store took so far (the others were stored already) */
   readonly imported: number
   /** a segment's messages; `nextSegment` is the index after it (what the marker records once they are written) */
-  add: (msgs: StoredMessage[], nextSegment: number) => Promise<void>
+  add: (msgs: MessageRecord[], nextSegment: number) => Promise<void>
   /** write what is buffered as one batch (returns once the batch before it is written) */
   flush: (nextSegment: number) => Promise<void>
   /** every batch written (throws a batch's failure) */
@@ -636,7 +644,7 @@ interface ImportOptions {
  */
 function startImport (o: ImportOptions): Importer {
   const { store, handed } = o
-  let buf: StoredMessage[] = []
+  let buf: MessageRecord[] = []
   let imported = 0
   let writing: Promise<void> = Promise.resolve()
   // marker rewrites, each after the batches it counts are written, in the background: the next batches are
@@ -682,7 +690,7 @@ function startImport (o: ImportOptions): Importer {
     writing = (async () => {
       await previous
       if (batch.length > 0) {
-        const r = await store.addMessages(batch, { absent })
+        const r = await store.addMessageRecords(batch, { absent })
         imported += r.added
         if (o.marker !== undefined) o.marker.state.imported += r.added
       }

@@ -1,6 +1,6 @@
 /** The node's level database: messages, conversations, contacts, outbox, seen ids, backup index, meta. */
-export { openStore, repairStore, Store, StoreSnapshot, SCHEMA_VERSION } from './store.ts'
-export type { OpenStoreOptions, RebuildResult, SkipConversation } from './store.ts'
+export { openStore, repairStore, Store, StoreSnapshot, SCHEMA_VERSION, messageRecord } from './store.ts'
+export type { OpenStoreOptions, RebuildResult, SkipConversation, MessageRecord } from './store.ts'
 export { StoreErrorCode } from './errors.ts'
 export { MESSAGE_DIRECTIONS, MESSAGE_STATUSES } from './types.ts'
 export type {

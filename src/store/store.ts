@@ -39,7 +39,7 @@ import { markerPathFor, readMarker, writeMarker } from './marker.ts'
 import type { StoreMarker, StoreMarkerStatus } from './marker.ts'
 import { StoreErrorCode, invalidArgument, invalidMessage, toOpenError, toStoreError } from './errors.ts'
 import {
-  checkAddress, checkId, checkStatus, checkTime, normalizeBackup, normalizeContact, normalizeMessage,
+  checkAddress, checkId, checkStatus, checkTime, MAX_ID_LENGTH, normalizeBackup, normalizeContact, normalizeMessage,
   normalizeOutboxEntry
 } from './validate.ts'
 import type {
@@ -117,8 +117,11 @@ function cbor<T> (): { name: string, format: 'view', encode: (v: T) => Uint8Arra
 const MAX_OPEN_FILES = 74
 const MAX_FILE_SIZE = 1024 * 1024
 
-function db0 (path: string, createIfMissing: boolean): Level<string, Uint8Array> {
-  return new Level<string, Uint8Array>(path, { keyEncoding: 'utf8', valueEncoding: 'view', createIfMissing, maxOpenFiles: MAX_OPEN_FILES, maxFileSize: MAX_FILE_SIZE })
+function db0 (path: string, createIfMissing: boolean, writeBufferSize?: number): Level<string, Uint8Array> {
+  return new Level<string, Uint8Array>(path, {
+    keyEncoding: 'utf8', valueEncoding: 'view', createIfMissing, maxOpenFiles: MAX_OPEN_FILES, maxFileSize: MAX_FILE_SIZE,
+    ...(writeBufferSize !== undefined ? { writeBufferSize } : {})
+  })
 }
 type Root = ReturnType<typeof db0>
 function subs (db: Root) {
@@ -201,7 +204,43 @@ function isNewer (ts: number, id: string, than: { lastTs: number, lastMessageId:
 }
 
 /** the summary with m added; its append run (ConversationRevision.run) is kept only when m sorts after every row */
-function bump (sum: ConversationRevision | undefined, m: StoredMessage): ConversationRevision {
+/** what a message's keys are made of */
+interface Keyed { id: string, conversation: string, ts: number }
+
+/**
+ * A message as the store writes it: its id, conversation and ts (what its keys are made of) and its record's
+ * bytes, which must be exactly what the store encodes for the validated message ({@link messageRecord}).
+ */
+export interface MessageRecord extends Keyed {
+  bytes: Uint8Array
+}
+
+/** The record of a message, validated as addMessages validates it (INVALID_MESSAGE). */
+export function messageRecord (msg: StoredMessage): MessageRecord {
+  const m = normalizeMessage(msg)
+  return { id: m.id, conversation: m.conversation, ts: m.ts, bytes: cborCodec.encode(m) }
+}
+
+/** the parts of records that make keys: checked as normalizeMessage checks them (INVALID_MESSAGE, with the index) */
+function checkRecords (records: MessageRecord[]): void {
+  if (!Array.isArray(records)) throw invalidArgument('addMessageRecords needs an array of records')
+  records.forEach((r, index) => {
+    const ok = r !== null && typeof r === 'object' && typeof r.id === 'string' && r.id.length > 0 && r.id.length <= MAX_ID_LENGTH && RECORD_ID_RE.test(r.id) &&
+      typeof r.conversation === 'string' && RECORD_ADDRESS_RE.test(r.conversation) &&
+      Number.isSafeInteger(r.ts) && r.ts >= 0 && r.bytes instanceof Uint8Array && r.bytes.length > 0
+    if (!ok) throw invalidMessage(`record ${index} is not a message record (id, lowercase conversation address, ts, bytes)`, { index })
+  })
+}
+
+const RECORD_ID_RE = /^[\x21-\x7e]+$/
+const RECORD_ADDRESS_RE = /^0x[0-9a-f]{40}$/
+
+/** a record's bytes put as they are into a sublevel whose values are otherwise encoded */
+function RECORD_OPTIONS (sublevel: unknown): object {
+  return { sublevel, valueEncoding: 'view' }
+}
+
+function bump (sum: ConversationRevision | undefined, m: Keyed): ConversationRevision {
   if (sum === undefined) return { peer: m.conversation, count: 1, firstTs: m.ts, lastTs: m.ts, lastMessageId: m.id }
   const newer = isNewer(m.ts, m.id, sum)
   const next: ConversationRevision = {
@@ -413,6 +452,8 @@ export interface OpenStoreOptions {
   marker?: boolean
   /** rewrite the marker at most this often while messages are added (default 60 s; also on close) */
   markerIntervalMs?: number
+  /** LevelDB's write buffer (its memtable) for this open: larger for a bulk import (default LevelDB's 4 MiB) */
+  writeBufferBytes?: number
 }
 
 /**
@@ -422,7 +463,7 @@ export interface OpenStoreOptions {
 export async function openStore (path: string, opts: OpenStoreOptions = {}): Promise<Store> {
   const createIfMissing = opts.createIfMissing ?? true
   if (createIfMissing) await ensurePrivateDir(path).catch((err: unknown) => { throw toOpenError(err, path) })
-  const db = db0(path, createIfMissing)
+  const db = db0(path, createIfMissing, opts.writeBufferBytes ?? (process.env.TOKENIM_WBUF !== undefined ? Number(process.env.TOKENIM_WBUF) : undefined))
   try {
     await db.open()
   } catch (err) {
@@ -734,6 +775,26 @@ export class Store {
   }
 
   /**
+   * Import message records ({@link MessageRecord}: what the store writes for a validated message) in ONE
+   * batch with the conversation summaries, idempotent by id as addMessages. The records' bytes are taken as
+   * they are (made by {@link messageRecord}, or by a reader that makes the same bytes from a checked backup
+   * segment, src/backup/segment-rows.ts); their ids, conversations and times, which make the keys, are
+   * checked (INVALID_MESSAGE, nothing written). `absent` as for addMessages.
+   */
+  async addMessageRecords (records: MessageRecord[], options: { absent?: (id: string) => boolean } = {}): Promise<AddMessagesResult> {
+    checkRecords(records)
+    return await this.#lock.run(async () => {
+      const fresh = await this.#freshMessages(records, options.absent)
+      if (fresh.length > 0) {
+        const sums = await this.#bumpedSummaries(fresh)
+        await this.#write(b => this.#putRecords(b, fresh, sums))
+        this.#added(fresh.length)
+      }
+      return { added: fresh.length, skipped: records.length - fresh.length }
+    })
+  }
+
+  /**
    * Store an outgoing message and its outbox entry in one batch. If the message id is already stored
    * nothing changes and `{ added: false }` is returned.
    */
@@ -782,21 +843,21 @@ export class Store {
     })
   }
 
-  async #freshMessages (clean: StoredMessage[], absent?: (id: string) => boolean): Promise<StoredMessage[]> {
-    const unique = new Map<string, StoredMessage>()
+  async #freshMessages<M extends Keyed> (clean: M[], absent?: (id: string) => boolean): Promise<M[]> {
+    const unique = new Map<string, M>()
     for (const m of clean) if (!unique.has(m.id)) unique.set(m.id, m)
     const ids = [...unique.keys()]
     if (absent === undefined) {
       const existing = await this.#getMany('msgId', ids)
-      return ids.filter((_, i) => existing[i] === undefined).map(id => unique.get(id) as StoredMessage)
+      return ids.filter((_, i) => existing[i] === undefined).map(id => unique.get(id) as M)
     }
     const ask = ids.filter(id => !absent(id))
     const existing = await this.#getMany('msgId', ask)
     const stored = new Set(ask.filter((_, i) => existing[i] !== undefined))
-    return ids.filter(id => !stored.has(id)).map(id => unique.get(id) as StoredMessage)
+    return ids.filter(id => !stored.has(id)).map(id => unique.get(id) as M)
   }
 
-  async #bumpedSummaries (fresh: StoredMessage[]): Promise<Map<string, ConversationRevision>> {
+  async #bumpedSummaries (fresh: Keyed[]): Promise<Map<string, ConversationRevision>> {
     const peers = [...new Set(fresh.map(m => m.conversation))]
     const current = await this.#getMany('conv', peers)
     const sums = new Map<string, ConversationRevision | undefined>(peers.map((p, i) => [p, current[i]]))
@@ -810,6 +871,20 @@ export class Store {
       b.put(key, m, { sublevel: this.#s.msg })
       b.put(m.id, key, { sublevel: this.#s.msgId })
     }
+    this.#putRuns(b, sums)
+  }
+
+  #putRecords (b: Batch, fresh: MessageRecord[], sums: Map<string, ConversationRevision>): void {
+    for (const r of fresh) {
+      const key = messageKey(r.conversation, r.ts, r.id)
+      b.put(key, r.bytes as unknown as StoredMessage, RECORD_OPTIONS(this.#s.msg))
+      b.put(r.id, key, { sublevel: this.#s.msgId })
+    }
+    this.#putRuns(b, sums)
+  }
+
+  /** the summaries of a batch that adds rows, with a new change token */
+  #putRuns (b: Batch, sums: Map<string, ConversationRevision>): void {
     const rev = newRev()
     // an append keeps the conversation's append run; anything else starts one (named by this token)
     for (const [peer, sum] of sums) b.put(peer, { ...sum, rev, run: sum.run ?? rev }, { sublevel: this.#s.conv })

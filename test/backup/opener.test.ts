@@ -124,7 +124,7 @@ describe('backup: segment boxes opened on a worker thread (BoxOpener)', function
       try {
         for (const o of [false, opener] as const) {
           const seen: Array<[number, string, number]> = []
-          const report = await verifyBackup({ root: res.root, blockstore: env.blockstore, backupKey: KEY, owner: OWNER, version: 2, attachments: true, opener: o, onSegment: (i, seg) => { seen.push([i, seg.conv, seg.msgs.length]) } })
+          const report = await verifyBackup({ root: res.root, blockstore: env.blockstore, backupKey: KEY, owner: OWNER, version: 2, attachments: true, opener: o, onSegment: (i, seg) => { seen.push([i, seg.conv, seg.type === 'rows' ? seg.rows.length : seg.msgs.length]) } })
           out.push({ report, seen })
         }
       } finally {

@@ -56,14 +56,14 @@ export interface Owner {
 }
 
 /** An owner (fresh mnemonic, funded on the devnet) with a history in a store. */
-export async function makeOwner (profile: ChainProfile, o: { messages: number, conversations?: number, seed?: number, passphrase?: string, start?: number }): Promise<Owner> {
+export async function makeOwner (profile: ChainProfile, o: { messages: number, conversations?: number, seed?: number, passphrase?: string, start?: number, attachments?: number }): Promise<Owner> {
   const phrase = generateMnemonic(12)
   const keys = deriveKeys(phrase)
   const bk = o.passphrase !== undefined
     ? await deriveBackupKey(keys.backupRootKey, { passphrase: o.passphrase, scryptCost: TEST_SCRYPT_COST })
     : await deriveBackupKey(keys.backupRootKey)
   const env = await makeEnv()
-  await env.store.addMessages(makeHistory({ conversations: o.conversations ?? 4, messages: o.messages, seed: o.seed ?? 7, start: o.start }))
+  await env.store.addMessages(makeHistory({ conversations: o.conversations ?? 4, messages: o.messages, seed: o.seed ?? 7, start: o.start, attachments: o.attachments }))
   const client = new RegistryClient(profile, keys.wallet)
   await client.ensureFunds(keys.address)
   return {
