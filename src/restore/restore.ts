@@ -43,6 +43,8 @@ export const RESTORE_MARKER_FILE = 'restore.json'
 export const DEFAULT_BATCH_SIZE = 2000
 /** What an "empty" target data dir may already hold: the chain profile and the node config. */
 const ALLOWED_IN_EMPTY_DIR = new Set(['chain.json', 'config.json'])
+/** LevelDB's write buffer for the store a staged import writes (its default is 4 MiB) */
+const IMPORT_WRITE_BUFFER = 16 * 1024 * 1024
 /** Store meta key recording which backup the store was restored from. */
 export const RESTORED_FROM_META = 'restoredFrom'
 
@@ -375,7 +377,9 @@ export async function restoreBackup (o: RestoreOptions): Promise<RestoreResult> 
     try {
       await ensurePrivateDir(o.dataDir)
       await writeMarker(o.dataDir, marker)
-      store = await openStore(storePath)
+      // a larger memtable for the bulk import: LevelDB flushes and compacts it less often (its CPU at
+      // 100,000 messages ~0.55 -> ~0.4 s), for up to two of them in memory
+      store = await openStore(storePath, { writeBufferBytes: IMPORT_WRITE_BUFFER })
     } catch (err) {
       await dropStaged(o.dataDir, createdDir)
       throw err

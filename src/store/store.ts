@@ -463,7 +463,7 @@ export interface OpenStoreOptions {
 export async function openStore (path: string, opts: OpenStoreOptions = {}): Promise<Store> {
   const createIfMissing = opts.createIfMissing ?? true
   if (createIfMissing) await ensurePrivateDir(path).catch((err: unknown) => { throw toOpenError(err, path) })
-  const db = db0(path, createIfMissing, opts.writeBufferBytes ?? (process.env.TOKENIM_WBUF !== undefined ? Number(process.env.TOKENIM_WBUF) : undefined))
+  const db = db0(path, createIfMissing, opts.writeBufferBytes)
   try {
     await db.open()
   } catch (err) {
