@@ -141,3 +141,30 @@ export function withStatus (row: Uint8Array, where: RowStatus, status: string): 
   out.set(row.subarray(where.end), o)
   return out
 }
+
+/**
+ * Whether the row has an attachment (a top-level `attachment` that is not null): false or true when its
+ * bytes tell, undefined when this reader does not take them (the caller decodes the row to know).
+ */
+export function rowHasAttachment (row: Uint8Array): boolean | undefined {
+  b = row
+  p = 0
+  try {
+    if (b.length === 0 || b[0] >> 5 !== 5) return undefined
+    const count = arg()
+    if (count < 0) return undefined
+    let found = false
+    for (let i = 0; i < count; i++) {
+      if (p >= b.length || b[p] >> 5 !== 3) return undefined
+      const kn = arg()
+      if (kn < 0 || p + kn > b.length) return undefined
+      const kAt = p
+      p += kn
+      if (isKey(kAt, kn, 'attachment') && b[p] !== 0xf6) found = true
+      if (!skip(0)) return undefined
+    }
+    return p === b.length ? found : undefined
+  } finally {
+    b = EMPTY
+  }
+}

@@ -34,7 +34,7 @@ import { TokenimError } from '../errors.ts'
 import { ensurePrivateDir } from '../util/fs.ts'
 import { log } from '../util/log.ts'
 import { NOT_DECODED, decodeRecord, encodeRecord } from './cbor.ts'
-import { rowStatus, withStatus } from './row.ts'
+import { rowHasAttachment, rowStatus, withStatus } from './row.ts'
 import { markerPathFor, readMarker, writeMarker } from './marker.ts'
 import type { StoreMarker, StoreMarkerStatus } from './marker.ts'
 import { StoreErrorCode, invalidArgument, invalidMessage, toOpenError, toStoreError } from './errors.ts'
@@ -358,6 +358,21 @@ class Reader {
       throw toStoreError(err, this.path)
     } finally {
       await it.close().catch(() => {})
+    }
+  }
+
+  /**
+   * Every message with an attachment, in store order, as messages() gives them: the other rows are read as
+   * bytes only (row.ts rowHasAttachment; a row it cannot tell about is decoded). For the attachment
+   * service's scan at start, which decoded every message of the store to find the few with one.
+   */
+  async * messagesWithAttachments (snapshot?: Snapshot): AsyncGenerator<StoredMessage> {
+    for await (const rows of this.messageRecords(snapshot)) {
+      for (const row of rows) {
+        if (rowHasAttachment(row) === false) continue
+        const m = this.decodeMessageRecord(row)
+        if (m.attachment !== undefined && m.attachment !== null) yield m
+      }
     }
   }
 
@@ -949,6 +964,11 @@ export class Store {
    */
   allMessages (options: { skip?: SkipConversation } = {}): AsyncIterable<StoredMessage> {
     return this.#r.allMessages(undefined, options.skip)
+  }
+
+  /** Every message with an attachment, in store order; the others are passed over on their bytes (no decode). */
+  messagesWithAttachments (): AsyncIterable<StoredMessage> {
+    return this.#r.messagesWithAttachments()
   }
 
   conversations (): Promise<ConversationSummary[]> { return this.#r.conversations() }

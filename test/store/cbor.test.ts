@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict'
 import * as cborg from 'cborg'
 import { NOT_DECODED, decodeRecord, encodeRecord } from '../../src/store/cbor.ts'
-import { rowStatus, withStatus } from '../../src/store/row.ts'
+import { rowHasAttachment, rowStatus, withStatus } from '../../src/store/row.ts'
 import { message, makeHistory } from '../backup/helpers.ts'
 import { prng } from '../support/prng.ts'
 
@@ -89,6 +89,18 @@ describe('store: a message row\'s status on its bytes (row.ts)', () => {
         assert.deepEqual([...withStatus(bytes, rs, status)], [...encodeRecord({ ...r, status }) as Uint8Array])
       }
     }
+  })
+
+  it('tells whether a row has an attachment, or leaves it to the decoder', () => {
+    const r = { id: 'm1', conversation: '0x' + 'ab'.repeat(20), direction: 'in', status: 'received', text: 'x'.repeat(300) }
+    const attachment = { cid: 'c', key: 'k', name: 'n', mime: 'm', size: 1, sha256: 'ab'.repeat(32) }
+    assert.equal(rowHasAttachment(encodeRecord(r) as Uint8Array), false)
+    assert.equal(rowHasAttachment(encodeRecord({ ...r, attachment }) as Uint8Array), true)
+    assert.equal(rowHasAttachment(encodeRecord({ ...r, attachment: null }) as Uint8Array), false)
+    assert.equal(rowHasAttachment(cborg.encode({ ...r, attachment, f: 1.5 })), true)
+    assert.equal(rowHasAttachment(Uint8Array.of(0xa1, 0x61, 0x61, 0x7f, 0x61, 0x61, 0xff)), undefined, 'indefinite length')
+    assert.equal(rowHasAttachment(Uint8Array.from([...(encodeRecord(r) as Uint8Array), 0])), undefined, 'trailing byte')
+    assert.equal(rowHasAttachment(cborg.encode([1])), undefined, 'not a map')
   })
 
   it('leaves to the decoder what it does not take', () => {

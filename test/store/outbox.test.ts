@@ -5,6 +5,12 @@ import type { OutboxEntry, Store } from '../../src/store/index.ts'
 import { msg, openTempStore, peer, tamper } from './helpers.ts'
 import { Level } from 'level'
 
+async function collectAll<T> (it: AsyncIterable<T>): Promise<T[]> {
+  const out: T[] = []
+  for await (const x of it) out.push(x)
+  return out
+}
+
 /** the store key of message `id` (read behind the store's back; the store must be closed) */
 async function keyOf (path: string, id: string): Promise<string> {
   const db = new Level<string, string>(path, { keyEncoding: 'utf8', valueEncoding: 'utf8' })
@@ -83,6 +89,24 @@ describe('store: outbox and seen', () => {
     assert.deepEqual(await store.getMessage(incoming.id), incoming)
     assert.equal(await store.outboxSize(), 0)
     assert.deepEqual(await store.markDeliveredMany([outs[0].id]), [false])
+  })
+
+  it('messagesWithAttachments gives the messages with an attachment, in store order, and only those', async () => {
+    const attachment = { cid: 'bafkreidummy', key: 'k'.repeat(43), name: 'a.png', mime: 'image/png', size: 12, sha256: 'ab'.repeat(32) }
+    const ms = Array.from({ length: 40 }, (_, i) => msg({ peer: peer(1 + (i % 3)), text: i % 2 === 0 ? 'x'.repeat(i * 50) : '日本 🙂', ...(i % 7 === 0 ? { attachment } : {}) }))
+    await store.addMessages(ms)
+    // rewritten behind the store's back (in cborg's key order): one with an attachment and a float field the
+    // byte reader skips, one whose attachment is null (no attachment)
+    const withOne = ms.find(m => m.attachment !== undefined) as typeof ms[number]
+    const without = ms.find(m => m.attachment === undefined) as typeof ms[number]
+    await store.close()
+    await tamper(path, 'msg', await keyOf(path, withOne.id), (v) => ({ ...(v as object), extra: 1.5 }))
+    await tamper(path, 'msg', await keyOf(path, without.id), (v) => ({ ...(v as object), attachment: null }))
+    store = await openStore(path)
+    const want = (await collectAll(store.allMessages())).filter(m => m.attachment !== undefined && m.attachment !== null)
+    const got = await collectAll(store.messagesWithAttachments())
+    assert.equal(got.length, 6)
+    assert.deepEqual(got, want)
   })
 
   it('dueOutbox by nextAttemptAt, reschedule, markDelivered', async () => {
