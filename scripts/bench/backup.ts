@@ -21,7 +21,7 @@ import { TokenimNode } from '../../src/node/index.ts'
 import { openNetworkSource, restoreBackup } from '../../src/restore/index.ts'
 import { exportJsonl, moreMessages, newHistory, pick } from './history.ts'
 import type { Recorder } from './results.ts'
-import { findRestic, resticBackup, resticIn, resticInit, resticRestore } from './restic.ts'
+import { findRestic, resticBackup, resticFixedCost, resticIn, resticInit, resticRestore } from './restic.ts'
 import type { Restic, ResticBackup } from './restic.ts'
 import type { Scale } from './scale.ts'
 import { CHEAP_KDF, PASSWORD } from './util.ts'
@@ -174,6 +174,10 @@ export async function benchBackup (scale: Scale, rec: Recorder): Promise<void> {
       note: 'openNetworkSource + restoreBackup: chain anchor, DAG stream from the replica (bitswap for the rest), every block hash-checked, segments decrypted, counts checked, import, new keystore (cheap KDF)'
     })
     if (found.restic !== undefined) rec.note(`backup/restore reference: ${found.restic}, fresh repository in a temp dir, history exported as one JSONL file per conversation`)
+    if (restic !== undefined) {
+      const fixed = await resticFixedCost(restic).catch(() => undefined)
+      if (fixed !== undefined) rec.note(`restic's fixed cost per command (opening the repository and deriving its key: \`restic cat config\`, median of 3): ${Math.round(fixed)} ms, part of each restic figure above`)
+    }
   } finally {
     await replicaService?.stop().catch(() => {})
     for (const node of nodes.reverse()) await node.stop().catch(() => {})

@@ -69,3 +69,14 @@ export async function resticBackup (r: Restic, parent: string, dir: string): Pro
 export async function resticRestore (r: Restic, target: string): Promise<number> {
   return (await restic(r, ['restore', 'latest', '--target', target])).ms
 }
+
+/**
+ * What any restic command costs before it does its work: opening the repository (reading the config and
+ * deriving the key from the password with its scrypt). The median of `runs` `restic cat config`, for the
+ * bench's notes: most of restic's time at these sizes is this.
+ */
+export async function resticFixedCost (r: Restic, runs = 3): Promise<number> {
+  const ms: number[] = []
+  for (let i = 0; i < runs; i++) ms.push((await restic(r, ['cat', 'config'])).ms)
+  return ms.sort((a, b) => a - b)[Math.floor(ms.length / 2)]
+}
