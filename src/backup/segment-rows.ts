@@ -163,10 +163,6 @@ function compare (ts1: number, id1: number, n1: number, ts2: number, id2: number
   return n1 - n2
 }
 
-function headSize (n: number): number {
-  return n < 24 ? 1 : n < 0x100 ? 2 : n < 0x10000 ? 3 : n < 0x100000000 ? 5 : 9
-}
-
 function writeHead (o: Uint8Array, at: number, major: number, n: number): number {
   const m = major << 5
   if (n < 24) {
@@ -215,66 +211,75 @@ function put (o: Uint8Array, at: number, src: Uint8Array, from: number, n: numbe
   return at + n
 }
 
-/** where one message's fields are in the segment, as read */
-interface Fields {
-  idAt: number, idN: number, toAt: number, ts: number, fromAt: number, textAt: number, textN: number,
-  statusAt: number, statusN: number, dirAt: number, dirN: number, received: number
-}
+// where the message being read has its fields in the segment (set by message(); one message at a time, no
+// object per message)
+let fIdAt = 0
+let fIdN = 0
+let fToAt = 0
+let fTs = 0
+let fFromAt = 0
+let fTextAt = 0
+let fTextN = 0
+let fStatusAt = 0
+let fStatusN = 0
+let fDirAt = 0
+let fDirN = 0
+let fReceived = -1
 
-/** one plain message at b[p] of conversation b[convAt..], or undefined */
-function message (convAt: number): Fields | undefined {
+/** one plain message at b[p] of conversation b[convAt..] into the f* fields, or false */
+function message (convAt: number): boolean {
   const n = head(5)
-  if (n !== 7 && n !== 8) return undefined
-  if (!key(K_ID)) return undefined
+  if (n !== 7 && n !== 8) return false
+  if (!key(K_ID)) return false
   const idAt = text(MAX_ID)
   const idN = textN
-  if (idAt < 0 || idN < 1) return undefined
-  for (let i = idAt; i < idAt + idN; i++) if (b[i] < 0x21 || b[i] > 0x7e) return undefined
-  if (!key(K_TO)) return undefined
+  if (idAt < 0 || idN < 1) return false
+  for (let i = idAt; i < idAt + idN; i++) if (b[i] < 0x21 || b[i] > 0x7e) return false
+  if (!key(K_TO)) return false
   const toAt = text(ADDRESS)
-  if (toAt < 0 || textN !== ADDRESS) return undefined
-  if (!key(K_TS)) return undefined
+  if (toAt < 0 || textN !== ADDRESS) return false
+  if (!key(K_TS)) return false
   const ts = head(0)
-  if (ts < 0) return undefined
-  if (!key(K_FROM)) return undefined
+  if (ts < 0) return false
+  if (!key(K_FROM)) return false
   const fromAt = text(ADDRESS)
-  if (fromAt < 0 || textN !== ADDRESS) return undefined
-  if (!key(K_TEXT)) return undefined
+  if (fromAt < 0 || textN !== ADDRESS) return false
+  if (!key(K_TEXT)) return false
   const textAt = text(MAX_TEXT)
   const tN = textN
-  if (textAt < 0) return undefined
-  if (!key(K_STATUS)) return undefined
+  if (textAt < 0) return false
+  if (!key(K_STATUS)) return false
   const statusAt = text(9)
   const statusN = textN
-  if (statusAt < 0) return undefined
-  if (!key(K_DIRECTION)) return undefined
+  if (statusAt < 0) return false
+  if (!key(K_DIRECTION)) return false
   const dirAt = text(3)
   const dirN = textN
-  if (dirAt < 0) return undefined
+  if (dirAt < 0) return false
   let received = -1
   if (n === 8) {
-    if (!key(K_RECEIVED)) return undefined
+    if (!key(K_RECEIVED)) return false
     received = head(0)
-    if (received < 0) return undefined
+    if (received < 0) return false
   }
   // the checks of checkSegmentMessage (and normalizeMessage), on the bytes
   let incoming: boolean
   if (same(dirAt, IN, dirN)) incoming = true
   else if (same(dirAt, OUT, dirN)) incoming = false
-  else return undefined
+  else return false
   // the conversation's peer is `from` of an incoming message, `to` of an outgoing one: the same bytes as
   // the segment's conv (checked to be a lowercase address); the other side is checked here
   const peerAt = incoming ? fromAt : toAt
   const otherAt = incoming ? toAt : fromAt
-  if (!sameRange(peerAt, convAt, ADDRESS)) return undefined
+  if (!sameRange(peerAt, convAt, ADDRESS)) return false
   if (lastOtherBuf !== b || !sameRange(otherAt, lastOther, ADDRESS)) {
-    if (!isLowerAddress(otherAt)) return undefined
+    if (!isLowerAddress(otherAt)) return false
     lastOther = otherAt
     lastOtherBuf = b
   }
   let statusOk = false
   for (const s of STATUSES) if (same(statusAt, s, statusN)) statusOk = true
-  if (!statusOk) return undefined
+  if (!statusOk) return false
   // the text as the decoder reads it: ASCII, or valid UTF-8 without a leading byte-order mark (its string
   // then encodes back to these very bytes)
   const textEnd = textAt + tN
@@ -287,53 +292,61 @@ function message (convAt: number): Fields | undefined {
     plain = isAscii(b.subarray(textAt, textEnd))
   }
   if (!plain) {
-    if (tN >= 3 && b[textAt] === 0xef && b[textAt + 1] === 0xbb && b[textAt + 2] === 0xbf) return undefined
-    if (!isUtf8(b.subarray(textAt, textEnd))) return undefined
+    if (tN >= 3 && b[textAt] === 0xef && b[textAt + 1] === 0xbb && b[textAt + 2] === 0xbf) return false
+    if (!isUtf8(b.subarray(textAt, textEnd))) return false
   }
-  return { idAt, idN, toAt, ts, fromAt, textAt, textN: tN, statusAt, statusN, dirAt, dirN, received }
+  fIdAt = idAt
+  fIdN = idN
+  fToAt = toAt
+  fTs = ts
+  fFromAt = fromAt
+  fTextAt = textAt
+  fTextN = tN
+  fStatusAt = statusAt
+  fStatusN = statusN
+  fDirAt = dirAt
+  fDirN = dirN
+  fReceived = received
+  return true
 }
 
 /** the other address last checked (a position in the segment being read): not checked again while it repeats */
 let lastOther = 0
 let lastOtherBuf: Uint8Array | undefined
 
-/** the size of a message's store record */
-function rowSize (f: Fields): number {
-  return 1 + R_ID.length + headSize(f.idN) + f.idN + R_CONVERSATION.length + 2 + ADDRESS + R_FROM.length + 2 + ADDRESS +
-    R_TO.length + 2 + ADDRESS + R_TS.length + headSize(f.ts) + R_TEXT.length + headSize(f.textN) + f.textN +
-    R_DIRECTION.length + 1 + f.dirN + R_STATUS.length + 1 + f.statusN + (f.received >= 0 ? R_RECEIVED.length + headSize(f.received) : 0)
-}
+/** a message's store record is its segment map plus the conversation: this many bytes longer */
+const CONVERSATION_PAIR = R_CONVERSATION.length + 2 + ADDRESS
 
-/** the store's record of a message: map { id, conversation, from, to, ts, text, direction, status, receivedAt? } */
-function writeRow (o: Uint8Array, at: number, f: Fields, convAt: number): number {
+/** the store's record of the message just read: map { id, conversation, from, to, ts, text, direction, status, receivedAt? } */
+function writeRow (o: Uint8Array, at: number, convAt: number): number {
   let w = at
-  o[w++] = 0xa0 | (f.received >= 0 ? 9 : 8)
+  o[w++] = 0xa0 | (fReceived >= 0 ? 9 : 8)
   w = put(o, w, R_ID, 0, R_ID.length)
-  w = writeHead(o, w, 3, f.idN)
-  w = put(o, w, b, f.idAt, f.idN)
+  w = writeHead(o, w, 3, fIdN)
+  w = put(o, w, b, fIdAt, fIdN)
   w = put(o, w, R_CONVERSATION, 0, R_CONVERSATION.length)
   w = writeHead(o, w, 3, ADDRESS)
   w = put(o, w, b, convAt, ADDRESS)
   w = put(o, w, R_FROM, 0, R_FROM.length)
   w = writeHead(o, w, 3, ADDRESS)
-  w = put(o, w, b, f.fromAt, ADDRESS)
+  w = put(o, w, b, fFromAt, ADDRESS)
   w = put(o, w, R_TO, 0, R_TO.length)
   w = writeHead(o, w, 3, ADDRESS)
-  w = put(o, w, b, f.toAt, ADDRESS)
+  w = put(o, w, b, fToAt, ADDRESS)
   w = put(o, w, R_TS, 0, R_TS.length)
-  w = writeHead(o, w, 0, f.ts)
+  w = writeHead(o, w, 0, fTs)
   w = put(o, w, R_TEXT, 0, R_TEXT.length)
-  w = writeHead(o, w, 3, f.textN)
-  w = put(o, w, b, f.textAt, f.textN)
+  w = writeHead(o, w, 3, fTextN)
+  w = put(o, w, b, fTextAt, fTextN)
   w = put(o, w, R_DIRECTION, 0, R_DIRECTION.length)
-  w = writeHead(o, w, 3, f.dirN)
-  w = put(o, w, b, f.dirAt, f.dirN)
+  w = writeHead(o, w, 3, fDirN)
+  w = put(o, w, b, fDirAt, fDirN)
   w = put(o, w, R_STATUS, 0, R_STATUS.length)
-  w = writeHead(o, w, 3, f.statusN)
-  w = put(o, w, b, f.statusAt, f.statusN)
-  if (f.received >= 0) {
+  w = writeHead(o, w, 3, fStatusN)
+  w = put(o, w, b, fStatusAt, fStatusN)
+  if (fReceived >= 0) {
     w = put(o, w, R_RECEIVED, 0, R_RECEIVED.length)
-    w = writeHead(o, w, 0, f.received)
+    w = writeHead(o, w, 0, fReceived)
   }
   return w
 }
@@ -362,32 +375,30 @@ export function segmentRows (plain: Uint8Array, maxMessages: number): SegmentRow
     if (!key(K_MSGS)) return undefined
     const count = head(4)
     if (count < 1 || count > maxMessages) return undefined
-    const fields: Fields[] = []
-    let size = 0
+    // the rows are written as the messages are read, into one buffer of their own (the store copies them into
+    // its write batch): a row is its message's map plus the conversation, so the rest of the plaintext and
+    // CONVERSATION_PAIR a message bound them
+    const out = new Uint8Array(b.length - p + count * CONVERSATION_PAIR)
+    const rows: SegmentRow[] = new Array<SegmentRow>(count)
+    let w = 0
+    let prevTs = -1
+    let prevIdAt = 0
+    let prevIdN = 0
     for (let i = 0; i < count; i++) {
-      const f = message(convAt)
-      if (f === undefined) return undefined
-      const prev = fields[i - 1]
-      if (prev !== undefined && compare(prev.ts, prev.idAt, prev.idN, f.ts, f.idAt, f.idN) >= 0) return undefined
-      fields.push(f)
-      size += rowSize(f)
+      if (!message(convAt)) return undefined
+      if (i > 0 && compare(prevTs, prevIdAt, prevIdN, fTs, fIdAt, fIdN) >= 0) return undefined
+      prevTs = fTs
+      prevIdAt = fIdAt
+      prevIdN = fIdN
+      const start = w
+      w = writeRow(out, w, convAt)
+      if (w > out.length) throw new Error('segment rows: the records\' size was misjudged') // never: bounded above
+      rows[i] = { id: latin1(fIdAt, fIdN), ts: fTs, bytes: out.subarray(start, w) }
     }
     if (!key(K_TYPE)) return undefined
     const typeAt = text(SEGMENT.length)
     if (typeAt < 0 || !same(typeAt, SEGMENT, textN)) return undefined
     if (p !== b.length) return undefined
-
-    // every row in one buffer of its own (the store copies them into its write batch)
-    const out = new Uint8Array(size)
-    const rows: SegmentRow[] = new Array<SegmentRow>(count)
-    let w = 0
-    for (let i = 0; i < count; i++) {
-      const f = fields[i]
-      const start = w
-      w = writeRow(out, w, f, convAt)
-      rows[i] = { id: latin1(f.idAt, f.idN), ts: f.ts, bytes: out.subarray(start, w) }
-    }
-    if (w !== size) throw new Error('segment rows: the records\' size was misjudged') // never: sized above
     return { conv: latin1(convAt, ADDRESS), seq, rows }
   } finally {
     b = EMPTY
