@@ -355,6 +355,16 @@ function item (depth: number): unknown {
       if (n > Number.MAX_SAFE_INTEGER - 1) throw FALLBACK // -2^53: a BigInt from cborg
       return -1 - n
     }
+    case 2: {
+      // a store record's bytes (an outbox entry's envelope) as cborg gives them: a copy of its own; dag-cbor's
+      // reading leaves them to @ipld/dag-cbor as before
+      if (strict) throw FALLBACK
+      const n = argument(minor)
+      need(n)
+      const bytes = new Uint8Array(data.subarray(at, at + n))
+      at += n
+      return bytes
+    }
     case 3: return text(argument(minor))
     case 4: {
       const n = argument(minor)
@@ -381,15 +391,15 @@ function item (depth: number): unknown {
       if (b === 0xf6) return null
       throw FALLBACK // undefined, floats, other simple values
     default:
-      throw FALLBACK // byte strings, tags
+      throw FALLBACK // tags
   }
 }
 
 /**
  * The value of a store record, as `cborg.decode` gives it, for records of the subset {@link encodeRecord}
- * writes without byte strings (maps with string keys, arrays, strings, safe integers, booleans, null);
- * anything else — bytes, floats, tags, indefinite lengths, invalid UTF-8, trailing bytes — is
- * {@link NOT_DECODED}, for cborg to decode (or refuse) as before.
+ * writes (maps with string keys, arrays, strings, byte strings — each a Uint8Array copy of its own, as
+ * cborg's — safe integers, booleans, null); anything else — floats, tags, indefinite lengths, invalid
+ * UTF-8, trailing bytes — is {@link NOT_DECODED}, for cborg to decode (or refuse) as before.
  */
 export function decodeRecord (bytes: Uint8Array): unknown {
   return decodeWith(bytes, false)
