@@ -171,9 +171,10 @@ export class OutboundChannel {
   /**
    * Write the envelope frame of message `id` and resolve with its receipt, verified. Rejects with
    * `DELIVERY_FAILED` when the stream fails or closes first, with the error of a receipt that failed to
-   * verify, or with the signal's reason.
+   * verify, with the signal's reason, or — `timeoutMs` after the envelope was handed to the stream — with
+   * a TimeoutError (AbortSignal.timeout's), the receipt then no longer awaited.
    */
-  async request (id: string, envelope: Uint8Array, signal: AbortSignal): Promise<Acknowledged> {
+  async request (id: string, envelope: Uint8Array, signal: AbortSignal, timeoutMs?: number): Promise<Acknowledged> {
     while (!this.gone && this.pending.size > 0 &&
       (this.pending.size >= this.maxInFlight || this.inFlightBytes + envelope.byteLength > this.maxInFlightBytes)) {
       await this.slot(signal)
@@ -185,15 +186,20 @@ export class OutboundChannel {
     const { promise, resolve, reject } = Promise.withResolvers<Acknowledged>()
     this.pending.set(id, { bytes: envelope.byteLength, resolve, reject })
     this.inFlightBytes += envelope.byteLength
-    const onAbort = (): void => {
+    const giveUp = (reason: unknown): void => {
       if (this.pending.get(id)?.reject === reject) this.settled(id)
-      reject(signal.reason as Error)
+      reject(reason as Error)
     }
+    const onAbort = (): void => { giveUp(signal.reason) }
     signal.addEventListener('abort', onAbort, { once: true })
+    // a timer rather than a second signal per request (an AbortController and its listeners cost ~1 KB each)
+    const timer = timeoutMs === undefined ? undefined : setTimeout(() => { giveUp(new DOMException('The operation was aborted due to timeout', 'TimeoutError')) }, timeoutMs)
+    timer?.unref()
     this.writer.write(envelope)
     try {
       return await promise
     } finally {
+      clearTimeout(timer)
       signal.removeEventListener('abort', onAbort)
     }
   }

@@ -440,18 +440,15 @@ export class MessagingService extends EventEmitter<MessagingEvents> {
         if (envelope.length === 0 || (version === 1 && envelopeVersion(envelope) !== 1)) {
           envelope = await this.sealStored(id, entry.to, peer.messagingKey)
         }
-        // the receipt, verified by the channel (verifyReceipt: FORGED_RECEIPT resets the stream)
-        const ack = new Deadline(this.ackTimeoutMs, signal)
+        // the receipt within the ack timeout, verified by the channel (verifyReceipt: FORGED_RECEIPT resets the stream)
         try {
-          receipt = await ch.request(id, envelope, ack.signal)
+          receipt = await ch.request(id, envelope, signal, this.ackTimeoutMs)
         } catch (err) {
           if (!fresh && tries === 0 && isChannelClosed(err) && this.running) {
             this.log('channel to %s was closed: retrying %s on a new one', entry.to, id)
             continue
           }
           throw err
-        } finally {
-          ack.done()
         }
         break
       }
@@ -829,29 +826,18 @@ export class MessagingService extends EventEmitter<MessagingEvents> {
 }
 
 /**
- * A signal for one piece of work that aborts `ms` after it is made with a TimeoutError (AbortSignal.timeout's
- * reason), or with `parent`'s reason, or by `abort()`; `done()` disarms it. The same as
- * AbortSignal.any([parent, AbortSignal.timeout(ms)]), which cost ~10–15 µs each (a delivery made two) and
- * kept every timer armed for its whole timeout.
+ * A signal for one delivery attempt that aborts `ms` after it is made with a TimeoutError
+ * (AbortSignal.timeout's reason), or by `abort()` (stop()); `done()` disarms it. A timer and an
+ * AbortController: AbortSignal.timeout kept every timer armed for its whole timeout, and
+ * AbortSignal.any over it cost ~10–15 µs. (The receipt's own timeout is the channel's, a timer per request.)
  */
 class Deadline {
   private readonly ctl = new AbortController()
   private readonly timer: NodeJS.Timeout
-  private readonly parent?: AbortSignal
-  private readonly onParent?: () => void
 
-  constructor (ms: number, parent?: AbortSignal) {
+  constructor (ms: number) {
     this.timer = setTimeout(() => { this.abort(new DOMException('The operation was aborted due to timeout', 'TimeoutError')) }, ms)
     this.timer.unref() // as AbortSignal.timeout's
-    if (parent !== undefined) {
-      if (parent.aborted) {
-        this.abort(parent.reason)
-      } else {
-        this.parent = parent
-        this.onParent = () => { this.abort(parent.reason) }
-        parent.addEventListener('abort', this.onParent, { once: true })
-      }
-    }
   }
 
   get signal (): AbortSignal {
@@ -865,7 +851,6 @@ class Deadline {
 
   done (): void {
     clearTimeout(this.timer)
-    if (this.onParent !== undefined) this.parent?.removeEventListener('abort', this.onParent)
   }
 }
 
