@@ -32,6 +32,14 @@ import { P2PError, P2PErrorCode } from './errors.ts'
 
 /** Default cap of one frame. */
 export const DEFAULT_MAX_FRAME_BYTES = 1024 * 1024
+/** what byteStream buffers what the stream delivered in (a Uint8ArrayList) */
+interface ReadBuffer {
+  readonly byteLength: number
+  get: (index: number) => number
+  subarray: (start: number, end: number) => Uint8Array
+  consume: (bytes: number) => void
+}
+
 /** A varint of more than 5 bytes would exceed 2^35: never a valid length for us. */
 const MAX_VARINT_BYTES = 5
 
@@ -72,9 +80,40 @@ export function framed (stream: Stream, options: FramedOptions = {}): FramedStre
     }
   }
 
+  /**
+   * The next frame when it is wholly in the read buffer already (the common case: a window of envelopes
+   * arrives in one chunk), read synchronously — no promise per prefix byte and per payload — else
+   * undefined, and read() waits for it as before. The same checks: a too long prefix or frame aborts the
+   * stream with MESSAGE_TOO_LARGE.
+   */
+  const buf = (bytes as unknown as { readBuffer?: ReadBuffer }).readBuffer
+  const buffered = (): Uint8Array | undefined => {
+    if (buf === undefined) return undefined
+    const have = buf.byteLength
+    if (have === 0) return undefined
+    let length = 0
+    let prefix = 0
+    for (;;) {
+      if (prefix >= have) return undefined
+      const b = buf.get(prefix)
+      length += (b & 0x7f) * 2 ** (7 * prefix)
+      prefix++
+      if ((b & 0x80) === 0) break
+      if (prefix >= MAX_VARINT_BYTES) throw tooLongPrefix(stream)
+    }
+    if (length > maxFrameBytes) throw tooLarge(stream, length, maxFrameBytes)
+    if (have < prefix + length) return undefined
+    const payload = buf.subarray(prefix, prefix + length)
+    buf.consume(prefix + length)
+    // a plain Uint8Array, not a Buffer view, whatever the transport handed us
+    return new Uint8Array(payload.buffer, payload.byteOffset, payload.byteLength)
+  }
+
   return {
     stream,
     async read (opts: AbortOptions = {}) {
+      const ready = buffered()
+      if (ready !== undefined) return ready
       let length = 0
       for (let i = 0; ; i++) {
         const b = await readByte(opts.signal)
@@ -84,17 +123,9 @@ export function framed (stream: Stream, options: FramedOptions = {}): FramedStre
         }
         length += (b & 0x7f) * 2 ** (7 * i)
         if ((b & 0x80) === 0) break
-        if (i + 1 >= MAX_VARINT_BYTES) {
-          const err = new P2PError(P2PErrorCode.MESSAGE_TOO_LARGE, 'frame length prefix is too long', { protocol: stream.protocol })
-          stream.abort(err)
-          throw err
-        }
+        if (i + 1 >= MAX_VARINT_BYTES) throw tooLongPrefix(stream)
       }
-      if (length > maxFrameBytes) {
-        const err = new P2PError(P2PErrorCode.MESSAGE_TOO_LARGE, `frame of ${length} bytes is larger than ${maxFrameBytes}`, { protocol: stream.protocol, length, maxFrameBytes })
-        stream.abort(err)
-        throw err
-      }
+      if (length > maxFrameBytes) throw tooLarge(stream, length, maxFrameBytes)
       if (length === 0) return new Uint8Array(0)
       try {
         const payload = (await bytes.read({ bytes: length, signal: opts.signal })).subarray()
@@ -118,6 +149,20 @@ export function framed (stream: Stream, options: FramedOptions = {}): FramedStre
       stream.abort(err)
     }
   }
+}
+
+/** MESSAGE_TOO_LARGE for a length prefix of more than MAX_VARINT_BYTES, the stream aborted */
+function tooLongPrefix (stream: Stream): P2PError {
+  const err = new P2PError(P2PErrorCode.MESSAGE_TOO_LARGE, 'frame length prefix is too long', { protocol: stream.protocol })
+  stream.abort(err)
+  return err
+}
+
+/** MESSAGE_TOO_LARGE for a frame over the cap, the stream aborted */
+function tooLarge (stream: Stream, length: number, maxFrameBytes: number): P2PError {
+  const err = new P2PError(P2PErrorCode.MESSAGE_TOO_LARGE, `frame of ${length} bytes is larger than ${maxFrameBytes}`, { protocol: stream.protocol, length, maxFrameBytes })
+  stream.abort(err)
+  return err
 }
 
 function truncated (stream: Stream, cause?: unknown): P2PError {

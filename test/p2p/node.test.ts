@@ -4,7 +4,7 @@ import { join } from 'node:path'
 import { CID } from 'multiformats/cid'
 import * as raw from 'multiformats/codecs/raw'
 import { sha256 } from 'multiformats/hashes/sha2'
-import { createP2PNode, framed, getBlock, isP2PNotStarted } from './imports.ts'
+import { createP2PNode, encodeVarint, framed, getBlock, isP2PNotStarted } from './imports.ts'
 import { loadOrCreateDeviceKey } from '../../src/identity/index.ts'
 import { Harness, waitFor } from './helpers.ts'
 
@@ -79,6 +79,53 @@ describe('p2p node', function () {
     const pings = await Promise.all([1, 2, 3].map(async () => await b.libp2p.services.ping.ping(a.peerId)))
     assert.ok(pings.every(ms => ms >= 0), String(pings))
     assert.ok(b.connectedPeers().some(p => p.equals(a.peerId)))
+  })
+
+  it('reads frames that arrive together, one by one, and frames split across chunks; refuses a long prefix or frame', async () => {
+    const a = await h.node()
+    const proto = '/tokenim/test-frames/1.0.0'
+    const got: Array<Uint8Array | string> = []
+    let done: () => void = () => {}
+    const finished = new Promise<void>(resolve => { done = resolve })
+    await a.handle(proto, async (stream) => {
+      const f = framed(stream, { maxFrameBytes: 1000 })
+      try {
+        for (let frame = await f.read(); frame != null; frame = await f.read()) got.push(frame)
+        got.push('end')
+      } catch (err) {
+        got.push((err as { code?: string }).code ?? String(err))
+      }
+      done()
+    })
+    const b = await h.node({ bootstrap: [a.multiaddrs()[0].toString()] })
+    await waitFor(() => b.connectedPeers().some(p => p.equals(a.peerId)), 'b connected to a')
+    const frame = (n: number, fill: number): Uint8Array => Uint8Array.from([...encodeVarint(n), ...new Uint8Array(n).fill(fill)])
+    // 20 frames in one send (read from the buffer), then one whose prefix and body come in three sends
+    const s1 = await b.dialProtocol(a.peerId, proto)
+    s1.send(Uint8Array.from(Array.from({ length: 20 }, (_, i) => [...frame(i * 40, i)]).flat()))
+    const split = frame(900, 7)
+    // apart in time so that they likely arrive as separate chunks (coalesced, they are read from the buffer: also right)
+    s1.send(split.subarray(0, 1))
+    await new Promise(resolve => setTimeout(resolve, 20))
+    s1.send(split.subarray(1, 500))
+    await new Promise(resolve => setTimeout(resolve, 20))
+    s1.send(split.subarray(500))
+    await s1.close()
+    await finished
+    assert.equal(got.length, 22)
+    for (let i = 0; i < 20; i++) assert.deepEqual(got[i], new Uint8Array(i * 40).fill(i))
+    assert.deepEqual(got[20], new Uint8Array(900).fill(7))
+    assert.equal(got[21], 'end')
+    // buffered behind a good frame: a frame over the cap, and a prefix of six bytes
+    for (const bad of [frame(1001, 1), Uint8Array.of(0x80, 0x80, 0x80, 0x80, 0x80, 0x01)]) {
+      got.length = 0
+      const ended = new Promise<void>(resolve => { done = resolve })
+      const s = await b.dialProtocol(a.peerId, proto)
+      s.send(Uint8Array.from([...frame(3, 9), ...bad]))
+      await ended
+      assert.deepEqual(got, [Uint8Array.of(9, 9, 9), 'MESSAGE_TOO_LARGE'])
+      s.abort(new Error('done'))
+    }
   })
 
   it('fetches a block over bitswap, pins it, and keeps blocks and peer id across a restart', async () => {
