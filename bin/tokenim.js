@@ -25,6 +25,9 @@ if (major < 22 || (major === 22 && minor < 18) || (major === 23 && minor < 8)) {
   console.error(`tokenim needs Node.js >= 22.18 (22.x) or >= 23.8 (this is ${process.versions.node}); run scripts/ensure-node.sh`)
   process.exit(1)
 }
+// before the first .ts file: compiled code kept between runs (bin/compile-cache.js)
+const { enableCompileCache } = await import('./compile-cache.js')
+enableCompileCache()
 const main = new URL('../src/cli/main.ts', import.meta.url)
 if (main.pathname.includes('/node_modules/')) {
   const { register } = await import('tsx/esm/api')

@@ -24,6 +24,25 @@ export function childEnv (extra: Record<string, string> = {}): NodeJS.ProcessEnv
 /** Every child a test starts; `killAll()` in after hooks. */
 export const children = new Set<ChildProcess>()
 
+/** Run any command from the repo root to completion with this environment (default: childEnv()). */
+export async function output (cmd: string, args: string[], env: NodeJS.ProcessEnv = childEnv()): Promise<RunResult> {
+  const child = spawn(cmd, args, { cwd: REPO, env, stdio: ['ignore', 'pipe', 'pipe'] })
+  children.add(child)
+  let stdout = ''
+  let stderr = ''
+  child.stdout.setEncoding('utf8').on('data', (d: string) => { stdout += d })
+  child.stderr.setEncoding('utf8').on('data', (d: string) => { stderr += d })
+  try {
+    const code = await new Promise<number | null>((resolve, reject) => {
+      child.once('error', reject)
+      child.once('close', resolve)
+    })
+    return { code, stdout, stderr }
+  } finally {
+    children.delete(child)
+  }
+}
+
 /** Run `node bin/tokenim.js ARGS` from the repo root to completion. */
 export async function run (args: string[], { env = {}, timeoutMs = 30_000 }: { env?: Record<string, string>, timeoutMs?: number } = {}): Promise<RunResult> {
   const child = spawn(process.execPath, [BIN, ...args], { cwd: REPO, env: childEnv(env), stdio: ['ignore', 'pipe', 'pipe'] })

@@ -4,25 +4,9 @@
  * bench's children (scripts/bench/rss.ts) start the same way.
  */
 import assert from 'node:assert/strict'
-import { spawn } from 'node:child_process'
 import { readFile } from 'node:fs/promises'
 import { cliLaunch } from '../../scripts/bench/rss.ts'
-import { BIN, childEnv, children } from './helpers.ts'
-
-async function output (cmd: string, args: string[]): Promise<{ code: number | null, stdout: string, stderr: string }> {
-  const child = spawn(cmd, args, { env: childEnv(), stdio: ['ignore', 'pipe', 'pipe'] })
-  children.add(child)
-  let stdout = ''
-  let stderr = ''
-  child.stdout.setEncoding('utf8').on('data', (d: string) => { stdout += d })
-  child.stderr.setEncoding('utf8').on('data', (d: string) => { stderr += d })
-  const code = await new Promise<number | null>((resolve, reject) => {
-    child.on('error', reject)
-    child.on('close', resolve)
-  })
-  children.delete(child)
-  return { code, stdout, stderr }
-}
+import { BIN, output } from './helpers.ts'
 
 describe('tokenim launch line', function () {
   this.timeout(30_000)
