@@ -1,5 +1,6 @@
 /**
- * Child process of the RSS bench: `backup DATA_DIR OUT.car` or `restore DATA_DIR IN.car PHRASE_FILE`.
+ * Child process of the RSS bench: `backup DATA_DIR OUT.car` or `restore DATA_DIR IN.car PHRASE_FILE` (or
+ * `modules`: load both modes' modules and exit, to fill the compile cache).
  * Prints one JSON line `{maxRssBytes, baseRssBytes, ms, messages, peakHeapBytes, peakArrayBuffersBytes}`
  * (maxRSS from getrusage; the peaks sampled every 250 ms). Each mode loads only the modules it needs, as
  * the CLI commands do (a restore from a CAR file never loads libp2p or Helia; a backup that asks no replica
@@ -12,9 +13,15 @@ import { readFile } from 'node:fs/promises'
 import { PASSWORD } from './util.ts'
 
 const [mode, dataDir, car, phraseFile] = process.argv.slice(2)
-if (mode !== 'backup' && mode !== 'restore') {
-  console.error('usage: rss-child.ts backup DATA_DIR OUT.car | restore DATA_DIR IN.car PHRASE_FILE')
+if (mode !== 'backup' && mode !== 'restore' && mode !== 'modules') {
+  console.error('usage: rss-child.ts backup DATA_DIR OUT.car | restore DATA_DIR IN.car PHRASE_FILE | modules')
   process.exit(2)
+}
+if (mode === 'modules') {
+  // loads what both modes load, and nothing else: fills the compile cache (rss.ts) before the measured runs
+  await Promise.all([import('../../src/backup/job/index.ts'), import('../../src/node/local.ts'), import('../../src/restore/index.ts')])
+  process.stdout.write('{}\n')
+  process.exit(0)
 }
 let peakHeapBytes = 0
 let peakArrayBuffersBytes = 0
