@@ -41,6 +41,7 @@ export function compileCacheDir (env = process.env) {
 export function enableCompileCache (env = process.env) {
   if (typeof module.enableCompileCache !== 'function') return { reason: 'this Node has no compile cache' }
   if (env.NODE_COMPILE_CACHE !== undefined && env.NODE_COMPILE_CACHE !== '') return { reason: 'NODE_COMPILE_CACHE is set: Node\'s own setting is used' }
+  if (env.NODE_DISABLE_COMPILE_CACHE !== undefined && env.NODE_DISABLE_COMPILE_CACHE !== '') return { reason: 'turned off (NODE_DISABLE_COMPILE_CACHE)' }
   const dir = compileCacheDir(env)
   if (dir === undefined) return { reason: 'turned off (TOKENIM_COMPILE_CACHE)' }
   try {

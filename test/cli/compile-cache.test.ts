@@ -67,9 +67,12 @@ describe('compile cache (bin/compile-cache.js)', function () {
     assert.equal((await stat(dir)).mode & 0o777, 0o700)
     const made = await entries(dir)
     assert.ok(made > 0, 'compiled code was written')
-    const second = await output(process.execPath, [BIN, '--help'], envWith(dir))
+    // Node's own trace of its compile cache (stderr): the entry point's compiled code read back from `dir`
+    const second = await output(process.execPath, [BIN, '--help'], envWith(dir, { NODE_DEBUG_NATIVE: 'COMPILE_CACHE' }))
     assert.equal(second.code, 0, second.stderr)
     assert.equal(second.stdout, first.stdout)
+    assert.ok(second.stderr.split('\n').some(l => l.includes(`reading cache from ${dir}`) && l.includes('src/cli/main.ts') && l.includes('success')),
+      `main.ts was read from the cache:\n${second.stderr.slice(0, 2000)}`)
 
     const { result, worker } = await enableIn(envWith(dir))
     assert.equal(result.directory, dir)
@@ -91,6 +94,18 @@ describe('compile cache (bin/compile-cache.js)', function () {
       assert.equal(help.code, 0, help.stderr)
     }
     assert.equal(await entries(shared), 0, 'nothing written to the shared directory')
+  })
+
+  it('is off when NODE_DISABLE_COMPILE_CACHE is set: nothing written, nothing handed on', async () => {
+    const dir = join(root, 'disabled')
+    const env = { ...envWith(dir), NODE_DISABLE_COMPILE_CACHE: '1' }
+    const { result, worker } = await enableIn(env)
+    assert.equal(result.directory, undefined)
+    assert.match(result.reason ?? '', /NODE_DISABLE_COMPILE_CACHE/)
+    assert.equal(worker, null)
+    const help = await output(process.execPath, [BIN, '--help'], env)
+    assert.equal(help.code, 0, help.stderr)
+    await assert.rejects(stat(dir), { code: 'ENOENT' }, 'not even the directory is made')
   })
 
   it('leaves a NODE_COMPILE_CACHE the user set to Node', async () => {

@@ -24,34 +24,18 @@ export function childEnv (extra: Record<string, string> = {}): NodeJS.ProcessEnv
 /** Every child a test starts; `killAll()` in after hooks. */
 export const children = new Set<ChildProcess>()
 
-/** Run any command from the repo root to completion with this environment (default: childEnv()). */
-export async function output (cmd: string, args: string[], env: NodeJS.ProcessEnv = childEnv()): Promise<RunResult> {
+/**
+ * Run any command from the repo root to completion with this environment (default: childEnv()); killed
+ * (SIGKILL) after `timeoutMs` when given.
+ */
+export async function output (cmd: string, args: string[], env: NodeJS.ProcessEnv = childEnv(), timeoutMs?: number): Promise<RunResult> {
   const child = spawn(cmd, args, { cwd: REPO, env, stdio: ['ignore', 'pipe', 'pipe'] })
   children.add(child)
   let stdout = ''
   let stderr = ''
   child.stdout.setEncoding('utf8').on('data', (d: string) => { stdout += d })
   child.stderr.setEncoding('utf8').on('data', (d: string) => { stderr += d })
-  try {
-    const code = await new Promise<number | null>((resolve, reject) => {
-      child.once('error', reject)
-      child.once('close', resolve)
-    })
-    return { code, stdout, stderr }
-  } finally {
-    children.delete(child)
-  }
-}
-
-/** Run `node bin/tokenim.js ARGS` from the repo root to completion. */
-export async function run (args: string[], { env = {}, timeoutMs = 30_000 }: { env?: Record<string, string>, timeoutMs?: number } = {}): Promise<RunResult> {
-  const child = spawn(process.execPath, [BIN, ...args], { cwd: REPO, env: childEnv(env), stdio: ['ignore', 'pipe', 'pipe'] })
-  children.add(child)
-  let stdout = ''
-  let stderr = ''
-  child.stdout.setEncoding('utf8').on('data', (d: string) => { stdout += d })
-  child.stderr.setEncoding('utf8').on('data', (d: string) => { stderr += d })
-  const timer = setTimeout(() => { child.kill('SIGKILL') }, timeoutMs)
+  const timer = timeoutMs === undefined ? undefined : setTimeout(() => { child.kill('SIGKILL') }, timeoutMs)
   try {
     const code = await new Promise<number | null>((resolve, reject) => {
       child.once('error', reject)
@@ -62,6 +46,11 @@ export async function run (args: string[], { env = {}, timeoutMs = 30_000 }: { e
     clearTimeout(timer)
     children.delete(child)
   }
+}
+
+/** Run `node bin/tokenim.js ARGS` from the repo root to completion. */
+export async function run (args: string[], { env = {}, timeoutMs = 30_000 }: { env?: Record<string, string>, timeoutMs?: number } = {}): Promise<RunResult> {
+  return await output(process.execPath, [BIN, ...args], childEnv(env), timeoutMs)
 }
 
 /** Parse the whole of stdout as exactly one JSON document (fails on anything else there). */
