@@ -28,10 +28,11 @@
  * processes out.
  */
 import { randomBytes, randomUUID } from 'node:crypto'
+import { join } from 'node:path'
 import { Level } from 'level'
 import * as cborg from 'cborg'
 import { TokenimError } from '../errors.ts'
-import { ensurePrivateDir } from '../util/fs.ts'
+import { ensurePrivateDir, exists } from '../util/fs.ts'
 import { log } from '../util/log.ts'
 import { NOT_DECODED, decodeRecord, encodeRecord } from './cbor.ts'
 import { rowHasAttachment, rowStatus, withStatus } from './row.ts'
@@ -491,6 +492,11 @@ export interface OpenStoreOptions {
 export async function openStore (path: string, opts: OpenStoreOptions = {}): Promise<Store> {
   const createIfMissing = opts.createIfMissing ?? true
   if (createIfMissing) await ensurePrivateDir(path).catch((err: unknown) => { throw toOpenError(err, path) })
+  // LevelDB asked to open a database that is not there makes its directory, LOCK and LOG before it
+  // refuses: a look at a data dir without a store (doctor, anchor-request) left an empty store behind,
+  // which a restore into that dir then took for data (TARGET_NOT_EMPTY). CURRENT names a database's
+  // manifest: without it LevelDB refuses anyway, so the answer is the same, with nothing written.
+  else if (!await exists(join(path, 'CURRENT'))) throw new TokenimError(StoreErrorCode.NOT_FOUND, `no message store at ${path}`, { path })
   const db = db0(path, createIfMissing, opts.writeBufferBytes)
   try {
     await db.open()

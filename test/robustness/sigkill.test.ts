@@ -17,6 +17,7 @@ import { runBackup } from '../../src/backup/job/index.ts'
 import { RegistryClient, startDevnet } from '../../src/chain/index.ts'
 import type { Devnet } from '../../src/chain/index.ts'
 import { createIdentity, generateMnemonic } from '../../src/identity/index.ts'
+import { isTokenimError } from '../../src/errors.ts'
 import { TokenimNode } from '../../src/node/index.ts'
 import { openCarSource, RESTORE_MARKER_FILE, restoreBackup } from '../../src/restore/index.ts'
 import { openStore } from '../../src/store/index.ts'
@@ -58,8 +59,9 @@ async function emptyStoreProblems (dataDir: string): Promise<unknown[]> {
   let store
   try {
     store = await openStore(join(dataDir, 'store'), { createIfMissing: false })
-  } catch {
-    return [] // killed before the store was made
+  } catch (err) {
+    if (isTokenimError(err, 'STORE_NOT_FOUND')) return [] // killed before the store was made
+    throw err
   }
   try {
     return await store.checkConsistency()

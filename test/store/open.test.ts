@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict'
 import { spawn } from 'node:child_process'
-import { stat, writeFile } from 'node:fs/promises'
+import { mkdir, readdir, stat, writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import { openStore, repairStore } from '../../src/store/index.ts'
 import { isTokenimError } from '../../src/errors.ts'
@@ -142,8 +142,17 @@ describe('store: open, persistence, contacts, backups, meta', () => {
     await assert.rejects(openStore(join(dir, 'a-file', 'store')), (err: unknown) => isTokenimError(err, 'STORE_IO'))
   })
 
-  it('createIfMissing: false → STORE_NOT_FOUND', async () => {
+  it('createIfMissing: false → STORE_NOT_FOUND, and nothing is made (no directory, no LOCK or LOG in an empty one)', async () => {
     await assert.rejects(openStore(join(dir, 'none'), { createIfMissing: false }), (err: unknown) => isTokenimError(err, 'STORE_NOT_FOUND'))
+    await assert.rejects(stat(join(dir, 'none')), { code: 'ENOENT' })
+    await mkdir(join(dir, 'empty'))
+    await assert.rejects(openStore(join(dir, 'empty'), { createIfMissing: false }), (err: unknown) => isTokenimError(err, 'STORE_NOT_FOUND'))
+    assert.deepEqual(await readdir(join(dir, 'empty')), [])
+    // a store that is there opens so
+    const s = await open()
+    await s.close()
+    const again = await openStore(join(dir, 'store'), { createIfMissing: false })
+    opened.push(again)
   })
 
   it('repairStore reopens a healthy store and reports no fixes', async () => {
