@@ -8,13 +8,13 @@
  *   box = 0x01 ‖ siv ‖ AES-256-GCM(k, nonce 0¹², aad "tokenim-backup/v1/<kind>", Z)
  */
 import { KeyObject } from 'node:crypto'
-import { constants as zc, zstdCompress, zstdCompressSync, zstdDecompressSync } from 'node:zlib'
-import type { ZstdOptions } from 'node:zlib'
+import { zstdDecompressSync } from 'node:zlib'
 import { aeadDecrypt, aeadEncrypt, constantTimeEqual, hmacSha256, secretKey, sha256 } from '../crypto/index.ts'
 import { isTokenimError } from '../errors.ts'
-import { BOX_SUITE_1, NONCE, SIV_LENGTH, TAG_LENGTH, ZSTD_LEVEL } from './constants.ts'
+import { BOX_SUITE_1, NONCE, SIV_LENGTH, TAG_LENGTH } from './constants.ts'
 import type { BoxKind } from './constants.ts'
 import { BackupErrorCode, backupError, invalidArgument, malformed } from './errors.ts'
+import { ReusedZstd } from './zstd.ts'
 
 const enc = new TextEncoder()
 
@@ -76,45 +76,23 @@ function deriveBoxKey (key: KeyObject, kind: BoxKind, siv: Uint8Array): Uint8Arr
   return hmacSha256(key, concat(label(kind, 'key'), siv))
 }
 
-const ZSTD_OPTIONS: ZstdOptions = {
-  params: {
-    [zc.ZSTD_c_compressionLevel]: ZSTD_LEVEL,
-    [zc.ZSTD_c_contentSizeFlag]: 1,
-    [zc.ZSTD_c_checksumFlag]: 0
-  }
-}
+/** this thread's zstd context, kept from box to box (zstd.ts) */
+const zstd = new ReusedZstd()
 
+/** zstd(plain) as every box holds it: fixed level, content size in the frame, no checksum */
 export function compress (plain: Uint8Array): Uint8Array {
-  const out = zstdCompressSync(plain, ZSTD_OPTIONS)
-  return new Uint8Array(out.buffer, out.byteOffset, out.byteLength)
-}
-
-/**
- * {@link compress} on libuv's thread pool (same parameters, same bytes): the builder's segments compress
- * while the next ones are encoded. A failure (memory) is BACKUP_SOURCE_INVALID with the cause.
- */
-export async function compressAsync (plain: Uint8Array): Promise<Uint8Array> {
-  const out = await new Promise<Buffer>((resolve, reject) => {
-    // the size pledged: the streaming compressor then writes the frame content size and picks its
-    // parameters for it, as the one-shot zstdCompressSync does (same bytes; a test compares)
-    zstdCompress(plain, { ...ZSTD_OPTIONS, pledgedSrcSize: plain.byteLength }, (err, res) => { if (err === null) resolve(res); else reject(err) })
-  }).catch((err: unknown) => { throw backupError(BackupErrorCode.BACKUP_SOURCE_INVALID, 'a payload did not compress', { reason: 'zstd' }, err) })
-  return new Uint8Array(out.buffer, out.byteOffset, out.byteLength)
+  try {
+    return zstd.compress(plain)
+  } catch (err) {
+    // out of memory: the payload's, not the key's or the format's fault
+    throw backupError(BackupErrorCode.BACKUP_SOURCE_INVALID, 'a payload did not compress', { reason: 'zstd' }, err)
+  }
 }
 
 /** Seal `plain` (already dag-cbor encoded). Same (key, kind, plain) → same box. */
 export function seal (key: SealKey, kind: BoxKind, plain: Uint8Array): Uint8Array {
   checkKey(key)
   return sealCompressed(macKey(key), kind, compress(plain))
-}
-
-/**
- * {@link seal} with the zstd step on libuv's thread pool: the same box. `key` (raw bytes) must stay unchanged until the
- * promise settles (the MACs and the encryption run on the main thread once the compression is done).
- */
-export async function sealAsync (key: SealKey, kind: BoxKind, plain: Uint8Array): Promise<Uint8Array> {
-  checkKey(key)
-  return sealCompressed(macKey(key), kind, await compressAsync(plain))
 }
 
 function sealCompressed (key: KeyObject, kind: BoxKind, z: Uint8Array): Uint8Array {

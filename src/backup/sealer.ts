@@ -1,11 +1,13 @@
 /**
  * Sealing a backup's segments off the main thread. Sealing a segment (zstd, the SIV HMAC, AES-GCM, the
- * block's SHA-256) cost the builder's thread ~0.25 ms per segment even with zstd on libuv's thread pool
+ * block's SHA-256) cost the builder's thread ~0.25 ms per segment with zstd on libuv's thread pool
  * (node:zlib's stream machinery around each call costs about what a small segment's compression does),
  * a quarter of a full backup's main-thread CPU. A SegmentSealer hands segments to one worker thread
  * (seal-worker.ts) once `workerAfter` segments were sealed here (small backups never start it: a worker
  * costs ~0.1–0.2 s of CPU and ~20–30 MB of memory; 512 segments are ~15,000 messages here), and seals on this thread meanwhile — until the worker is ready, and
- * whenever `maxQueued` segments already wait for it, so both cores work. Sealing is deterministic:
+ * whenever `maxQueued` segments already wait for it, so both cores work. A segment sealed here is sealed
+ * at once, with this thread's kept zstd context (zstd.ts): cheaper than handing its compression to the
+ * thread pool (a full backup ~15% faster, docs/PERFORMANCE.md Session 7). Sealing is deterministic:
  * the same box either way. A worker that fails (cannot start, dies, cannot seal one) costs only speed:
  * what it held is sealed here.
  */
@@ -18,7 +20,7 @@ import { log } from '../util/log.ts'
 import { sharedSecret } from '../util/worker-secret.ts'
 import { RAW, SHA2_256 } from './constants.ts'
 import type { BoxKind } from './constants.ts'
-import { sealAsync, sealKey } from './seal.ts'
+import { seal, sealKey } from './seal.ts'
 import type { SealReply, SealRequest } from './seal-worker.ts'
 
 const logger = log('backup:sealer')
@@ -151,7 +153,7 @@ export class SegmentSealer {
   }
 
   async #here (plain: Uint8Array, kind: BoxKind): Promise<SealedSegment> {
-    const box = await sealAsync(this.#mac, kind, plain)
+    const box = seal(this.#mac, kind, plain)
     return { box, cid: this.#cids.of(sha256(box)) }
   }
 

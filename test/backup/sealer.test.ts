@@ -40,11 +40,13 @@ describe('backup: segments sealed on a worker thread (src/backup/sealer.ts)', fu
     const plains = plaintexts()
     const sealer = new SegmentSealer(KEY, { workerAfter: 0, maxQueued: 64 })
     try {
-      // sealed here until the worker is ready (polled, with a deadline), then by it
+      // sealed here until the worker is ready (polled, with a deadline), then by it; a segment sealed
+      // here is sealed at once, so the loop gives the event loop a turn to hear the worker's 'ready'
       const deadline = Date.now() + 30_000
       while (sealer.byWorker === 0) {
         assert.ok(Date.now() < deadline, 'the worker sealed nothing within 30 s')
         assertSealed(await Promise.all(plains.map(p => sealer.seal(p))), plains)
+        await new Promise(resolve => setTimeout(resolve, 5))
       }
       assert.equal(sealer.ready, true)
       const before = sealer.byWorker
