@@ -1,7 +1,7 @@
 /**
  * Opening a bundle's segment boxes on a second thread while the calling thread decodes, checks and imports
  * the segments before them (a restore's verify pass). Opening a box (seal.ts: the SIV HMACs, AES-256-GCM,
- * node:zlib's zstd with its per-call stream machinery) is about a fifth of a restore's main-thread work.
+ * zstd with a kept context, zstd.ts) was about a fifth of a restore's main-thread work.
  *
  * A BoxOpener only helps and is never waited for: `submit` hands a copy of a box to the worker
  * (open-worker.ts) and gives a ticket (0 when the worker does not take it: not ready yet, `maxWaiting`

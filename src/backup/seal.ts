@@ -14,7 +14,7 @@ import { isTokenimError } from '../errors.ts'
 import { BOX_SUITE_1, NONCE, SIV_LENGTH, TAG_LENGTH } from './constants.ts'
 import type { BoxKind } from './constants.ts'
 import { BackupErrorCode, backupError, invalidArgument, malformed } from './errors.ts'
-import { ReusedZstd } from './zstd.ts'
+import { ReusedZstd, ReusedZstdDecompress } from './zstd.ts'
 
 const enc = new TextEncoder()
 
@@ -76,8 +76,9 @@ function deriveBoxKey (key: KeyObject, kind: BoxKind, siv: Uint8Array): Uint8Arr
   return hmacSha256(key, concat(label(kind, 'key'), siv))
 }
 
-/** this thread's zstd context, kept from box to box (zstd.ts) */
+/** this thread's zstd contexts, kept from box to box (zstd.ts) */
 const zstd = new ReusedZstd()
+const unzstd = new ReusedZstdDecompress()
 
 /** zstd(plain) as every box holds it: fixed level, content size in the frame, no checksum */
 export function compress (plain: Uint8Array): Uint8Array {
@@ -155,6 +156,9 @@ export function decompress (z: Uint8Array, maxPlain: number, where: Record<strin
   const declared = frameContentSize(z)
   if (declared === undefined) throw malformed('compressed payload does not declare its size', { ...where, reason: 'zstd-frame' })
   if (declared > maxPlain) throw malformed(`payload of ${declared} bytes exceeds the ${maxPlain} allowed`, { ...where, reason: 'too-large', max: maxPlain })
+  // the kept context's answer when it decodes the frame to exactly its declared size; else the one-shot call's
+  const kept = unzstd.decompress(z, declared)
+  if (kept !== undefined) return kept
   try {
     const out = zstdDecompressSync(z, { maxOutputLength: Math.max(1, maxPlain) })
     if (out.byteLength !== declared) throw new Error('size differs from the frame header')

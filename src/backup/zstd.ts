@@ -1,5 +1,6 @@
 /**
- * zstd frames for sealed boxes, with one compression context per thread kept from box to box.
+ * zstd for sealed boxes, with one compression and one decompression context per thread kept from box to
+ * box.
  *
  * node:zlib's zstdCompressSync makes a new native context for each call (ZSTD_createCCtx, its tables
  * allocated and zeroed, reported to V8 as external memory) and tears it down afterwards: for a backup's
@@ -7,14 +8,17 @@
  * makes the seal worker's heap collect (~half of its mark-compacts, docs/PERFORMANCE.md). Here one
  * compressor's native handle is reset and given each payload whole with ZSTD_e_end, which is what the
  * one-shot call does too: the same frame, byte for byte (sealing is deterministic; a test compares).
+ * zstdDecompressSync likewise (~35% of a restore's decompression, and most of the box opener's
+ * collections): one decompressor's handle is reset and given each frame with room for exactly the size
+ * its header declares.
  *
  * The handle is node:zlib's internal `_handle` (`reset`, `writeSync`, `_writeState`), not a documented
- * API. It is checked when first used — its methods there and a probe compressed to the one-shot bytes —
- * and any surprise then or later (a missing method, an error, input left over) falls back to
- * zstdCompressSync for good, so a Node without it only loses speed.
+ * API. It is checked when first used — its methods there and probes giving the one-shot bytes — and any
+ * surprise then or later (a missing method, an error, input left over) falls back to the one-shot calls
+ * for good, so a Node without it only loses speed.
  */
-import { constants as zc, createZstdCompress, zstdCompressSync } from 'node:zlib'
-import type { ZstdCompress, ZstdOptions } from 'node:zlib'
+import { constants as zc, createZstdCompress, createZstdDecompress, zstdCompressSync } from 'node:zlib'
+import type { ZstdCompress, ZstdDecompress, ZstdOptions } from 'node:zlib'
 import { ZSTD_LEVEL } from './constants.ts'
 
 export const ZSTD_OPTIONS: ZstdOptions = {
@@ -34,7 +38,7 @@ interface NativeHandle {
   writeSync: (flush: number, input: Uint8Array, inOff: number, inLen: number, out: Uint8Array, outOff: number, outLen: number) => void
 }
 
-type Engine = ZstdCompress & { _handle?: Partial<NativeHandle> | null, _writeState?: Uint32Array, _hadError?: boolean, _chunkSize?: unknown }
+type Engine<E> = E & { _handle?: Partial<NativeHandle> | null, _writeState?: Uint32Array, _hadError?: boolean, _chunkSize?: unknown }
 
 /**
  * What a kept context must compress as the one-shot call does before it is used: a small payload (one
@@ -65,31 +69,100 @@ export function compressOnce (plain: Uint8Array): Uint8Array {
   return new Uint8Array(out.buffer, out.byteOffset, out.byteLength)
 }
 
+/** what both kept contexts share: node:zlib's engine, its native handle, checked when first used */
+abstract class KeptHandle<E extends ZstdCompress | ZstdDecompress> {
+  protected engine: Engine<E> | undefined
+  protected handle: NativeHandle | undefined
+  /** node's output window per native call (the engine's chunkSize) */
+  protected chunk = 0
+  #checked = false
+  readonly #makeEngine: () => E
+
+  constructor (makeEngine: () => E) {
+    this.#makeEngine = makeEngine
+  }
+
+  /** whether the kept context is (still) used */
+  get reused (): boolean { return this.handle !== undefined }
+
+  /** the handle, checked on first use; undefined: the one-shot call */
+  protected ready (): NativeHandle | undefined {
+    if (!this.#checked) this.#check()
+    return this.handle
+  }
+
+  /** whether the kept context gives what the one-shot call gives for the probes */
+  protected abstract probe (): boolean
+
+  #check (): void {
+    this.#checked = true
+    let engine: Engine<E>
+    try {
+      engine = this.#makeEngine() as Engine<E>
+    } catch {
+      return
+    }
+    // an error on the handle closes it (see alive) and is raised later as the stream's 'error' event: heard here
+    engine.on('error', () => {})
+    const h = engine._handle
+    const chunk = engine._chunkSize
+    if (h === null || h === undefined || typeof h.reset !== 'function' || typeof h.writeSync !== 'function' || !(engine._writeState instanceof Uint32Array) ||
+      typeof chunk !== 'number' || !Number.isSafeInteger(chunk) || chunk < 64) {
+      engine.close()
+      return
+    }
+    this.engine = engine
+    this.handle = h as NativeHandle
+    this.chunk = chunk
+    if (!this.probe()) this.drop()
+  }
+
+  /** the kept context is not used again: the one-shot call from now on */
+  protected drop (): void {
+    this.handle = undefined
+    try {
+      this.engine?.close()
+    } catch {
+      // a broken engine may fail to close too; it is dropped either way
+    }
+    this.engine = undefined
+  }
+
+  /** Free the native context (a later call makes a new one). */
+  close (): void {
+    this.drop()
+    this.#checked = false
+  }
+}
+
 /**
  * A compressor that keeps its native context. `compress` gives what {@link compressOnce} gives; `reused`
  * says whether it still uses the kept context.
  */
-export class ReusedZstd {
-  #engine: Engine | undefined
-  #handle: NativeHandle | undefined
+export class ReusedZstd extends KeptHandle<ZstdCompress> {
   #out = new Uint8Array(0)
-  /** node's output window per native call (the engine's chunkSize) */
-  #chunk = 0
-  #checked = false
-  readonly #makeEngine: () => ZstdCompress
 
   /** `makeEngine`: the compressor whose handle is kept (tests give one that fails) */
   constructor (makeEngine: () => ZstdCompress = () => createZstdCompress(ZSTD_OPTIONS)) {
-    this.#makeEngine = makeEngine
+    super(makeEngine)
   }
 
-  get reused (): boolean { return this.#handle !== undefined }
-
   compress (plain: Uint8Array): Uint8Array {
-    if (!this.#checked) this.#check()
-    if (this.#handle === undefined) return compressOnce(plain)
-    const z = this.#frame(plain)
-    return z ?? compressOnce(plain)
+    if (this.ready() === undefined) return compressOnce(plain)
+    return this.#frame(plain) ?? compressOnce(plain)
+  }
+
+  protected probe (): boolean {
+    for (const probe of PROBES) {
+      const z = this.#frame(probe)
+      if (z === undefined || !sameBytes(z, compressOnce(probe))) return false
+    }
+    return true
+  }
+
+  protected override drop (): void {
+    super.drop()
+    this.#out = new Uint8Array(0)
   }
 
   /**
@@ -99,9 +172,9 @@ export class ReusedZstd {
    * another path for inputs of more than a block (128 KiB) and writes other (valid) bytes.
    */
   #frame (plain: Uint8Array): Uint8Array | undefined {
-    const engine = this.#engine as Engine
-    const handle = this.#handle as NativeHandle
-    const chunk = this.#chunk
+    const engine = this.engine as Engine<ZstdCompress>
+    const handle = this.handle as NativeHandle
+    const chunk = this.chunk
     // whole windows up to the bound, and one more: the loop below always has a full window to give
     const room = (Math.ceil(compressBound(plain.byteLength) / chunk) + 1) * chunk
     let out = this.#out
@@ -114,11 +187,12 @@ export class ReusedZstd {
     let inLeft = plain.byteLength
     let outOff = 0
     try {
+      if (!alive(engine, handle)) throw new Error('the handle is closed')
       handle.reset()
       for (;;) {
         if (outOff + chunk > out.length) throw new Error('the frame outgrew its bound')
         handle.writeSync(zc.ZSTD_e_end, plain, inOff, inLeft, out, outOff, chunk)
-        if (engine._hadError === true) throw new Error('the handle failed')
+        if (!alive(engine, handle)) throw new Error('the handle failed')
         const outLeft = state[0]
         inOff += inLeft - state[1]
         inLeft = state[1]
@@ -126,61 +200,89 @@ export class ReusedZstd {
         if (outLeft !== 0) break
       }
     } catch {
-      this.#drop()
+      this.drop()
       return undefined
     }
     // all input taken (zstd ends the frame once output is left over); anything else: one-shot
     if (inLeft !== 0) {
-      this.#drop()
+      this.drop()
       return undefined
     }
     return out.slice(0, outOff)
   }
+}
 
-  #check (): void {
-    this.#checked = true
-    let engine: Engine
-    try {
-      engine = this.#makeEngine() as Engine
-    } catch {
-      return
-    }
-    // an error on the handle is raised as the stream's 'error' event: heard here, seen as _hadError
-    engine.on('error', () => {})
-    const h = engine._handle
-    const chunk = engine._chunkSize
-    if (h === null || h === undefined || typeof h.reset !== 'function' || typeof h.writeSync !== 'function' || !(engine._writeState instanceof Uint32Array) ||
-      typeof chunk !== 'number' || !Number.isSafeInteger(chunk) || chunk < 64) {
-      engine.close()
-      return
-    }
-    this.#engine = engine
-    this.#handle = h as NativeHandle
-    this.#chunk = chunk
+/**
+ * A decompressor that keeps its native context (a new one per call also made the box opener's worker
+ * collect its small heap for "external memory pressure" every ~60 ms of a restore). `decompress` gives
+ * the frame's content into memory of its own when the kept context decodes it whole to exactly the size
+ * its header declares, and undefined otherwise (a frame it cannot decode, one that says another size, input
+ * left over, a handle that misbehaves): the caller then makes the one-shot call, whose answer or error
+ * counts. A misbehaving handle is dropped for good.
+ */
+export class ReusedZstdDecompress extends KeptHandle<ZstdDecompress> {
+  /** one byte: room for what a frame would give beyond its declared size */
+  readonly #spare = new Uint8Array(1)
+
+  /** `makeEngine`: the decompressor whose handle is kept (tests give one that fails) */
+  constructor (makeEngine: () => ZstdDecompress = () => createZstdDecompress()) {
+    super(makeEngine)
+  }
+
+  /** the content of frame `z`, which declares `size` bytes (checked against the caller's limit), or undefined */
+  decompress (z: Uint8Array, size: number): Uint8Array | undefined {
+    if (this.ready() === undefined) return undefined
+    return this.#content(z, size)
+  }
+
+  protected probe (): boolean {
     for (const probe of PROBES) {
-      const z = this.#frame(probe)
-      const once = compressOnce(probe)
-      if (z === undefined || z.length !== once.length || !z.every((b, i) => b === once[i])) {
-        this.#drop()
-        return
-      }
+      const got = this.#content(compressOnce(probe), probe.byteLength)
+      if (got === undefined || !sameBytes(got, probe)) return false
     }
+    return true
   }
 
-  #drop (): void {
-    this.#handle = undefined
-    this.#out = new Uint8Array(0)
+  #content (z: Uint8Array, size: number): Uint8Array | undefined {
+    const engine = this.engine as Engine<ZstdDecompress>
+    const handle = this.handle as NativeHandle
+    const state = engine._writeState as Uint32Array
+    // memory of its own: a box opener's worker moves it to the caller whole
+    const buf = Buffer.allocUnsafeSlow(size)
+    const out = new Uint8Array(buf.buffer, buf.byteOffset, size)
     try {
-      this.#engine?.close()
+      if (!alive(engine, handle)) throw new Error('the handle is closed')
+      handle.reset()
+      handle.writeSync(zc.ZSTD_e_end, z, 0, z.byteLength, out, 0, size)
+      if (!alive(engine, handle)) throw new Error('the handle failed')
+      if (state[0] !== 0 || state[1] !== 0) return undefined // less than declared, or input left
+      // the declared size reached: the frame must be done, with nothing more to give
+      handle.writeSync(zc.ZSTD_e_end, z, z.byteLength, 0, this.#spare, 0, 1)
+      if (!alive(engine, handle)) throw new Error('the handle failed')
+      if (spareLeft(state) !== 1) return undefined
     } catch {
-      // a broken engine may fail to close too; it is dropped either way
+      this.drop()
+      return undefined
     }
-    this.#engine = undefined
+    return out
   }
+}
 
-  /** Free the native context (a later compress makes a new one). */
-  close (): void {
-    this.#drop()
-    this.#checked = false
-  }
+/**
+ * Whether the engine still owns this handle. A native error (a corrupt frame) makes node:zlib destroy the
+ * stream and close its handle at once, inside writeSync; the 'error' event follows later. A closed handle
+ * must not be called again: its native context is freed (a call crashes the process), so every call is
+ * guarded by this.
+ */
+function alive (engine: { _handle?: unknown, destroyed?: boolean, _hadError?: boolean }, handle: NativeHandle): boolean {
+  return engine._handle === handle && engine.destroyed !== true && engine._hadError !== true
+}
+
+/** the output room left after the last write */
+function spareLeft (state: Uint32Array): number {
+  return state[0]
+}
+
+function sameBytes (a: Uint8Array, b: Uint8Array): boolean {
+  return a.length === b.length && Buffer.compare(a, b) === 0
 }

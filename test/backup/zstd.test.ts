@@ -1,10 +1,11 @@
 import assert from 'node:assert/strict'
 import { createCipheriv, createHash, createHmac } from 'node:crypto'
-import { constants as zc, createZstdCompress } from 'node:zlib'
-import type { ZstdCompress } from 'node:zlib'
+import { constants as zc, createZstdCompress, createZstdDecompress, zstdDecompressSync } from 'node:zlib'
+import type { ZstdCompress, ZstdDecompress } from 'node:zlib'
 import * as dagCbor from '@ipld/dag-cbor'
-import { open, seal } from '../../src/backup/seal.ts'
-import { ReusedZstd, ZSTD_OPTIONS, compressBound, compressOnce } from '../../src/backup/zstd.ts'
+import { decompress, open, seal } from '../../src/backup/seal.ts'
+import { ReusedZstd, ReusedZstdDecompress, ZSTD_OPTIONS, compressBound, compressOnce } from '../../src/backup/zstd.ts'
+import { BackupErrorCode } from '../../src/backup/errors.ts'
 import { KEY, prng } from './helpers.ts'
 
 /** payloads of many sizes and kinds: text-like, incompressible, all zero, empty, past the kept buffer */
@@ -21,15 +22,18 @@ function payloads (): Uint8Array[] {
 
 const same = (a: Uint8Array, b: Uint8Array): boolean => Buffer.compare(a, b) === 0
 
-/** a real compressor whose native handle is replaced by `handle` (a fault to inject) */
-function engineWith (handle: unknown): () => ZstdCompress {
+/** a real compressor (or decompressor) whose native handle is replaced by `handle` (a fault to inject) */
+function engineWith<E extends ZstdCompress | ZstdDecompress> (handle: unknown, make: () => E): () => E {
   return () => {
-    const e = createZstdCompress(ZSTD_OPTIONS)
+    const e = make()
     const real = (e as unknown as { _handle: unknown })._handle
     ;(e as unknown as { _handle: unknown })._handle = typeof handle === 'function' ? handle(real) : handle
     return e
   }
 }
+
+const compressor = (): ZstdCompress => createZstdCompress(ZSTD_OPTIONS)
+type Handle = { reset: () => void, writeSync: (...a: unknown[]) => void }
 
 describe('backup: zstd with a kept context', function () {
   it('gives the one-shot frames, byte for byte, for payloads of every size in any order', () => {
@@ -80,20 +84,20 @@ describe('backup: zstd with a kept context', function () {
     const faults: Array<[string, unknown]> = [
       ['no handle', null],
       ['no reset', { writeSync () {} }],
-      ['writeSync throws', (real: { reset: () => void }) => ({ reset: () => { real.reset() }, writeSync () { throw new Error('injected') } })],
-      ['throws once the probes passed', (real: { reset: () => void, writeSync: (...a: unknown[]) => void }) => {
+      ['writeSync throws', (real: Handle) => ({ reset: () => { real.reset() }, writeSync () { throw new Error('injected') } })],
+      ['throws once the probes passed', (real: Handle) => {
         // the two probes are the first two frames
         let frames = 0
         return { reset: () => { frames++; real.reset() }, writeSync: (...a: unknown[]) => { if (frames > 2) throw new Error('injected'); real.writeSync(...a) } }
       }],
-      ['compresses less than it is given', (real: { reset: () => void, writeSync: (...a: unknown[]) => void }) => ({
+      ['compresses less than it is given', (real: Handle) => ({
         reset: () => { real.reset() },
         // drops the input's last byte: the probes' frames differ
         writeSync: (flush: number, input: Uint8Array, off: number, len: number, ...rest: unknown[]) => { real.writeSync(flush, input, off, Math.max(0, len - 1), ...rest) }
       })]
     ]
     for (const [name, handle] of faults) {
-      const z = new ReusedZstd(engineWith(handle))
+      const z = new ReusedZstd(engineWith(handle, compressor))
       for (let i = 0; i < 3; i++) assert.ok(same(z.compress(p), want), name)
       assert.equal(z.reused, false, name)
     }
@@ -105,5 +109,88 @@ describe('backup: zstd with a kept context', function () {
     const p = dagCbor.encode({ text: 'probe '.repeat(500) })
     assert.ok(same(z.compress(p), compressOnce(p)))
     assert.equal(z.reused, false)
+  })
+
+  it('never calls a handle node:zlib has closed (a closed native context would crash the process)', () => {
+    let engine: ZstdCompress | undefined
+    const z = new ReusedZstd(() => { engine = compressor(); return engine })
+    const p = dagCbor.encode({ text: 'closed '.repeat(200) })
+    assert.ok(same(z.compress(p), compressOnce(p)))
+    assert.equal(z.reused, true)
+    engine?.close() // as node does inside writeSync after a native error
+    assert.ok(same(z.compress(p), compressOnce(p)))
+    assert.equal(z.reused, false)
+  })
+})
+
+describe('backup: zstd decompression with a kept context', function () {
+  const contentSize = (p: Uint8Array): number => p.byteLength
+
+  it('gives what the one-shot call gives, for frames of every size in any order, in memory of its own', () => {
+    const u = new ReusedZstdDecompress()
+    const all = payloads().map(p => ({ p, z: compressOnce(p) }))
+    for (const order of [all, [...all].reverse()]) {
+      for (const { p, z } of order) {
+        const got = u.decompress(z, contentSize(p))
+        assert.ok(got !== undefined, `${p.length} bytes decoded here`)
+        assert.ok(same(got, p) && same(got, zstdDecompressSync(z)), `${p.length} bytes`)
+        assert.equal(got.byteOffset, 0)
+        assert.equal(got.buffer.byteLength, got.length, 'a buffer of its own: the box opener moves it whole')
+      }
+    }
+    assert.equal(u.reused, true)
+    u.close()
+  })
+
+  it('leaves to the one-shot call a frame of another size than said, or followed by more', () => {
+    const u = new ReusedZstdDecompress()
+    const p = dagCbor.encode({ text: 'size '.repeat(3000) })
+    const z = compressOnce(p)
+    assert.equal(u.decompress(z, p.length - 1), undefined, 'more than said')
+    assert.equal(u.decompress(z, p.length + 1), undefined, 'less than said')
+    assert.equal(u.decompress(Buffer.concat([z, compressOnce(Uint8Array.of(1))]), p.length), undefined, 'another frame after it')
+    // none of those is an error of the handle's: it is still used, and still right
+    assert.equal(u.reused, true)
+    assert.ok(same(u.decompress(z, p.length) as Uint8Array, p))
+  })
+
+  for (const [what, damage] of [
+    ['cut short', (z: Buffer) => z.subarray(0, z.length - 3)],
+    ['corrupt', (z: Buffer) => { const bad = Buffer.from(z); bad[10] ^= 0x55; bad[bad.length >> 1] ^= 0xff; return bad }]
+  ] as const) {
+    it(`a frame ${what}: node:zlib closes the handle, which is then dropped (never called again); decompress reports it as before`, () => {
+      const u = new ReusedZstdDecompress()
+      const p = dagCbor.encode({ text: 'damaged '.repeat(3000) })
+      const z = Buffer.from(compressOnce(p))
+      assert.ok(u.decompress(z, p.length) !== undefined)
+      const bad = damage(z)
+      assert.equal(u.decompress(bad, p.length), undefined)
+      assert.equal(u.reused, false)
+      assert.equal(u.decompress(z, p.length), undefined, 'the one-shot call from now on')
+      // seal.ts's decompress: the kept context's refusal leaves the answer to the one-shot call
+      assert.throws(() => decompress(bad, 1 << 20), (err: { code?: string, info?: { reason?: string } }) => err.code === BackupErrorCode.BACKUP_MALFORMED && err.info?.reason === 'zstd')
+      assert.ok(same(decompress(z, 1 << 20), p))
+    })
+  }
+
+  it('falls back when the handle is missing, throws or decodes wrongly', () => {
+    const decompressor = (): ZstdDecompress => createZstdDecompress()
+    const p = dagCbor.encode({ text: 'fallback '.repeat(300) })
+    const z = compressOnce(p)
+    const faults: Array<[string, unknown]> = [
+      ['no handle', null],
+      ['no writeSync', { reset () {} }],
+      ['writeSync throws', (real: Handle) => ({ reset: () => { real.reset() }, writeSync () { throw new Error('injected') } })],
+      ['decodes less than it is given', (real: Handle) => ({
+        reset: () => { real.reset() },
+        writeSync: (flush: number, input: Uint8Array, off: number, len: number, ...rest: unknown[]) => { real.writeSync(flush, input, off, Math.max(0, len - 1), ...rest) }
+      })]
+    ]
+    for (const [name, handle] of faults) {
+      const u = new ReusedZstdDecompress(engineWith(handle, decompressor))
+      for (let i = 0; i < 3; i++) assert.equal(u.decompress(z, p.length), undefined, name)
+      assert.equal(u.reused, false, name)
+      assert.ok(same(decompress(z, 1 << 20), p), name)
+    }
   })
 })
