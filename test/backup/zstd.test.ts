@@ -35,6 +35,13 @@ function engineWith<E extends ZstdCompress | ZstdDecompress> (handle: unknown, m
 const compressor = (): ZstdCompress => createZstdCompress(ZSTD_OPTIONS)
 type Handle = { reset: () => void, writeSync: (...a: unknown[]) => void }
 
+/** faults of a handle that compressors and decompressors share */
+const throwsOnWrite = (real: Handle): Handle => ({ reset: () => { real.reset() }, writeSync () { throw new Error('injected') } })
+const dropsLastInputByte = (real: Handle): Handle => ({
+  reset: () => { real.reset() },
+  writeSync: (flush: unknown, input: unknown, off: unknown, len: unknown, ...rest: unknown[]) => { real.writeSync(flush, input, off, Math.max(0, (len as number) - 1), ...rest) }
+})
+
 describe('backup: zstd with a kept context', function () {
   it('gives the one-shot frames, byte for byte, for payloads of every size in any order', () => {
     const z = new ReusedZstd()
@@ -84,17 +91,14 @@ describe('backup: zstd with a kept context', function () {
     const faults: Array<[string, unknown]> = [
       ['no handle', null],
       ['no reset', { writeSync () {} }],
-      ['writeSync throws', (real: Handle) => ({ reset: () => { real.reset() }, writeSync () { throw new Error('injected') } })],
+      ['writeSync throws', throwsOnWrite],
       ['throws once the probes passed', (real: Handle) => {
         // the two probes are the first two frames
         let frames = 0
         return { reset: () => { frames++; real.reset() }, writeSync: (...a: unknown[]) => { if (frames > 2) throw new Error('injected'); real.writeSync(...a) } }
       }],
-      ['compresses less than it is given', (real: Handle) => ({
-        reset: () => { real.reset() },
-        // drops the input's last byte: the probes' frames differ
-        writeSync: (flush: number, input: Uint8Array, off: number, len: number, ...rest: unknown[]) => { real.writeSync(flush, input, off, Math.max(0, len - 1), ...rest) }
-      })]
+      // drops the input's last byte: the probes' frames differ
+      ['compresses less than it is given', dropsLastInputByte]
     ]
     for (const [name, handle] of faults) {
       const z = new ReusedZstd(engineWith(handle, compressor))
@@ -180,11 +184,8 @@ describe('backup: zstd decompression with a kept context', function () {
     const faults: Array<[string, unknown]> = [
       ['no handle', null],
       ['no writeSync', { reset () {} }],
-      ['writeSync throws', (real: Handle) => ({ reset: () => { real.reset() }, writeSync () { throw new Error('injected') } })],
-      ['decodes less than it is given', (real: Handle) => ({
-        reset: () => { real.reset() },
-        writeSync: (flush: number, input: Uint8Array, off: number, len: number, ...rest: unknown[]) => { real.writeSync(flush, input, off, Math.max(0, len - 1), ...rest) }
-      })]
+      ['writeSync throws', throwsOnWrite],
+      ['decodes less than it is given', dropsLastInputByte]
     ]
     for (const [name, handle] of faults) {
       const u = new ReusedZstdDecompress(engineWith(handle, decompressor))
