@@ -21,6 +21,8 @@ import { isAscii, isUtf8 } from 'node:buffer'
 /** one message as the store keeps it: what its keys are made of, and its record's bytes */
 export interface SegmentRow {
   id: string
+  /** the segment's conversation (one string for all its rows): a row is a store MessageRecord as it is */
+  conversation: string
   ts: number
   /** the store's record of the message (a view into a buffer of the segment's rows) */
   bytes: Uint8Array
@@ -70,6 +72,8 @@ const R_STATUS = K_STATUS
 const R_RECEIVED = K_RECEIVED
 
 let b: Uint8Array = new Uint8Array(0)
+/** b as a Buffer, for its strings */
+let bText: Buffer = Buffer.alloc(0)
 let p = 0
 
 /** the argument of the head at b[p] of major type `major`, in its shortest form (below 2^53), or -1 */
@@ -351,9 +355,9 @@ function writeRow (o: Uint8Array, at: number, convAt: number): number {
   return w
 }
 
-/** ASCII bytes as a string */
+/** ASCII bytes as a string (through one Buffer over the segment, not a Buffer view per string) */
 function latin1 (at: number, n: number): string {
-  return Buffer.from(b.buffer, b.byteOffset + at, n).toString('latin1')
+  return bText.toString('latin1', at, at + n)
 }
 
 /**
@@ -362,6 +366,7 @@ function latin1 (at: number, n: number): string {
  */
 export function segmentRows (plain: Uint8Array, maxMessages: number): SegmentRows | undefined {
   b = plain
+  bText = Buffer.from(plain.buffer, plain.byteOffset, plain.byteLength)
   p = 0
   lastOtherBuf = undefined
   try {
@@ -372,6 +377,7 @@ export function segmentRows (plain: Uint8Array, maxMessages: number): SegmentRow
     if (!key(K_CONV)) return undefined
     const convAt = text(ADDRESS)
     if (convAt < 0 || textN !== ADDRESS || !isLowerAddress(convAt)) return undefined
+    const conv = latin1(convAt, ADDRESS)
     if (!key(K_MSGS)) return undefined
     const count = head(4)
     if (count < 1 || count > maxMessages) return undefined
@@ -393,17 +399,19 @@ export function segmentRows (plain: Uint8Array, maxMessages: number): SegmentRow
       const start = w
       w = writeRow(out, w, convAt)
       if (w > out.length) throw new Error('segment rows: the records\' size was misjudged') // never: bounded above
-      rows[i] = { id: latin1(fIdAt, fIdN), ts: fTs, bytes: out.subarray(start, w) }
+      rows[i] = { id: latin1(fIdAt, fIdN), conversation: conv, ts: fTs, bytes: out.subarray(start, w) }
     }
     if (!key(K_TYPE)) return undefined
     const typeAt = text(SEGMENT.length)
     if (typeAt < 0 || !same(typeAt, SEGMENT, textN)) return undefined
     if (p !== b.length) return undefined
-    return { conv: latin1(convAt, ADDRESS), seq, rows }
+    return { conv, seq, rows }
   } finally {
     b = EMPTY
+    bText = EMPTY_TEXT
     lastOtherBuf = undefined
   }
 }
 
 const EMPTY = new Uint8Array(0)
+const EMPTY_TEXT = Buffer.alloc(0)

@@ -359,7 +359,7 @@ function sameAscii (b: Uint8Array, at: number, s: string): boolean {
   return true
 }
 
-/** ASCII bytes (checked above) as a string */
+/** ASCII bytes (checked above) as a string; a row read from the store is a Buffer already (no view made for it) */
 function latin1 (b: Uint8Array, at: number, n: number): string {
-  return Buffer.from(b.buffer, b.byteOffset + at, n).toString('latin1')
+  return (Buffer.isBuffer(b) ? b : Buffer.from(b.buffer, b.byteOffset, b.byteLength)).toString('latin1', at, at + n)
 }

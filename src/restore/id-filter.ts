@@ -20,12 +20,20 @@ export class IdFilter {
     this.#size = this.#bits.length * 32
   }
 
-  add (id: string): void {
+  /** Add `id`; returns what {@link mayHave} said just before (false: it was never added). */
+  add (id: string): boolean {
     hash(id)
+    let had = true
     for (let i = 0; i < HASHES; i++) {
       const b = ((h1 + Math.imul(i, h2)) >>> 0) % this.#size
-      this.#bits[b >>> 5] |= 1 << (b & 31)
+      const word = b >>> 5
+      const bit = 1 << (b & 31)
+      if ((this.#bits[word] & bit) === 0) {
+        had = false
+        this.#bits[word] |= bit
+      }
     }
+    return had
   }
 
   /** false: `id` was never added; true: it may have been */

@@ -612,7 +612,7 @@ export async function restoreBackup (o: RestoreOptions): Promise<RestoreResult> 
 
 /** A checked segment's messages as the store's records: its rows as they are, or its decoded messages encoded. */
 function recordsOf (seg: Segment | RowsSegment): MessageRecord[] {
-  if (seg.type === 'rows') return seg.rows.map(r => ({ id: r.id, conversation: seg.conv, ts: r.ts, bytes: r.bytes }))
+  if (seg.type === 'rows') return seg.rows // each row is a record already
   return seg.msgs.map(m => messageRecord(fromSegmentMessage(seg.conv, m)))
 }
 
@@ -686,8 +686,7 @@ function startImport (o: ImportOptions): Importer {
     let absent: ((id: string) => boolean) | undefined
     if (handed !== undefined) {
       const unseen = new Set<string>()
-      for (const m of batch) if (!handed.mayHave(m.id)) unseen.add(m.id)
-      for (const m of batch) handed.add(m.id)
+      for (const m of batch) if (!handed.add(m.id)) unseen.add(m.id)
       absent = id => unseen.has(id)
     }
     const previous = writing

@@ -225,11 +225,14 @@ export function messageRecord (msg: StoredMessage): MessageRecord {
 /** the parts of records that make keys: checked as normalizeMessage checks them (INVALID_MESSAGE, with the index) */
 function checkRecords (records: MessageRecord[]): void {
   if (!Array.isArray(records)) throw invalidArgument('addMessageRecords needs an array of records')
+  // records come conversation by conversation: an address is tested once while it stays the same
+  let lastConversation: string | undefined
   records.forEach((r, index) => {
     const ok = r !== null && typeof r === 'object' && typeof r.id === 'string' && r.id.length > 0 && r.id.length <= MAX_ID_LENGTH && RECORD_ID_RE.test(r.id) &&
-      typeof r.conversation === 'string' && RECORD_ADDRESS_RE.test(r.conversation) &&
+      typeof r.conversation === 'string' && (r.conversation === lastConversation || RECORD_ADDRESS_RE.test(r.conversation)) &&
       Number.isSafeInteger(r.ts) && r.ts >= 0 && r.bytes instanceof Uint8Array && r.bytes.length > 0
     if (!ok) throw invalidMessage(`record ${index} is not a message record (id, lowercase conversation address, ts, bytes)`, { index })
+    lastConversation = r.conversation
   })
 }
 
@@ -911,19 +914,24 @@ export class Store {
   }
 
   #putMessages (b: Batch, fresh: StoredMessage[], sums: Map<string, ConversationRevision>): void {
+    // one options object per sublevel for the whole batch (abstract-level copies what it needs of them)
+    const rowOptions = { sublevel: this.#s.msg }
+    const idOptions = { sublevel: this.#s.msgId }
     for (const m of fresh) {
       const key = messageKey(m.conversation, m.ts, m.id)
-      b.put(key, m, { sublevel: this.#s.msg })
-      b.put(m.id, key, { sublevel: this.#s.msgId })
+      b.put(key, m, rowOptions)
+      b.put(m.id, key, idOptions)
     }
     this.#putRuns(b, sums)
   }
 
   #putRecords (b: Batch, fresh: MessageRecord[], sums: Map<string, ConversationRevision>): void {
+    const rowOptions = RECORD_OPTIONS(this.#s.msg)
+    const idOptions = { sublevel: this.#s.msgId }
     for (const r of fresh) {
       const key = messageKey(r.conversation, r.ts, r.id)
-      b.put(key, r.bytes as unknown as StoredMessage, RECORD_OPTIONS(this.#s.msg))
-      b.put(r.id, key, { sublevel: this.#s.msgId })
+      b.put(key, r.bytes as unknown as StoredMessage, rowOptions)
+      b.put(r.id, key, idOptions)
     }
     this.#putRuns(b, sums)
   }

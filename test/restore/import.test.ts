@@ -26,6 +26,14 @@ describe('restore: the import into a store the restore made', function () {
     const small = new IdFilter(10)
     for (const id of ids) small.add(id)
     for (const id of ids) assert.equal(small.mayHave(id), true, id)
+    // add answers what mayHave said just before it
+    const g = new IdFilter(1000)
+    for (const id of ids.slice(0, 1000)) {
+      const before = g.mayHave(id)
+      assert.equal(g.add(id), before, id)
+      assert.equal(g.add(id), true, `${id} again`)
+    }
+    assert.ok(ids.slice(0, 1000).filter(id => !new IdFilter(1000).add(id)).length === 1000, 'a new filter has seen nothing')
   })
 
   describe('a crafted bundle that repeats an id in two conversations', () => {
