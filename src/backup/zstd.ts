@@ -63,7 +63,10 @@ export function compressBound (n: number): number {
   return n + (n >>> 8) + (n < 128 * 1024 ? ((128 * 1024 - n) >>> 11) : 0) + 64
 }
 
-/** The one-shot zstdCompressSync's frame as a Uint8Array over its own memory. */
+/**
+ * The one-shot zstdCompressSync's frame as a Uint8Array (a view of node's Buffer: a small one may share
+ * Node's 64 KiB pool slab with other Buffers; sealing copies it into the box).
+ */
 export function compressOnce (plain: Uint8Array): Uint8Array {
   const out = zstdCompressSync(plain, ZSTD_OPTIONS)
   return new Uint8Array(out.buffer, out.byteOffset, out.byteLength)
@@ -148,7 +151,8 @@ export class ReusedZstd extends KeptHandle<ZstdCompress> {
   }
 
   compress (plain: Uint8Array): Uint8Array {
-    if (this.ready() === undefined) return compressOnce(plain)
+    // the native call takes typed arrays only (anything else fails a native check: the process aborts)
+    if (!(plain instanceof Uint8Array) || this.ready() === undefined) return compressOnce(plain)
     return this.#frame(plain) ?? compressOnce(plain)
   }
 
@@ -189,6 +193,7 @@ export class ReusedZstd extends KeptHandle<ZstdCompress> {
     try {
       if (!alive(engine, handle)) throw new Error('the handle is closed')
       handle.reset()
+      if (!alive(engine, handle)) throw new Error('the handle failed to reset')
       for (;;) {
         if (outOff + chunk > out.length) throw new Error('the frame outgrew its bound')
         handle.writeSync(zc.ZSTD_e_end, plain, inOff, inLeft, out, outOff, chunk)
@@ -231,7 +236,7 @@ export class ReusedZstdDecompress extends KeptHandle<ZstdDecompress> {
 
   /** the content of frame `z`, which declares `size` bytes (checked against the caller's limit), or undefined */
   decompress (z: Uint8Array, size: number): Uint8Array | undefined {
-    if (this.ready() === undefined) return undefined
+    if (!(z instanceof Uint8Array) || !Number.isSafeInteger(size) || size < 0 || this.ready() === undefined) return undefined
     return this.#content(z, size)
   }
 
@@ -253,6 +258,7 @@ export class ReusedZstdDecompress extends KeptHandle<ZstdDecompress> {
     try {
       if (!alive(engine, handle)) throw new Error('the handle is closed')
       handle.reset()
+      if (!alive(engine, handle)) throw new Error('the handle failed to reset')
       handle.writeSync(zc.ZSTD_e_end, z, 0, z.byteLength, out, 0, size)
       if (!alive(engine, handle)) throw new Error('the handle failed')
       if (state[0] !== 0 || state[1] !== 0) return undefined // less than declared, or input left
@@ -270,9 +276,10 @@ export class ReusedZstdDecompress extends KeptHandle<ZstdDecompress> {
 
 /**
  * Whether the engine still owns this handle. A native error (a corrupt frame) makes node:zlib destroy the
- * stream and close its handle at once, inside writeSync; the 'error' event follows later. A closed handle
- * must not be called again: its native context is freed (a call crashes the process), so every call is
- * guarded by this.
+ * stream and close its handle at once, inside the call; the 'error' event follows later. A closed handle
+ * must not be called again: its native context is freed (reset then segfaults, writeSync aborts the
+ * process), so this is checked before the first call on a handle and after every call. (`_hadError`:
+ * older Nodes' flag for the same; Node 24 keeps the error under a symbol.)
  */
 function alive (engine: { _handle?: unknown, destroyed?: boolean, _hadError?: boolean }, handle: NativeHandle): boolean {
   return engine._handle === handle && engine.destroyed !== true && engine._hadError !== true

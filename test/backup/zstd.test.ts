@@ -125,7 +125,43 @@ describe('backup: zstd with a kept context', function () {
     assert.ok(same(z.compress(p), compressOnce(p)))
     assert.equal(z.reused, false)
   })
+
+  it('never calls a handle closed by its own reset (a native error there closes it as in writeSync)', () => {
+    const p = dagCbor.encode({ text: 'reset '.repeat(200) })
+    const z = compressOnce(p)
+    const c = new ReusedZstd(resetClosesAfter(2, compressor))
+    const d = new ReusedZstdDecompress(resetClosesAfter(2, () => createZstdDecompress()))
+    // past the two probes, the next reset closes the engine: the call must not reach the handle after it
+    for (let i = 0; i < 3; i++) {
+      assert.ok(same(c.compress(p), z), `compress ${i}`)
+      assert.equal(d.decompress(z, p.length), undefined, `decompress ${i}`)
+    }
+    assert.equal(c.reused, false)
+    assert.equal(d.reused, false)
+  })
+
+  it('gives anything but a Uint8Array to the one-shot call (its native call would abort the process)', () => {
+    const z = new ReusedZstd()
+    const ab = new Uint8Array(dagCbor.encode({ text: 'ab '.repeat(100) })).buffer
+    assert.ok(same(z.compress(ab as unknown as Uint8Array), compressOnce(ab as unknown as Uint8Array)))
+    assert.equal(new ReusedZstdDecompress().decompress(ab as unknown as Uint8Array, 10), undefined)
+  })
 })
+
+/** an engine whose native handle, from its (n+1)th reset on, closes the engine as a native error would */
+function resetClosesAfter<E extends ZstdCompress | ZstdDecompress> (n: number, make: () => E): () => E {
+  return () => {
+    const e = make()
+    const real = (e as unknown as { _handle: Handle & { close: () => void } })._handle
+    let resets = 0
+    ;(e as unknown as { _handle: unknown })._handle = {
+      reset: () => { real.reset(); if (++resets > n) e.close() },
+      writeSync: (...a: unknown[]) => { real.writeSync(...a) },
+      close: () => { real.close() }
+    }
+    return e
+  }
+}
 
 describe('backup: zstd decompression with a kept context', function () {
   const contentSize = (p: Uint8Array): number => p.byteLength
