@@ -1,5 +1,5 @@
 /**
- * `npm run bench [-- --scale tiny|small|full] [--out FILE]` — tokenim's performance, every figure beside
+ * `npm run bench [-- --scale tiny|small|full] [--repeat N] [--out FILE]` — tokenim's performance, every figure beside
  * a reference measured in the same run on the same machine (as a ratio), against the targets of
  * issue 7. Results go to bench/results.json (or --out) and a table to stdout; exit 0 when the bench
  * ran (a missed target is a finding, not a failure), 1 when a section failed, 2 on a bad flag.
@@ -10,9 +10,9 @@
  */
 import { mkdir, rename, writeFile } from 'node:fs/promises'
 import { dirname, resolve } from 'node:path'
-import { Recorder, RESULTS_SCHEMA_ID, ResultsSchema, formatTable, machineInfo } from './results.ts'
+import { Recorder, RESULTS_SCHEMA_ID, ResultsSchema, formatTable, machineInfo, mergeRuns } from './results.ts'
 import type { Results } from './results.ts'
-import { SCALES, UsageError, parseOut, parseScale } from './scale.ts'
+import { SCALES, UsageError, parseOut, parseRepeat, parseScale } from './scale.ts'
 import type { Scale } from './scale.ts'
 import { REPO_ROOT } from './util.ts'
 
@@ -28,8 +28,10 @@ const SECTIONS: Array<[string, () => Promise<Section>]> = [
 
 async function main (argv: string[]): Promise<number> {
   let scaleName
+  let repeat: number
   try {
     scaleName = parseScale(argv)
+    repeat = parseRepeat(argv)
   } catch (err) {
     if (err instanceof UsageError) {
       console.error(err.message)
@@ -49,21 +51,31 @@ async function main (argv: string[]): Promise<number> {
       rec.skip(name, 'all', '--only excluded this section')
       continue
     }
-    const s0 = performance.now()
-    process.stderr.write(`▸ ${name} …\n`)
-    try {
-      await (await load())(scale, rec)
-    } catch (err) {
-      rec.errors.push({ section: name, message: (err as Error)?.stack ?? String(err) })
-      process.stderr.write(`  ${name} failed: ${(err as Error)?.message ?? String(err)}\n`)
+    // with --repeat N the section runs N times in a row, each run with its own references; the figures
+    // are then the runs' medians (results.ts mergeRuns)
+    const runs: Recorder[] = []
+    for (let run = 0; run < repeat; run++) {
+      const runRec = new Recorder()
+      runs.push(runRec)
+      const s0 = performance.now()
+      const label = repeat > 1 ? `${name} (run ${run + 1}/${repeat})` : name
+      process.stderr.write(`▸ ${label} …\n`)
+      try {
+        await (await load())(scale, runRec)
+      } catch (err) {
+        runRec.errors.push({ section: name, message: (err as Error)?.stack ?? String(err) })
+        process.stderr.write(`  ${label} failed: ${(err as Error)?.message ?? String(err)}\n`)
+      }
+      process.stderr.write(`  ${label}: ${((performance.now() - s0) / 1000).toFixed(1)} s\n`)
     }
-    process.stderr.write(`  ${name}: ${((performance.now() - s0) / 1000).toFixed(1)} s\n`)
+    mergeRuns(runs, rec)
   }
   const results: Results = ResultsSchema.parse({
     schema: RESULTS_SCHEMA_ID,
     scale: scale.name,
     startedAt: startedAt.toISOString(),
     durationMs: Math.round(performance.now() - t0),
+    ...(repeat > 1 ? { repeat } : {}),
     machine: machineInfo(),
     figures: rec.figures,
     skipped: rec.skipped,
@@ -75,7 +87,8 @@ async function main (argv: string[]): Promise<number> {
   await writeFile(tmp, JSON.stringify(results, null, 2) + '\n')
   await rename(tmp, out)
   const m = results.machine
-  process.stdout.write(`tokenim bench — scale ${results.scale}, ${m.nproc} × ${m.cpu}, ${m.memoryGiB} GiB, Node ${m.node}, ${(results.durationMs / 1000).toFixed(1)} s\n\n`)
+  const repeated = repeat > 1 ? `, each section ${repeat} times (medians; the ratio the median of the runs' own, which follow it)` : ''
+  process.stdout.write(`tokenim bench — scale ${results.scale}, ${m.nproc} × ${m.cpu}, ${m.memoryGiB} GiB, Node ${m.node}, ${(results.durationMs / 1000).toFixed(1)} s${repeated}\n\n`)
   process.stdout.write(formatTable(results) + '\n')
   process.stdout.write(`\nresults: ${out}\n`)
   return results.errors.length > 0 ? 1 : 0

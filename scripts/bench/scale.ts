@@ -76,10 +76,26 @@ export function parseScale (argv: string[]): ScaleName {
     const a = argv[i]
     if (a === '--scale') scale = argv[++i] ?? ''
     else if (a.startsWith('--scale=')) scale = a.slice('--scale='.length)
-    else if (a === '--help' || a === '-h') throw new UsageError('usage: npm run bench [-- --scale tiny|small|full] [--out FILE] [--only SECTION,…] [--rss-messages N]')
+    else if (a === '--help' || a === '-h') throw new UsageError('usage: npm run bench [-- --scale tiny|small|full] [--repeat N] [--out FILE] [--only SECTION,…] [--rss-messages N]')
   }
   if (scale !== 'tiny' && scale !== 'small' && scale !== 'full') throw new UsageError(`--scale must be tiny, small or full (got "${scale}")`)
   return scale
+}
+
+/** the longest --repeat taken (a full-scale run of every section takes ~3 min) */
+export const MAX_REPEAT = 20
+
+/** `--repeat N` (or `--repeat=N`): how many times each section runs, 1 to MAX_REPEAT; 1 when absent */
+export function parseRepeat (argv: string[]): number {
+  let text: string | undefined
+  for (let i = 0; i < argv.length; i++) {
+    if (argv[i] === '--repeat') text = argv[++i] ?? ''
+    else if (argv[i].startsWith('--repeat=')) text = argv[i].slice('--repeat='.length)
+  }
+  if (text === undefined) return 1
+  const n = Number(text)
+  if (!/^[0-9]+$/.test(text) || !Number.isSafeInteger(n) || n < 1 || n > MAX_REPEAT) throw new UsageError(`--repeat must be a whole number from 1 to ${MAX_REPEAT} (got "${text}")`)
+  return n
 }
 
 export function parseOut (argv: string[], fallback: string): string {
