@@ -170,13 +170,14 @@ export function mergeRuns (runs: Recorder[], into: Recorder): void {
     })
   }
   const once = <T>(items: Array<{ run: number, item: T }>, text: (t: T) => string, tagged: (t: T, run: number) => T): T[] => {
-    const runsOf = new Map<string, number[]>()
-    for (const { run, item } of items) runsOf.set(text(item), [...(runsOf.get(text(item)) ?? []), run])
+    // how many runs said each (a run says a thing once)
+    const said = new Map<string, number>()
+    for (const { item } of items) said.set(text(item), (said.get(text(item)) ?? 0) + 1)
     const out: T[] = []
     const seen = new Set<string>()
     for (const { run, item } of items) {
       const k = text(item)
-      if ((runsOf.get(k) as number[]).length === runs.length) {
+      if (said.get(k) === runs.length) {
         if (!seen.has(k)) out.push(item)
         seen.add(k)
       } else {

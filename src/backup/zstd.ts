@@ -42,9 +42,12 @@ type Engine<E> = E & { _handle?: Partial<NativeHandle> | null, _writeState?: Uin
 
 /**
  * What a kept context must compress as the one-shot call does before it is used: a small payload (one
- * window) and one of several blocks and windows (~200 KB of words from a fixed generator).
+ * window) and one of several blocks and windows (~200 KB of words from a fixed generator). Made on first
+ * use, not when the module loads (most processes that load it never seal or open a box).
  */
-const PROBES: Uint8Array[] = (() => {
+let probes: Uint8Array[] | undefined
+function probePayloads (): Uint8Array[] {
+  if (probes !== undefined) return probes
   const words = ['tokenim', 'zstd', 'probe', 'segment', 'message', 'backup', 'restore', 'é', '🙂', '0x5aAeb6']
   let x = 0x2545f491
   const parts: string[] = []
@@ -55,8 +58,9 @@ const PROBES: Uint8Array[] = (() => {
     n += w.length + 1
   }
   const enc = new TextEncoder()
-  return [enc.encode(parts.slice(0, 100).join(' ')), enc.encode(parts.join(' '))]
-})()
+  probes = [enc.encode(parts.slice(0, 100).join(' ')), enc.encode(parts.join(' '))]
+  return probes
+}
 
 /** ZSTD_compressBound: the most a frame of `n` bytes of input can take */
 export function compressBound (n: number): number {
@@ -157,7 +161,7 @@ export class ReusedZstd extends KeptHandle<ZstdCompress> {
   }
 
   protected probe (): boolean {
-    for (const probe of PROBES) {
+    for (const probe of probePayloads()) {
       const z = this.#frame(probe)
       if (z === undefined || !sameBytes(z, compressOnce(probe))) return false
     }
@@ -241,7 +245,7 @@ export class ReusedZstdDecompress extends KeptHandle<ZstdDecompress> {
   }
 
   protected probe (): boolean {
-    for (const probe of PROBES) {
+    for (const probe of probePayloads()) {
       const got = this.#content(compressOnce(probe), probe.byteLength)
       if (got === undefined || !sameBytes(got, probe)) return false
     }

@@ -40,6 +40,7 @@ function same (plain: Uint8Array, label: string): boolean {
   assert.equal(fast.rows.length, u.rows.length, label)
   fast.rows.forEach((r, i) => {
     assert.equal(r.id, u.rows[i].id, label)
+    assert.equal(r.conversation, u.conv, `${label}: a row is a store record (restore imports it as it is)`)
     assert.equal(r.ts, u.rows[i].ts, label)
     assert.deepEqual(Buffer.from(r.bytes), Buffer.from(u.rows[i].bytes), `${label}: row ${i}`)
   })
