@@ -37,6 +37,12 @@ describe('npm run bench (tiny scale)', function () {
     assert.ok(backupFigure !== undefined)
     if (backupFigure.reference === undefined) assert.ok(results.skipped.some(s => s.section === 'backup'), 'restic skipped with a reason')
     assert.match(res.stdout, /ratio/)
+    // the bench keeps the compile cache as the tokenim command does (its worker threads and children too)
+    // and says so; the test hooks point TOKENIM_COMPILE_CACHE at a temp dir, which it inherits, unless
+    // the caller turned the cache off
+    const off = ['off', '0'].includes(process.env.TOKENIM_COMPILE_CACHE ?? '') || (process.env.NODE_DISABLE_COMPILE_CACHE ?? '') !== ''
+    const said = off ? /^compile cache off \(/ : /^compile cache on, as the tokenim command keeps it \(bin\/compile-cache\.js\): /
+    assert.ok(results.notes.some(n => said.test(n)), results.notes.join('\n'))
   })
 
   it('refuses an unknown scale with exit 2', async () => {

@@ -9,7 +9,9 @@
  * restore at 1,000,000 messages (full scale only), start-up (node start, daemon start → api.json).
  */
 import { mkdir, rename, writeFile } from 'node:fs/promises'
+import { getCompileCacheDir } from 'node:module'
 import { dirname, resolve } from 'node:path'
+import { enableCompileCache } from '../../bin/compile-cache.js'
 import { Recorder, RESULTS_SCHEMA_ID, ResultsSchema, formatTable, machineInfo, mergeRuns } from './results.ts'
 import type { Results } from './results.ts'
 import { SCALES, UsageError, parseOut, parseRepeat, parseScale } from './scale.ts'
@@ -43,6 +45,16 @@ async function main (argv: string[]): Promise<number> {
   const only = argv.includes('--only') ? argv[argv.indexOf('--only') + 1]?.split(',') : undefined
   const scale = SCALES[scaleName]
   const rec = new Recorder()
+  // as the tokenim command does (bin/tokenim.js), and before the sections are loaded: the jobs measured
+  // here in-process then start their worker threads (a backup's sealer, a restore's box opener) and the
+  // child processes started here (nodes, the daemon, the RSS children) as the command's do, without
+  // stripping the types of their modules again (the seal worker of a 100,000-message backup was ready
+  // after 220–290 ms without the cache, 90–160 ms with it: docs/PERFORMANCE.md, Session 8)
+  const cache = enableCompileCache()
+  const cacheDir = getCompileCacheDir() // also set when NODE_COMPILE_CACHE had Node enable it already
+  rec.note(cacheDir !== undefined
+    ? `compile cache on, as the tokenim command keeps it (bin/compile-cache.js): ${cacheDir}`
+    : `compile cache off (${'reason' in cache ? cache.reason : 'not enabled'}); the tokenim command keeps one (bin/compile-cache.js)`)
   const startedAt = new Date()
   const t0 = performance.now()
   process.stderr.write(`tokenim bench, scale ${scale.name}\n`)
