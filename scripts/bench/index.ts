@@ -7,6 +7,9 @@
  * Sections: messaging (throughput, latency vs raw libp2p echo and ping), backup (full and +1% vs restic),
  * restore from a replica (vs restic restore), gas (first, subsequent, relayed), peak RSS of backup and
  * restore at 1,000,000 messages (full scale only), start-up (node start, daemon start → api.json).
+ *
+ * Runs with Node's compile cache as the `tokenim` command does (bin/compile-cache.js: ~/.cache/tokenim,
+ * TOKENIM_COMPILE_CACHE=DIR elsewhere, =off for none); the results' notes say which.
  */
 import { mkdir, rename, writeFile } from 'node:fs/promises'
 import { getCompileCacheDir } from 'node:module'
