@@ -45,6 +45,17 @@ describe('npm run bench (tiny scale)', function () {
     assert.ok(results.notes.some(n => said.test(n)), results.notes.join('\n'))
   })
 
+  it('runs without the compile cache when it is turned off, and says so', async () => {
+    const out = join(dir, 'results-off.json')
+    const env: NodeJS.ProcessEnv = { ...process.env, TOKENIM_COMPILE_CACHE: 'off' }
+    delete env.NODE_COMPILE_CACHE
+    const res = await run(process.execPath, [join(REPO_ROOT, 'scripts', 'bench', 'index.ts'), '--scale', 'tiny', '--only', 'gas', '--out', out], { cwd: REPO_ROOT, env, timeoutMs: 60_000 })
+    assert.equal(res.code, 0, res.stderr)
+    const results = ResultsSchema.parse(JSON.parse(await readFile(out, 'utf8')))
+    assert.ok(results.notes.includes('compile cache off (turned off (TOKENIM_COMPILE_CACHE)); the tokenim command keeps one (bin/compile-cache.js)'), results.notes.join('\n'))
+    assert.ok(!results.notes.some(n => n.startsWith('compile cache on')))
+  })
+
   it('refuses an unknown scale with exit 2', async () => {
     const res = await run(process.execPath, [join(REPO_ROOT, 'scripts', 'bench', 'index.ts'), '--scale', 'huge'], { cwd: REPO_ROOT, timeoutMs: 60_000 })
     assert.equal(res.code, 2)
