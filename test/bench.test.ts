@@ -62,3 +62,28 @@ describe('npm run bench (tiny scale)', function () {
     assert.match(res.stderr, /--scale must be/)
   })
 })
+
+describe('scripts/bench/backup-cpu.ts (backups timed thread by thread)', function () {
+  this.timeout(120_000)
+  const tool = join(REPO_ROOT, 'scripts', 'bench', 'backup-cpu.ts')
+
+  it('runs real backups of fresh histories and reports each run\'s time and CPU, by kind of thread on Linux', async () => {
+    const res = await run(process.execPath, [tool, '--runs', '2', '--messages', '300', '--conversations', '5', '--json'], { cwd: REPO_ROOT, timeoutMs: 110_000 })
+    assert.equal(res.code, 0, res.stderr)
+    const out = JSON.parse(res.stdout.trim().split('\n').at(-1) ?? '') as { messages: number, runs: Array<{ run: number, ms: number, cpuMs: number, threads: Record<string, number>, messages: number, segments: number }> }
+    assert.equal(out.messages, 300)
+    assert.deepEqual(out.runs.map(r => r.run), [0, 1])
+    for (const r of out.runs) {
+      assert.equal(r.messages, 300, 'every message of the history backed up')
+      assert.ok(r.segments >= 5, 'at least a segment per conversation')
+      assert.ok(r.ms > 0 && r.cpuMs >= 0)
+      if (process.platform === 'linux') assert.ok(Object.values(r.threads).some(ms => ms > 0), 'threads read from /proc')
+    }
+  })
+
+  it('refuses a count that is not a positive whole number', async () => {
+    const res = await run(process.execPath, [tool, '--runs', '0'], { cwd: REPO_ROOT, timeoutMs: 60_000 })
+    assert.equal(res.code, 1)
+    assert.match(res.stderr, /--runs needs a positive whole number/)
+  })
+})
