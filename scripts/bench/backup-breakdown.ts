@@ -22,7 +22,7 @@ import type { BuildBackupResult } from '../../src/backup/index.ts'
 import { readBlock } from '../../src/backup/blocks.ts'
 import { compress, open } from '../../src/backup/seal.ts'
 import { openStore } from '../../src/store/index.ts'
-import { moreMessages, newHistory, pick } from './history.ts'
+import { addHistory, moreMessages, newHistory, pick } from './history.ts'
 
 interface Args { runs: number, messages: number, conversations: number, shardSize?: number, versions: number }
 
@@ -57,7 +57,7 @@ async function once (a: Args, run: number): Promise<{ v1: BuildBackupResult, ver
     const key = new Uint8Array(randomBytes(32))
     const history = newHistory(owner, a.conversations)
     const all = Array.from({ length: a.conversations }, (_, i) => i)
-    for (let left = a.messages; left > 0; left -= 5000) await store.addMessages(moreMessages(history, Math.min(5000, left), all))
+    await addHistory(store, history, a.messages, all)
     const opts = a.shardSize !== undefined ? { shardSize: a.shardSize } : {}
     const v1 = await buildBackup({ store, blockstore: bs, owner, version: 1, backupKey: key, ...opts })
     const get = async (c: CID): Promise<Uint8Array> => await readBlock(bs, c, 64 << 20)

@@ -26,7 +26,7 @@ import { RegistryClient, startDevnet } from '../../src/chain/index.ts'
 import type { Devnet } from '../../src/chain/index.ts'
 import { createIdentity } from '../../src/identity/index.ts'
 import { TokenimNode } from '../../src/node/index.ts'
-import { moreMessages, newHistory } from './history.ts'
+import { addHistory, newHistory } from './history.ts'
 import { CHEAP_KDF, PASSWORD } from './util.ts'
 
 interface Args { runs: number, messages: number, conversations: number, json: boolean }
@@ -97,7 +97,7 @@ async function main (): Promise<void> {
         await node.start()
         const history = newHistory(node.address, a.conversations)
         const all = Array.from({ length: a.conversations }, (_, i) => i)
-        for (let left = a.messages; left > 0; left -= 5000) await node.store.addMessages(moreMessages(history, Math.min(5000, left), all))
+        await addHistory(node.store, history, a.messages, all)
 
         // the threads read every 20 ms: a thread that ends keeps its last reading
         const before = threadTimes()

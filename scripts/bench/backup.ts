@@ -19,7 +19,7 @@ import type { Devnet } from '../../src/chain/index.ts'
 import { createIdentity } from '../../src/identity/index.ts'
 import { TokenimNode } from '../../src/node/index.ts'
 import { openNetworkSource, restoreBackup } from '../../src/restore/index.ts'
-import { exportJsonl, moreMessages, newHistory, pick } from './history.ts'
+import { addHistory, exportJsonl, moreMessages, newHistory, pick } from './history.ts'
 import type { Recorder } from './results.ts'
 import { findRestic, resticBackup, resticFixedCost, resticIn, resticInit, resticRestore } from './restic.ts'
 import type { Restic, ResticBackup } from './restic.ts'
@@ -28,7 +28,6 @@ import { CHEAP_KDF, PASSWORD } from './util.ts'
 
 const SECTION = 'backup'
 const RESTORE = 'restore'
-const BATCH = 5_000
 
 export async function benchBackup (scale: Scale, rec: Recorder): Promise<void> {
   const root = await mkdtemp(join(tmpdir(), 'tokenim-bench-backup-'))
@@ -69,13 +68,7 @@ export async function benchBackup (scale: Scale, rec: Recorder): Promise<void> {
     const history = newHistory(alice.address, scale.conversations)
     const all = Array.from({ length: scale.conversations }, (_, i) => i)
     const files = join(root, 'export', 'history')
-    let left = scale.messages
-    while (left > 0) {
-      const batch = moreMessages(history, Math.min(BATCH, left), all)
-      await alice.store.addMessages(batch)
-      await exportJsonl(files, batch, true)
-      left -= batch.length
-    }
+    await addHistory(alice.store, history, scale.messages, all, { onBatch: async batch => { await exportJsonl(files, batch, true) } })
     const textBytes = await alice.store.countMessages()
     if (textBytes !== scale.messages) throw new Error(`the store holds ${textBytes} messages, not ${scale.messages}`)
 

@@ -69,6 +69,26 @@ export function moreMessages (h: History, n: number, which: number[]): StoredMes
   return out
 }
 
+/**
+ * `count` more messages (as {@link moreMessages} makes them, `batch` at a time: 5,000 unless given) added to
+ * `store`, each batch handed to `onBatch` once it is stored (the backup bench also exports it for restic).
+ */
+export async function addHistory (
+  store: { addMessages: (messages: StoredMessage[]) => Promise<unknown> },
+  h: History,
+  count: number,
+  which: number[],
+  options: { batch?: number, onBatch?: (messages: StoredMessage[]) => Promise<void> } = {}
+): Promise<void> {
+  const size = options.batch ?? 5_000
+  for (let left = count; left > 0;) {
+    const batch = moreMessages(h, Math.min(size, left), which)
+    await store.addMessages(batch)
+    await options.onBatch?.(batch)
+    left -= batch.length
+  }
+}
+
 /** Write (or append) messages as JSONL, one file per conversation, under `dir`. */
 export async function exportJsonl (dir: string, messages: StoredMessage[], append: boolean): Promise<void> {
   await mkdir(dir, { recursive: true })

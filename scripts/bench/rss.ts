@@ -14,7 +14,7 @@ import { join } from 'node:path'
 import { enableCompileCache } from '../../bin/compile-cache.js'
 import { createIdentity } from '../../src/identity/index.ts'
 import { TokenimNode } from '../../src/node/index.ts'
-import { moreMessages, newHistory } from './history.ts'
+import { addHistory, newHistory } from './history.ts'
 import type { Recorder } from './results.ts'
 import type { Scale } from './scale.ts'
 import { CHEAP_KDF, PASSWORD, REPO_ROOT, run } from './util.ts'
@@ -62,11 +62,7 @@ export async function benchRss (scale: Scale, rec: Recorder): Promise<void> {
       const conversations = Math.max(1, Math.round(count / 100))
       const history = newHistory(node.address, conversations, 11)
       const all = Array.from({ length: conversations }, (_, i) => i)
-      for (let left = count; left > 0;) {
-        const batch = moreMessages(history, Math.min(10_000, left), all)
-        await node.store.addMessages(batch)
-        left -= batch.length
-      }
+      await addHistory(node.store, history, count, all, { batch: 10_000 })
     } finally {
       await node.stop()
     }
